@@ -1,0 +1,43 @@
+"""``compbench`` command line: one module per command, each a thin shell over a public function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from compbench import __version__
+from compbench.cli import ls, measure
+from compbench.errors import CompbenchError
+
+COMMANDS = {"measure": measure, "ls": ls}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compbench",
+        description="Measure what compressed speech and text Transformers cost: params, exact MACs, "
+                    "wall-clock and memory.")
+    parser.add_argument("--version", action="version", version=f"compbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(commands, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["measure", *argv]  # `compbench` alone runs the embedded default measurement
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except CompbenchError as err:
+        print(f"compbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("compbench: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

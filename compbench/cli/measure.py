@@ -1,0 +1,97 @@
+"""``compbench measure``: params, exact MACs, wall-clock and memory of one or more models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from compbench.cli.output import FORMATS, render
+from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
+from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS
+from compbench.store import append_records, read_records
+from compbench.timing.device import DEVICES
+from compbench.timing.wallclock import TimingPolicy
+
+
+def add_parser(commands, name: str) -> None:
+    p = commands.add_parser(
+        name, help="measure params, MACs, latency and memory (default: hubert-base 10 s and bert-base 128 tokens)",
+        description="Measure one or more models. With no arguments: hubert-base (10 s) and bert-base "
+                    "(128 tokens), random weights, CPU.")
+    p.add_argument("--model", action="append", metavar="M",
+                   help="preset name, hub id or save_pretrained directory; repeat for several "
+                        f"(default: {' and '.join(DEFAULT_MODELS)})")
+    p.add_argument("--weights", choices=WEIGHTS,
+                   help="random (from the config) or pretrained; default random for presets, "
+                        "pretrained for checkpoints")
+    p.add_argument("--seconds", type=float, nargs="+", action="extend", metavar="S",
+                   help=f"seconds of 16 kHz audio for speech models; several give cost against length "
+                        f"(default {DEFAULT_SECONDS[0]:g})")
+    p.add_argument("--tokens", type=int, nargs="+", action="extend", metavar="T",
+                   help=f"number of tokens for text models (default {DEFAULT_TOKENS[0]})")
+    p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads (default: every core this process may use)")
+    p.add_argument("--no-latency", dest="latency", action="store_false",
+                   help="count params and MACs only; do not time")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
+    p.add_argument("--budget", type=float, default=TimingPolicy.budget_s, metavar="SECONDS",
+                   help="timing budget per model and size (default %(default)g s)")
+    p.add_argument("--rel-ci", type=float, default=TimingPolicy.rel_ci, metavar="FRACTION",
+                   help="stop timing once the 95%% CI of the median is within ± this (default %(default)g)")
+    p.add_argument("--no-steady-allocator", dest="steady_allocator", action="store_false",
+                   help="time with the C allocator's defaults instead of reusing freed memory "
+                        "(slower, noisier; see the README)")
+    p.add_argument("--attn", choices=ATTN_IMPLEMENTATIONS, default="sdpa",
+                   help="attention implementation to run (MACs are the same for each)")
+    p.add_argument("--audit", action="store_true",
+                   help="also report fvcore's and thop's counts and their difference from compbench's")
+    p.add_argument("--format", choices=FORMATS, default="table", help="stdout format (default table)")
+    p.add_argument("--out", metavar="FILE", help="append the records to this JSONL results file")
+
+
+def options_from_args(args: argparse.Namespace) -> MeasureOptions:
+    if args.budget <= 0:
+        from compbench.errors import InvalidInputError
+        raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
+    if not 0 < args.rel_ci < 1:
+        from compbench.errors import InvalidInputError
+        raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
+    return MeasureOptions(
+        models=args.model or DEFAULT_MODELS,
+        weights=args.weights,
+        seconds=args.seconds or DEFAULT_SECONDS,
+        tokens=args.tokens or DEFAULT_TOKENS,
+        batch=args.batch,
+        device=args.device,
+        threads=args.threads,
+        latency=args.latency,
+        memory=args.memory,
+        audit=args.audit,
+        attn_implementation=args.attn,
+        timing=TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci),
+        steady_allocator=args.steady_allocator,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    if args.out and Path(args.out).exists():
+        read_records(args.out)  # refuse a corrupt or foreign results file before measuring
+    console = Console(stderr=True)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("starting", total=1.0)
+        records = measure(options, lambda text, done: bar.update(task, description=text, completed=done))
+    if args.out:
+        append_records(args.out, records)
+    sys.stdout.write(render(records, args.format))
+    if args.format == "json":
+        sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,84 @@
+"""Rendering records for the terminal: a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from compbench.store import records_to_frame
+
+FORMATS = ("table", "json", "csv")
+
+
+def _input_label(record: dict) -> str:
+    spec = record["input"]
+    size = f"{spec['seconds']:g} s" if spec["kind"] == "audio" else f"{spec['tokens']} tok"
+    return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
+
+
+def _compression_label(record: dict) -> str:
+    steps = record.get("compression")
+    if not steps:
+        return "dense"
+    return ",".join(s["name"] if s.get("amount") is None else f"{s['name']}={s['amount']:g}"
+                    for s in steps)
+
+
+def records_table(records: list[dict]) -> Table:
+    table = Table(title="compbench measurements", title_justify="left")
+    has_latency = any("latency_ms" in r for r in records)
+    has_audit = any("audit" in r for r in records)
+    for column in ("model", "variant", "input", "params", "nonzero", "GMACs", "GMACs eff"):
+        table.add_column(column, justify="left" if column in ("model", "variant", "input") else "right")
+    if has_latency:
+        for column in ("median ms", "IQR ms", "95% CI ms", "runs", "GFLOP/s", "% peak", "peak MB"):
+            table.add_column(column, justify="right")
+    if has_audit:
+        for column in ("fvcore Δ", "thop Δ"):
+            table.add_column(column, justify="right")
+    for r in records:
+        nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
+        row = [r["model"], _compression_label(r), _input_label(r), f"{r['params']:,}", nonzero,
+               f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
+        if has_latency:
+            lat = r.get("latency_ms")
+            if lat:
+                ci = (f"{lat['ci95_low']:.2f}–{lat['ci95_high']:.2f}"
+                      if lat["ci95_low"] is not None else "n/a")
+                memory = r.get("memory")
+                row += [f"{lat['median']:.2f}", f"{lat['iqr']:.2f}", ci, str(lat["runs"]),
+                        f"{r['achieved_flops_per_s'] / 1e9:.1f}", f"{r['fraction_of_peak']:.0%}",
+                        f"{memory['peak_bytes'] / 2**20:.0f}" if memory else ""]
+            else:
+                row += [""] * 7
+        if has_audit:
+            audit = r.get("audit", {})
+            row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]
+        table.add_row(*row)
+    return table
+
+
+def _audit_cell(entry: dict | None) -> str:
+    if not entry:
+        return ""
+    if "error" in entry:
+        return "failed"
+    return f"{entry['relative_difference']:+.2%}"
+
+
+def render(records: list[dict], fmt: str) -> str:
+    """The records as text in ``fmt`` (table, json or csv)."""
+    if fmt == "json":
+        return json.dumps(records, indent=2)
+    if fmt == "csv":
+        return records_to_frame(records).to_csv(index=False)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=False, color_system=None)
+    console.print(records_table(records))
+    for r in records:
+        for warning in r.get("warnings", []):
+            console.print(f"warning: {r['model']} {_input_label(r)}: {warning}")
+    return buffer.getvalue()

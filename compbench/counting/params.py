@@ -1,0 +1,39 @@
+"""Parameter counts: total, nonzero, and by component."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ParamCount:
+    total: int = 0
+    nonzero: int | None = None  # None on the meta device, where values are unknown
+    by_component: dict[str, int] = field(default_factory=dict)
+    nonzero_by_component: dict[str, int] | None = None
+
+
+def count_params(model: nn.Module, component_of: Callable[[str], str] | None = None) -> ParamCount:
+    """Count each distinct parameter once (tied weights once), attributing it to a component."""
+    component_of = component_of or (lambda name: "other")
+    by_component: dict[str, int] = defaultdict(int)
+    nonzero_by_component: dict[str, int] = defaultdict(int)
+    known_values = True
+    for name, param in model.named_parameters():
+        module_name = name.rpartition(".")[0]
+        component = component_of(module_name)
+        by_component[component] += param.numel()
+        if param.is_meta:
+            known_values = False
+        else:
+            nonzero_by_component[component] += int(torch.count_nonzero(param))
+    total = sum(by_component.values())
+    if not known_values:
+        return ParamCount(total, None, dict(by_component), None)
+    return ParamCount(total, sum(nonzero_by_component.values()), dict(by_component),
+                      dict(nonzero_by_component))

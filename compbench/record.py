@@ -1,0 +1,88 @@
+"""The result record: one measurement of one model (variant) at one input size.
+
+The schema is written down here as types and versioned; the store refuses any other version.
+A record is a plain JSON object so it survives a round trip through JSONL unchanged.
+"""
+
+from typing import Any, NotRequired, TypedDict
+
+SCHEMA_VERSION = 1
+
+
+class LatencyMs(TypedDict):
+    median: float
+    iqr: float
+    ci95_low: float | None
+    ci95_high: float | None
+    runs: int
+    samples: list[float]  # raw, in the order measured
+    converged: bool  # the 95 % CI reached ±rel_ci before the budget ran out
+    budget_exhausted: bool
+
+
+class Environment(TypedDict):
+    compbench: str
+    torch: str
+    transformers: str
+    python: str
+    platform: str
+    cpu: str
+    gpu: str | None
+    git_commit: str | None
+
+
+class Record(TypedDict):
+    schema_version: int
+    run_id: str
+    timestamp: str  # ISO 8601, UTC
+    model: str  # preset name, hub id or directory, as asked for
+    model_source: str  # "preset" | "hub" | "local"
+    checkpoint: str | None
+    family: str  # config.model_type
+    modality: str  # "speech" | "text"
+    weights: str  # "random" | "pretrained"
+    compression: list[dict] | None  # None for the dense model
+    input: dict  # kind, seconds/samples/sample_rate or tokens, batch
+    device: str
+    threads: int
+    attn_implementation: str
+    dtype: str
+    params: int
+    params_nonzero: int
+    params_by_component: dict[str, int]
+    macs: int
+    macs_effective: int
+    macs_by_component: dict[str, int]
+    macs_effective_by_component: dict[str, int]
+    latency_ms: NotRequired[LatencyMs]  # absent when latency was not measured
+    timing: NotRequired[dict]  # the policy: budget_s, rel_ci, min_runs, interleaved with
+    achieved_flops_per_s: NotRequired[float]  # 2 * macs / median time
+    gemm_peak: NotRequired[dict]
+    fraction_of_peak: NotRequired[float]
+    memory: NotRequired[dict]
+    audit: NotRequired[dict]
+    warnings: list[str]
+    environment: Environment
+
+
+def _required_fields() -> dict[str, Any]:
+    return {name: hint for name, hint in Record.__annotations__.items()
+            if name in Record.__required_keys__}
+
+
+REQUIRED_FIELDS = tuple(_required_fields())
+_INTEGER_FIELDS = ("schema_version", "params", "params_nonzero", "macs", "macs_effective", "threads")
+
+
+def validate_record(record: object) -> list[str]:
+    """Problems that make ``record`` unusable (empty when it is a valid record)."""
+    if not isinstance(record, dict):
+        return [f"expected a JSON object, got {type(record).__name__}"]
+    problems = [f"missing key {key!r}" for key in REQUIRED_FIELDS if key not in record]
+    for key in _INTEGER_FIELDS:
+        if key in record and (not isinstance(record[key], int) or isinstance(record[key], bool)):
+            problems.append(f"{key!r} must be an integer, got {record[key]!r}")
+    latency = record.get("latency_ms")
+    if latency is not None and not (isinstance(latency, dict) and "median" in latency):
+        problems.append("'latency_ms' must be an object with a 'median'")
+    return problems

@@ -1,0 +1,74 @@
+"""Robust summary statistics of timing samples: median, IQR, and a 95 % CI of the median."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class LatencyStats:
+    """Summary of wall-clock samples in milliseconds; the raw samples are kept."""
+
+    median: float
+    iqr: float
+    ci95_low: float | None
+    ci95_high: float | None
+    runs: int
+    samples: list[float]
+    converged: bool  # the CI reached the target width before the budget ran out
+    budget_exhausted: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def ci_relative_halfwidth(self) -> float | None:
+        """The larger distance from the median to a CI end, as a fraction of the median."""
+        if self.ci95_low is None or self.ci95_high is None:
+            return None
+        return max(self.median - self.ci95_low, self.ci95_high - self.median) / self.median
+
+
+def _binomial_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
+    """0-based ranks (lo, hi) of sorted samples bracketing the median with >= ``confidence``.
+
+    Distribution-free: the interval [x_(lo), x_(hi)] covers the population median with
+    probability 1 - 2 P(Binomial(n, 1/2) <= lo). None when n is too small for any interval
+    of that confidence (n < 6 at 95 %).
+    """
+    alpha = 1 - confidence
+    best = None
+    for lo in range(n // 2 + 1):
+        if 2 * _binomial_cdf(lo, n) <= alpha:
+            best = lo
+        else:
+            break
+    if best is None:
+        return None
+    return best, n - 1 - best
+
+
+def summarize(samples_ms: list[float], converged: bool = False,
+              budget_exhausted: bool = False) -> LatencyStats:
+    data = np.sort(np.asarray(samples_ms, dtype=float))
+    q1, median, q3 = np.percentile(data, [25, 50, 75])
+    ranks = median_ci_ranks(len(data))
+    low, high = (float(data[ranks[0]]), float(data[ranks[1]])) if ranks else (None, None)
+    return LatencyStats(median=float(median), iqr=float(q3 - q1), ci95_low=low, ci95_high=high,
+                        runs=len(data), samples=[float(s) for s in samples_ms],
+                        converged=converged, budget_exhausted=budget_exhausted)
+
+
+def ci_within(samples_ms: list[float], tolerance: float) -> bool:
+    """True when the 95 % CI of the median lies within ±tolerance (a fraction) of it."""
+    stats = summarize(samples_ms)
+    width = stats.ci_relative_halfwidth
+    return width is not None and width <= tolerance

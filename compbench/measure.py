@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 
@@ -83,7 +83,7 @@ def _base_record(loaded: LoadedModel, spec: InputSpec, options: MeasureOptions, 
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": loaded.name,
         "model_source": loaded.source,
         "checkpoint": loaded.checkpoint,

@@ -11,7 +11,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from tiny_models import TINY_CONFIGS  # noqa: E402
 
 TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")

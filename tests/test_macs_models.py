@@ -3,6 +3,7 @@ an independent counter (torch FlopCounterMode / 2 with eager attention)."""
 
 import pytest
 import torch
+from tiny_models import TINY_CONFIGS, build_tiny
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModel
 
@@ -10,12 +11,10 @@ from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
 from compbench.models import PRESETS, InputSpec, ModelAdapter
 
-from tiny_models import TINY_CONFIGS, build_tiny
-
 
 def conv_lengths(samples, kernels, strides):
     lengths = []
-    for k, s in zip(kernels, strides):
+    for k, s in zip(kernels, strides, strict=True):
         samples = (samples - k) // s + 1
         lengths.append(samples)
     return lengths
@@ -26,7 +25,7 @@ def speech_macs(cfg, samples: int) -> int:
     lengths = conv_lengths(samples, cfg.conv_kernel, cfg.conv_stride)
     frames, hidden, heads = lengths[-1], cfg.hidden_size, cfg.num_attention_heads
     c_in = [1, *cfg.conv_dim[:-1]]
-    macs = sum(n * c_out * ci * k for n, c_out, ci, k in zip(lengths, cfg.conv_dim, c_in, cfg.conv_kernel))
+    macs = sum(n * c_out * ci * k for n, c_out, ci, k in zip(lengths, cfg.conv_dim, c_in, cfg.conv_kernel, strict=True))
     macs += frames * cfg.conv_dim[-1] * hidden  # feature projection
     group = hidden // cfg.num_conv_pos_embedding_groups
     if cfg.model_type == "data2vec-audio":  # a stack of odd-kernel convs: output length = frames
@@ -35,7 +34,8 @@ def speech_macs(cfg, samples: int) -> int:
         pad = cfg.num_conv_pos_embeddings // 2
         out = frames + 2 * pad - cfg.num_conv_pos_embeddings + 1
         macs += out * hidden * group * cfg.num_conv_pos_embeddings
-    per_layer = 4 * frames * hidden * hidden + 2 * frames * frames * hidden + 2 * frames * hidden * cfg.intermediate_size
+    per_layer = (4 * frames * hidden * hidden + 2 * frames * frames * hidden
+                 + 2 * frames * hidden * cfg.intermediate_size)
     if cfg.model_type == "wavlm":  # gated relative position bias: Linear(head_dim -> 8) per head and frame
         per_layer += frames * heads * (hidden // heads) * 8
     return macs + cfg.num_hidden_layers * per_layer

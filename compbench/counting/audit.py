@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ def fvcore_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict:
     analysis = FlopCountAnalysis(model, tuple(inputs.values()))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with torch.jit
         total = int(analysis.total())
     return {"macs": total, "skipped_ops": dict(analysis.unsupported_ops())}
 

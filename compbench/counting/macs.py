@@ -73,8 +73,8 @@ def _einsum(equation: str, operands: Sequence[torch.Tensor]) -> int:
     if len(operands) != 2 or "..." in equation:
         raise UncountedOpError(f"einsum {equation!r} with {len(operands)} operands has no exact MAC rule")
     sizes: dict[str, int] = {}
-    for letters, tensor in zip(inputs, operands):
-        for letter, size in zip(letters, tensor.shape):
+    for letters, tensor in zip(inputs, operands, strict=True):
+        for letter, size in zip(letters, tensor.shape, strict=True):
             sizes[letter] = max(sizes.get(letter, 1), int(size))
     return _prod(sizes.values())
 

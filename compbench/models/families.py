@@ -189,6 +189,6 @@ class ModelAdapter:
 def _receptive_field(config) -> int:
     """Samples the CNN feature encoder needs to emit one frame."""
     field = 1
-    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
         field = (field - 1) * stride + kernel
     return field

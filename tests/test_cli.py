@@ -1,0 +1,103 @@
+"""The CLI: formats, store output, defaults and error paths, called in-process."""
+
+import json
+
+import pytest
+
+from compbench.cli.main import build_parser, main
+from compbench.cli.measure import options_from_args
+from compbench.store import read_records
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_acceptance_json_for_hubert_base(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "hubert-base", "--weights", "random",
+                           "--seconds", "10", "--no-latency", "--format", "json")
+    assert code == 0
+    [record] = json.loads(out)
+    assert record["params"] == 94_371_712
+    assert record["macs"] == 74_066_523_136
+    assert record["compression"] is None and "latency_ms" not in record
+    for key in ("model", "params_nonzero", "macs_effective", "device", "threads", "schema_version"):
+        assert key in record
+
+
+def test_repeated_models_and_bert_counts(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "bert-base", "--model", "distilbert-base",
+                           "--tokens", "128", "--no-latency", "--format", "json")
+    records = json.loads(out)
+    assert code == 0 and [r["model"] for r in records] == ["bert-base", "distilbert-base"]
+    assert (records[0]["params"], records[0]["macs"]) == (109_482_240, 11_174_215_680)
+
+
+def test_table_and_csv_formats(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "distilhubert", "--seconds", "1", "2", "--no-latency")
+    assert code == 0 and "distilhubert" in out and "1 s" in out and "2 s" in out and "23,491,968" in out
+    code, out, _ = run_cli(capsys, "measure", "--model", "distilhubert", "--seconds", "1", "--no-latency",
+                           "--format", "csv")
+    header, row = out.strip().splitlines()
+    assert "macs" in header.split(",") and "distilhubert" in row
+
+
+def test_latency_json_has_the_documented_keys(capsys, tmp_path):
+    out_file = tmp_path / "r.jsonl"
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "8", "--threads", "1",
+                           "--budget", "0.3", "--format", "json", "--out", str(out_file))
+    assert code == 0
+    [record] = json.loads(out)
+    assert set(record["latency_ms"]) >= {"median", "iqr", "ci95_low", "ci95_high", "runs"}
+    assert read_records(out_file) == [record]
+
+
+def test_out_appends_and_refuses_a_corrupt_file_before_measuring(capsys, tmp_path):
+    out_file = tmp_path / "r.jsonl"
+    for _ in range(2):
+        assert run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "4", "--no-latency",
+                       "--out", str(out_file))[0] == 0
+    assert len(read_records(out_file)) == 2
+    out_file.write_text("garbage\n")
+    code, out, err = run_cli(capsys, "measure", "--model", "minilm-l6", "--no-latency", "--out", str(out_file))
+    assert code == 2 and out == ""
+    assert err.strip().startswith("compbench: error:") and "not valid JSON" in err and err.count("\n") == 1
+    assert out_file.read_text() == "garbage\n"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["measure", "--model", "hubret-base"], "Did you mean: hubert-base"),
+    (["measure", "--model", "bert-base", "--tokens", "9999", "--no-latency"], "from 1 to 512"),
+    (["measure", "--model", "distilhubert", "--budget", "0"], "--budget must be > 0"),
+    (["measure", "--model", "distilhubert", "--rel-ci", "2"], "--rel-ci"),
+])
+def test_errors_are_one_clear_line(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_no_arguments_means_the_embedded_default():
+    options = options_from_args(build_parser().parse_args(["measure"]))
+    assert list(options.models) == ["hubert-base", "bert-base"]
+    assert list(options.seconds) == [10.0] and list(options.tokens) == [128]
+    assert options.device == "cpu" and options.latency and options.weights is None
+
+
+def test_ls_lists_every_preset(capsys):
+    from compbench.models import PRESETS
+
+    code, out, _ = run_cli(capsys, "ls", "--format", "json")
+    assert code == 0
+    assert [m["name"] for m in json.loads(out)["models"]] == PRESETS.names()
+    code, out, _ = run_cli(capsys, "ls")
+    assert all(name in out for name in PRESETS.names())
+
+
+def test_console_script_entry_point():
+    from importlib.metadata import entry_points
+
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "compbench"]
+    assert script.value == "compbench.cli.main:main"

@@ -1,0 +1,66 @@
+"""measure(): records for every model and size, latency interleaved, bad input refused early."""
+
+import pytest
+import torch
+
+from compbench.errors import DeviceUnavailableError, InvalidInputError, UnknownNameError
+from compbench.measure import MeasureOptions, measure
+from compbench.record import validate_record
+from compbench.timing.wallclock import TimingPolicy
+
+QUICK = TimingPolicy(budget_s=0.3, min_runs=6, warmup_runs=1, warmup_s=0.0)
+
+
+def test_counts_only_one_record_per_model_and_size():
+    records = measure(MeasureOptions(models=["distilhubert", "minilm-l6"], seconds=[0.5, 1.0],
+                                     tokens=[16], latency=False))
+    assert [(r["model"], r["input"].get("seconds", r["input"].get("tokens"))) for r in records] == [
+        ("distilhubert", 0.5), ("distilhubert", 1.0), ("minilm-l6", 16)]
+    assert all(validate_record(r) == [] for r in records)
+    assert all("latency_ms" not in r and "memory" not in r for r in records)
+    assert records[0]["macs"] < records[1]["macs"]  # cost grows with input length
+    assert len({r["run_id"] for r in records}) == 1
+    assert records[0]["compression"] is None and records[0]["weights"] == "random"
+
+
+def test_latency_records_are_complete(device):
+    records = measure(MeasureOptions(models=["distilhubert", "minilm-l6"], seconds=[0.25], tokens=[8],
+                                     device=device, threads=1, timing=QUICK))
+    for record in records:
+        latency = record["latency_ms"]
+        assert latency["runs"] == len(latency["samples"]) >= 6
+        assert latency["ci95_low"] <= latency["median"] <= latency["ci95_high"]
+        assert record["threads"] == 1 and record["device"] == device
+        assert record["timing"]["interleaved_with"] == 2
+        assert record["achieved_flops_per_s"] == pytest.approx(2 * record["macs"] / (latency["median"] / 1e3))
+        assert record["fraction_of_peak"] == pytest.approx(
+            record["achieved_flops_per_s"] / record["gemm_peak"]["flops_per_s"])
+        assert record["memory"]["peak_bytes"] > record["memory"]["weights_bytes"] > 0
+        if not latency["converged"]:
+            assert "ran out" in record["warnings"][0]
+    assert records[0]["environment"]["torch"] == torch.__version__
+
+
+def test_thread_setting_is_restored():
+    before = torch.get_num_threads()
+    measure(MeasureOptions(models=["minilm-l6"], tokens=[4], threads=1, timing=QUICK))
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("options,error,message", [
+    (MeasureOptions(models=["nope"]), UnknownNameError, "unknown model 'nope'"),
+    (MeasureOptions(models=[]), InvalidInputError, "at least one --model"),
+    (MeasureOptions(models=["minilm-l6"], tokens=[10_000]), InvalidInputError, "from 1 to 512"),
+    (MeasureOptions(models=["distilhubert"], seconds=[]), InvalidInputError, "give at least one --seconds"),
+    (MeasureOptions(models=["distilhubert"], batch=0), InvalidInputError, "--batch"),
+    (MeasureOptions(models=["distilhubert"], threads=0, latency=False), InvalidInputError, "--threads"),
+])
+def test_bad_input_is_refused(options, error, message):
+    with pytest.raises(error, match=message):
+        measure(options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
+        measure(MeasureOptions(models=["distilhubert"], device="cuda"))

@@ -26,14 +26,23 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5,
+                          check=True).stdout.strip()
+
+
 def git_commit() -> str | None:
-    """The commit of the compbench checkout, with ``-dirty`` if it has local changes."""
-    root = Path(compbench.__file__).resolve().parent.parent
+    """The commit of the compbench checkout in use, with ``-dirty`` if it has local changes.
+
+    None when compbench runs from an installed copy rather than a git checkout (the enclosing
+    repository, if any, is then someone else's and its commit would be misleading)."""
+    package = Path(compbench.__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        top = Path(_git(package, "rev-parse", "--show-toplevel")).resolve()
+        if top / "compbench" != package:
+            return None
+        commit = _git(top, "rev-parse", "HEAD")
+        dirty = _git(top, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if dirty else commit

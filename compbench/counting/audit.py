@@ -23,13 +23,11 @@ def fvcore_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict:
     from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(model, tuple(inputs.values()))
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with torch.jit
-        total = int(analysis.total())
-    return {"macs": total, "skipped_ops": dict(analysis.unsupported_ops())}
+    with torch.no_grad():
+        analysis = FlopCountAnalysis(model, tuple(inputs.values()))
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        return {"macs": int(analysis.total()), "skipped_ops": dict(analysis.unsupported_ops())}
 
 
 def thop_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict:
@@ -50,7 +48,10 @@ def audit_counts(model: nn.Module, inputs: dict[str, torch.Tensor], compbench_ma
     report: dict[str, dict] = {}
     for name, auditor in AUDITORS.items():
         try:
-            result = auditor(model, cpu_inputs)
+            with warnings.catch_warnings():
+                # the auditors' own deprecations (torch.jit tracing, distutils) are not the user's
+                warnings.simplefilter("ignore", DeprecationWarning)
+                result = auditor(model, cpu_inputs)
         except Exception as err:  # an auditor failing is itself a finding, not a crash
             report[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
             continue

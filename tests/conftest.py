@@ -11,9 +11,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from tiny_models import TINY_CONFIGS  # noqa: E402
 
 TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
+
 
 def pytest_configure(config):
     if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
@@ -27,8 +27,3 @@ def pytest_configure(config):
 def device() -> str:
     """The device that device-dependent tests run on: cpu, or cuda under tox -e gpu."""
     return TEST_DEVICE
-
-
-@pytest.fixture(params=sorted(TINY_CONFIGS))
-def tiny_config(request):
-    return TINY_CONFIGS[request.param]()

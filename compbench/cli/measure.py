@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compbench.cli.output import FORMATS, render
+from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS
 from compbench.store import append_records, read_records
@@ -57,10 +58,8 @@ def add_parser(commands, name: str) -> None:
 
 def options_from_args(args: argparse.Namespace) -> MeasureOptions:
     if args.budget <= 0:
-        from compbench.errors import InvalidInputError
         raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
     if not 0 < args.rel_ci < 1:
-        from compbench.errors import InvalidInputError
         raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
     return MeasureOptions(
         models=args.model or DEFAULT_MODELS,

@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import torch
+from torch import nn
 
+from compbench.compressors import Step, apply_pipeline
 from compbench.counting.audit import audit_counts
 from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
-from compbench.models import InputSpec, LoadedModel, load_model
+from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
 from compbench.record import SCHEMA_VERSION
 from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
@@ -39,6 +41,7 @@ class MeasureOptions:
     """Everything ``compbench measure`` can set, with its defaults."""
 
     models: Sequence[str] = DEFAULT_MODELS
+    compress: Sequence[Sequence[Step]] = ()  # pipelines; the dense model is always measured too
     weights: str | None = None  # None: random for presets, pretrained for checkpoints
     seconds: Sequence[float] = DEFAULT_SECONDS  # input sizes for speech models
     tokens: Sequence[int] = DEFAULT_TOKENS  # input sizes for text models
@@ -57,9 +60,12 @@ class MeasureOptions:
 @dataclass
 class _Job:
     loaded: LoadedModel
+    model: nn.Module  # the dense model, or a compressed variant of it
+    adapter: ModelAdapter
     spec: InputSpec
     inputs: dict
     record: dict
+    dense: _Job | None = None  # for a variant: the dense job it is compared with
 
 
 def _sizes_for(loaded: LoadedModel, options: MeasureOptions) -> list[InputSpec]:
@@ -74,12 +80,18 @@ def _sizes_for(loaded: LoadedModel, options: MeasureOptions) -> list[InputSpec]:
     return specs
 
 
-def _base_record(loaded: LoadedModel, spec: InputSpec, options: MeasureOptions, run_id: str,
-                 threads: int, env: dict) -> dict:
-    adapter = loaded.adapter
-    params = count_params(loaded.model, adapter.component_of)
-    macs = count_macs(loaded.model, adapter.build_inputs(spec, "meta"), adapter.component_of)
-    dtype = next(loaded.model.parameters()).dtype
+def _compression_steps(manifest: list[dict] | None) -> list[dict] | None:
+    if not manifest:
+        return None
+    return [{"name": s["name"], "amount": s["amount"], "options": s["options"]} for s in manifest]
+
+
+def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, spec: InputSpec,
+                 options: MeasureOptions, run_id: str, threads: int, env: dict,
+                 manifest: list[dict] | None) -> dict:
+    params = count_params(model, adapter.component_of)
+    macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
+    dtype = adapter.floating_dtype()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -90,7 +102,8 @@ def _base_record(loaded: LoadedModel, spec: InputSpec, options: MeasureOptions, 
         "family": loaded.model.config.model_type,
         "modality": adapter.modality,
         "weights": loaded.weights,
-        "compression": None,
+        "compression": _compression_steps(manifest),
+        "manifest": manifest,
         "input": spec.describe(),
         "device": options.device,
         "threads": threads,
@@ -118,6 +131,10 @@ def _add_latency(job: _Job, stats: LatencyStats, peak: GemmPeak, policy: TimingP
     record["achieved_flops_per_s"] = achieved
     record["gemm_peak"] = peak.to_dict()
     record["fraction_of_peak"] = achieved / peak.flops_per_s
+    if job.dense is not None:
+        dense = job.dense.record
+        record["speedup"] = dense["latency_ms"]["median"] / stats.median
+        record["predicted_speedup"] = dense["macs"] / record["macs"]
     if not stats.converged:
         width = stats.ci_relative_halfwidth
         reached = f"±{width:.1%}" if width is not None else "no interval yet"
@@ -151,15 +168,28 @@ def measure(options: MeasureOptions | None = None,
         for index, name in enumerate(dict.fromkeys(options.models)):
             progress(f"loading {name}", 0.2 * index / len(options.models))
             loaded = load_model(name, options.weights, options.attn_implementation, options.seed)
-            for spec in _sizes_for(loaded, options):
-                record = _base_record(loaded, spec, options, run_id, threads, env)
-                inputs = loaded.adapter.build_inputs(spec, "cpu", options.seed)
-                jobs.append(_Job(loaded, spec, inputs, record))
+            specs = _sizes_for(loaded, options)
+            variants = [(loaded.model, loaded.adapter, loaded.compression)]
+            for steps in options.compress:
+                progress(f"compressing {name}", 0.2 * index / len(options.models))
+                variant = apply_pipeline(loaded.model, list(steps))
+                variant.model.eval()
+                variants.append((variant.model, ModelAdapter(variant.model),
+                                 (loaded.compression or []) + variant.manifest))
+            for spec in specs:
+                dense = None
+                for position, (model, adapter, manifest) in enumerate(variants):
+                    record = _base_record(loaded, model, adapter, spec, options, run_id, threads, env, manifest)
+                    inputs = adapter.build_inputs(spec, "cpu", options.seed)
+                    job = _Job(loaded, model, adapter, spec, inputs, record, dense)
+                    if position == 0:
+                        dense = job
+                    jobs.append(job)
 
         if options.audit:
             for index, job in enumerate(jobs):
                 progress(f"auditing counters on {job.loaded.name}", 0.2 + 0.1 * index / len(jobs))
-                job.record["audit"] = audit_counts(job.loaded.model, job.inputs, job.record["macs"])
+                job.record["audit"] = audit_counts(job.model, job.inputs, job.record["macs"])
 
         if options.latency:
             _time_jobs(jobs, device, options, progress)
@@ -170,13 +200,13 @@ def measure(options: MeasureOptions | None = None,
 def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
                progress: ProgressCallback) -> None:
     for job in jobs:
-        job.loaded.model.to(device)
+        job.model.to(device)
         job.inputs = {k: v.to(device) for k, v in job.inputs.items()}
     progress("measuring fp32 GEMM peak", 0.3)
     peak = measure_gemm_peak(device, threads=torch.get_num_threads())
     if options.memory:
         for job in jobs:
-            job.record["memory"] = measure_peak_memory(job.loaded.model, job.inputs, device).to_dict()
+            job.record["memory"] = measure_peak_memory(job.model, job.inputs, device).to_dict()
 
     targets = [TimingTarget(str(i), _forward(job)) for i, job in enumerate(jobs)]
     budget = options.timing.budget_s
@@ -184,17 +214,17 @@ def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
     def on_round(state: list[TimingTarget]) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
         running = [jobs[int(t.name)] for t in state if not t.done]
-        label = ", ".join(f"{j.loaded.name} {j.spec.label()}" for j in running[:3]) or "finishing"
+        label = ", ".join(f"{j.loaded.name} {j.spec.label()}" for j in running[:2]) or "finishing"
         progress(f"timing {label}", 0.35 + 0.65 * done)
 
     stats = time_interleaved(targets, device, options.timing, on_round)
     progress("measuring fp32 GEMM peak again", 0.99)
     peak = max(peak, measure_gemm_peak(device, threads=torch.get_num_threads()),
                key=lambda p: p.flops_per_s)  # the best of before and after: drift cannot lower it
-    for i, job in enumerate(jobs):
+    for i, job in enumerate(jobs):  # dense jobs come before their variants
         _add_latency(job, stats[str(i)], peak, options.timing, interleaved_with=len(jobs))
 
 
 def _forward(job: _Job):
-    model, inputs = job.loaded.model, job.inputs
+    model, inputs = job.model, job.inputs
     return lambda: model(**inputs)

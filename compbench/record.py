@@ -41,7 +41,8 @@ class Record(TypedDict):
     family: str  # config.model_type
     modality: str  # "speech" | "text"
     weights: str  # "random" | "pretrained"
-    compression: list[dict] | None  # None for the dense model
+    compression: list[dict] | None  # None for the dense model; else [{name, amount, options}]
+    manifest: NotRequired[list[dict] | None]  # per step: what was removed or changed, per layer
     input: dict  # kind, seconds/samples/sample_rate or tokens, batch
     device: str
     threads: int
@@ -60,6 +61,8 @@ class Record(TypedDict):
     gemm_peak: NotRequired[dict]
     fraction_of_peak: NotRequired[float]
     memory: NotRequired[dict]
+    speedup: NotRequired[float]  # dense median / variant median, same run
+    predicted_speedup: NotRequired[float]  # dense MACs / variant MACs
     audit: NotRequired[dict]
     warnings: list[str]
     environment: Environment

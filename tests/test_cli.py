@@ -101,3 +101,44 @@ def test_console_script_entry_point():
 
     [script] = [e for e in entry_points(group="console_scripts") if e.name == "compbench"]
     assert script.value == "compbench.cli.main:main"
+
+
+def test_compress_then_measure_the_saved_variant(capsys, tmp_path):
+    out_dir = tmp_path / "variant"
+    code, out, _ = run_cli(capsys, "compress", "--model", "distilhubert", "--compress", "ffn_pruning=0.5",
+                           "--out", str(out_dir))
+    assert code == 0 and json.loads(out)["steps"][0]["removed"] == 3072
+    code, out, _ = run_cli(capsys, "measure", "--model", "distilhubert", "--compress", "ffn_pruning=0.5",
+                           "--seconds", "1", "--no-latency", "--format", "json")
+    in_memory = json.loads(out)[1]
+    code, out, _ = run_cli(capsys, "measure", "--model", str(out_dir), "--seconds", "1", "--no-latency",
+                           "--format", "json")
+    [reloaded] = json.loads(out)
+    assert reloaded["macs"] == in_memory["macs"] and reloaded["params"] == in_memory["params"]
+    assert reloaded["compression"] == in_memory["compression"] and reloaded["weights"] == "pretrained"
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("head_prunin=0.5", "Did you mean: head_pruning"),
+    ("ffn_pruning=1.5", "amount must be in [0, 1)"),
+])
+def test_compress_errors_write_nothing(capsys, tmp_path, spec, message):
+    code, out, err = run_cli(capsys, "compress", "--model", "distilhubert", "--compress", spec,
+                             "--out", str(tmp_path / "v"))
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_table_shows_variants_and_speedups(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "8", "--threads", "1",
+                           "--budget", "0.2", "--compress", "layer_drop=0.5", "--compress", "bf16")
+    assert code == 0 and "layer_drop=0.5" in out and "bf16" in out and "dense" in out and "×" in out
+
+
+def test_ls_lists_compressors_with_options(capsys):
+    code, out, _ = run_cli(capsys, "ls", "--format", "json")
+    compressors = {c["name"]: c for c in json.loads(out)["compressors"]}
+    assert set(compressors) == {"bf16", "fp16", "ffn_pruning", "head_pruning", "layer_drop", "low_rank",
+                                "weight_pruning"}
+    assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]
+    assert compressors["bf16"]["takes_amount"] is False

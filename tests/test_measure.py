@@ -64,3 +64,20 @@ def test_bad_input_is_refused(options, error, message):
 def test_cuda_requested_without_cuda():
     with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
         measure(MeasureOptions(models=["distilhubert"], device="cuda"))
+
+
+def test_variants_are_measured_beside_the_dense_model():
+    from compbench.compressors.spec import parse_spec
+
+    records = measure(MeasureOptions(models=["distilhubert"], seconds=[0.25], threads=1, timing=QUICK,
+                                     compress=[parse_spec("head_pruning=0.5"), parse_spec("layer_drop=0.5")]))
+    dense, heads, layers = records
+    assert dense["compression"] is None and "speedup" not in dense
+    assert heads["compression"] == [{"name": "head_pruning", "amount": 0.5,
+                                     "options": {"scope": "global", "normalize": True}}]
+    assert heads["manifest"][0]["removed"] == 12 and layers["manifest"][0]["removed"] == 1
+    for variant in (heads, layers):
+        assert variant["macs"] < dense["macs"]
+        assert variant["predicted_speedup"] == dense["macs"] / variant["macs"]
+        assert variant["speedup"] == pytest.approx(dense["latency_ms"]["median"] / variant["latency_ms"]["median"])
+        assert variant["timing"]["interleaved_with"] == 3

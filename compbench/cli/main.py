@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from compbench import __version__
-from compbench.cli import ls, measure
+from compbench.cli import compress, ls, measure
 from compbench.errors import CompbenchError
 
-COMMANDS = {"measure": measure, "ls": ls}
+COMMANDS = {"measure": measure, "compress": compress, "ls": ls}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compbench.cli.output import FORMATS, render
+from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS
@@ -26,6 +27,11 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--model", action="append", metavar="M",
                    help="preset name, hub id or save_pretrained directory; repeat for several "
                         f"(default: {' and '.join(DEFAULT_MODELS)})")
+    p.add_argument("--compress", action="append", metavar="SPEC",
+                   help="a compression pipeline, e.g. head_pruning=0.5,low_rank=0.3 or bf16, or a YAML/JSON "
+                        "pipeline file; repeat to measure several variants beside the dense model")
+    p.add_argument("--compress-options", metavar="FILE",
+                   help="YAML/JSON mapping from compressor name to its options")
     p.add_argument("--weights", choices=WEIGHTS,
                    help="random (from the config) or pretrained; default random for presets, "
                         "pretrained for checkpoints")
@@ -61,8 +67,10 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
     if not 0 < args.rel_ci < 1:
         raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
+    options_by_name = load_options_file(args.compress_options) if args.compress_options else {}
     return MeasureOptions(
         models=args.model or DEFAULT_MODELS,
+        compress=[parse_spec(spec, options_by_name) for spec in args.compress or []],
         weights=args.weights,
         seconds=args.seconds or DEFAULT_SECONDS,
         tokens=args.tokens or DEFAULT_TOKENS,

@@ -33,8 +33,12 @@ def records_table(records: list[dict]) -> Table:
     has_audit = any("audit" in r for r in records)
     for column in ("model", "variant", "input", "params", "nonzero", "GMACs", "GMACs eff"):
         table.add_column(column, justify="left" if column in ("model", "variant", "input") else "right")
+    has_speedup = any("speedup" in r for r in records)
     if has_latency:
         for column in ("median ms", "IQR ms", "95% CI ms", "runs", "GFLOP/s", "% peak", "peak MB"):
+            table.add_column(column, justify="right")
+    if has_speedup:
+        for column in ("speedup", "pred."):
             table.add_column(column, justify="right")
     if has_audit:
         for column in ("fvcore Δ", "thop Δ"):
@@ -54,6 +58,8 @@ def records_table(records: list[dict]) -> Table:
                         f"{memory['peak_bytes'] / 2**20:.0f}" if memory else ""]
             else:
                 row += [""] * 7
+        if has_speedup:
+            row += [f"{r['speedup']:.2f}×", f"{r['predicted_speedup']:.2f}×"] if "speedup" in r else ["", ""]
         if has_audit:
             audit = r.get("audit", {})
             row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]

@@ -167,6 +167,13 @@ class ModelAdapter:
                     f"--tokens {spec.size:g} is out of range for {self.config.model_type}: "
                     f"use a whole number from 1 to {self.max_tokens()}")
 
+    def floating_dtype(self) -> torch.dtype:
+        """The dtype of the model's floating-point weights (audio inputs are built in it)."""
+        for param in self.model.parameters():
+            if param.is_floating_point():
+                return param.dtype
+        return torch.float32
+
     def build_inputs(self, spec: InputSpec, device: str | torch.device = "cpu",
                      seed: int = 0) -> dict[str, torch.Tensor]:
         """Model inputs of the given size: unpadded, so no attention mask is needed."""
@@ -174,10 +181,10 @@ class ModelAdapter:
         device = torch.device(device)
         generator = torch.Generator().manual_seed(seed)
         if self.modality == "speech":
-            shape = (spec.batch, spec.samples)
+            shape, dtype = (spec.batch, spec.samples), self.floating_dtype()
             if device.type == "meta":
-                return {"input_values": torch.empty(shape, device=device)}
-            return {"input_values": torch.randn(shape, generator=generator).to(device)}
+                return {"input_values": torch.empty(shape, device=device, dtype=dtype)}
+            return {"input_values": torch.randn(shape, generator=generator).to(device=device, dtype=dtype)}
         shape = (spec.batch, int(spec.size))
         if device.type == "meta":
             return {"input_ids": torch.empty(shape, dtype=torch.long, device=device)}

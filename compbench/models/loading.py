@@ -28,6 +28,7 @@ class LoadedModel:
     checkpoint: str | None  # where the weights (or the architecture) came from
     model: PreTrainedModel
     adapter: ModelAdapter
+    compression: list[dict] | None = None  # for a saved compbench variant: its manifest steps
 
     @property
     def attn_implementation(self) -> str:
@@ -74,13 +75,27 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
 
     _check_family(config, name)
     torch.manual_seed(seed)
+    compression = None
+    if source == "local":
+        from compbench.compressors.persist import has_structure, load_structured, read_manifest
+
+        manifest = read_manifest(checkpoint)
+        compression = manifest["compression"] if manifest else None
+        if has_structure(config):
+            if weights == "random":
+                raise InvalidInputError(f"{name} is a compressed variant whose shapes come with its "
+                                        "weights; measure it with --weights pretrained")
+            model = load_structured(checkpoint, config, attn_implementation)
+            model.eval()
+            return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
+                               model=model, adapter=ModelAdapter(model), compression=compression)
     if weights == "random":
         model = _from_config(config, attn_implementation)
     else:
         model = _from_pretrained(checkpoint, attn_implementation)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
-                       model=model, adapter=ModelAdapter(model))
+                       model=model, adapter=ModelAdapter(model), compression=compression)
 
 
 def _check_family(config: PretrainedConfig, name: str) -> None:
@@ -100,7 +115,8 @@ def _load_config(where: str) -> PretrainedConfig:
         ) from err
 
 
-def _with_fallback(load, attn_implementation: str) -> PreTrainedModel:
+def with_attention_fallback(load, attn_implementation: str) -> PreTrainedModel:
+    """``load(impl)``, retried with eager attention where the family lacks ``impl``."""
     try:
         return load(attn_implementation)
     except ValueError as err:
@@ -110,13 +126,13 @@ def _with_fallback(load, attn_implementation: str) -> PreTrainedModel:
 
 
 def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
-    return _with_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
-                          attn_implementation)
+    return with_attention_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
+                                   attn_implementation)
 
 
 def _from_pretrained(checkpoint: str, attn_implementation: str) -> PreTrainedModel:
     try:
-        return _with_fallback(
+        return with_attention_fallback(
             lambda impl: AutoModel.from_pretrained(checkpoint, attn_implementation=impl),
             attn_implementation)
     except OSError as err:

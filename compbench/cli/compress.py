@@ -1,0 +1,43 @@
+"""``compbench compress``: write a compressed variant with save_pretrained and its manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from compbench.compressors import apply_pipeline
+from compbench.compressors.persist import save_variant
+from compbench.compressors.spec import load_options_file, parse_spec
+from compbench.models import load_model
+from compbench.models.loading import WEIGHTS
+
+
+def compress_model(model: str, spec: str, out_dir: str, weights: str | None = None,
+                   options_file: str | None = None, seed: int = 0) -> dict:
+    """Compress ``model`` with the pipeline ``spec`` and save it to ``out_dir``; return the manifest."""
+    steps = parse_spec(spec, load_options_file(options_file) if options_file else {})
+    loaded = load_model(model, weights, seed=seed)
+    variant = apply_pipeline(loaded.model, steps)
+    source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights}
+    save_variant(variant, out_dir, source)
+    return {"source": source, "compression": (loaded.compression or []) + variant.manifest}
+
+
+def add_parser(commands, name: str) -> None:
+    p = commands.add_parser(name, help="compress a model and save the variant (measure it with --model DIR)",
+                            description="Apply a compression pipeline and write the variant with save_pretrained "
+                                        "and compbench_manifest.json.")
+    p.add_argument("--model", required=True, metavar="M", help="preset name, hub id or save_pretrained directory")
+    p.add_argument("--compress", required=True, metavar="SPEC",
+                   help="e.g. head_pruning=0.5,low_rank=0.3, or a YAML/JSON pipeline file")
+    p.add_argument("--compress-options", metavar="FILE", help="YAML/JSON mapping from compressor to options")
+    p.add_argument("--weights", choices=WEIGHTS)
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = compress_model(args.model, args.compress, args.out, args.weights, args.compress_options)
+    summary = [{k: v for k, v in step.items() if k in ("name", "amount", "removed", "total", "dtype")}
+               for step in manifest["compression"]]
+    print(json.dumps({"out": args.out, "steps": summary}, indent=2))
+    return 0

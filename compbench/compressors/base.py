@@ -1,0 +1,135 @@
+"""The compressor contract: a pure function ``(model, amount, options) -> Variant``.
+
+A compressor never mutates its input; it returns a new model and a manifest of what it
+removed or changed, per layer. Compressors are registered by name with their options
+declared, so unknown options, wrong types and amounts out of range fail with one clear error.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from compbench.errors import InvalidInputError, UnknownNameError
+from compbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a compressor accepts."""
+
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, compressor: str, name: str, value: Any) -> Any:
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        if value is None and self.default is None:
+            return None
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise InvalidInputError(f"{compressor}: option {name!r} must be {names}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise InvalidInputError(f"{compressor}: option {name!r} must be one of "
+                                    f"{', '.join(map(str, self.choices))}; got {value!r}")
+        return value
+
+
+@dataclass
+class Variant:
+    """A compressed model and the record of what was done to it."""
+
+    model: nn.Module
+    manifest: list[dict]  # one entry per pipeline step, in order
+
+
+Compress = Callable[[nn.Module, float | None, dict], tuple[nn.Module, dict]]
+
+
+@dataclass(frozen=True)
+class Compressor:
+    name: str
+    compress: Compress  # receives its own deep copy of the model; returns (model, changes)
+    description: str
+    options: dict[str, Option] = field(default_factory=dict)
+    takes_amount: bool = True
+
+    def check_amount(self, amount: float | None) -> float | None:
+        if not self.takes_amount:
+            if amount is not None:
+                raise InvalidInputError(f"{self.name} takes no amount; write it by name alone ({self.name})")
+            return None
+        if amount is None:
+            raise InvalidInputError(f"{self.name} needs an amount in [0, 1), e.g. {self.name}=0.5")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not 0 <= amount < 1:
+            raise InvalidInputError(f"{self.name}: amount must be in [0, 1), got {amount!r}")
+        return float(amount)
+
+    def check_options(self, options: dict | None) -> dict:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise InvalidInputError(f"{self.name}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                                    f"known options: {known}")
+        return {name: spec.check(self.name, name, options.get(name, spec.default))
+                for name, spec in self.options.items()}
+
+    def __call__(self, model: nn.Module, amount: float | None = None, options: dict | None = None) -> Variant:
+        amount = self.check_amount(amount)
+        options = self.check_options(options)
+        compressed, changes = self.compress(copy.deepcopy(model), amount, options)
+        step = {"name": self.name, "amount": amount, "options": options, **changes}
+        return Variant(compressed, [step])
+
+
+COMPRESSORS: Registry[Compressor] = Registry("compressor")
+
+
+def register(compressor: Compressor) -> Compressor:
+    return COMPRESSORS.register(compressor.name, compressor)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a compression pipeline."""
+
+    name: str
+    amount: float | None = None
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "amount": self.amount, "options": dict(self.options)}
+
+
+def check_pipeline(steps: list[Step]) -> list[Step]:
+    """Validate every step (names, amounts, options) before anything runs."""
+    if not steps:
+        raise InvalidInputError("a compression pipeline needs at least one step")
+    checked = []
+    for step in steps:
+        try:
+            compressor = COMPRESSORS.get(step.name)
+        except UnknownNameError:
+            raise
+        checked.append(Step(step.name, compressor.check_amount(step.amount),
+                            compressor.check_options(step.options)))
+    return checked
+
+
+def apply_pipeline(model: nn.Module, steps: list[Step]) -> Variant:
+    """Apply the steps in order; the input model is left unchanged."""
+    manifest: list[dict] = []
+    current = model
+    for step in check_pipeline(steps):
+        variant = COMPRESSORS.get(step.name)(current, step.amount, step.options)
+        current = variant.model
+        manifest.extend(variant.manifest)
+    return Variant(current, manifest)

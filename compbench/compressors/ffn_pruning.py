@@ -1,0 +1,53 @@
+"""ffn_pruning: remove FFN intermediate neurons (rows of the first Linear, columns of the second).
+
+Importance is data-free: ``|row of W_in| * |column of W_out|`` per neuron. ``scope: layer``
+(default) removes the same fraction from every layer; ``scope: global`` ranks all neurons.
+Every layer keeps at least one neuron.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.structure import effective_weight, half_up, keep_neurons
+from compbench.models.families import ModelAdapter
+
+
+def neuron_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
+    ffn_in, ffn_out = adapter.ffn(layer)
+    return effective_weight(ffn_in).float().norm(dim=1) * effective_weight(ffn_out).float().norm(dim=0)
+
+
+def prune_neurons(model, amount: float, options: dict):
+    adapter = ModelAdapter(model)
+    layers = range(len(adapter.layers()))
+    importance = [neuron_importance(adapter, i) for i in layers]
+    before = [len(scores) for scores in importance]
+    if options["scope"] == "layer":
+        removed = [set(torch.argsort(s)[:min(half_up(amount * len(s)), len(s) - 1)].tolist()) for s in importance]
+    else:
+        target = half_up(amount * sum(before))
+        ranked = sorted((float(v), layer, n) for layer, s in enumerate(importance) for n, v in enumerate(s))
+        removed = [set() for _ in layers]
+        for _, layer, neuron in ranked:
+            if target == 0:
+                break
+            if before[layer] - len(removed[layer]) > 1:
+                removed[layer].add(neuron)
+                target -= 1
+    for layer in layers:
+        if removed[layer]:
+            keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in removed[layer]])
+    after = [adapter.ffn(i)[0].out_features for i in layers]
+    return model, {"neurons_before": before, "neurons_after": after,
+                   "removed": sum(before) - sum(after), "total": sum(before)}
+
+
+register(Compressor(
+    name="ffn_pruning", compress=prune_neurons,
+    description="remove FFN intermediate neurons by weight magnitude (amount: fraction of neurons)",
+    options={
+        "scope": Option(str, "layer", "the same fraction per layer, or one ranking across layers",
+                        choices=("layer", "global")),
+    }))

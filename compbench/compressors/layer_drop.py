@@ -1,0 +1,41 @@
+"""layer_drop: remove whole Transformer layers (which: top, bottom or alternate)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.structure import half_up
+from compbench.errors import InvalidInputError
+from compbench.models.families import ModelAdapter
+
+
+def layers_to_drop(count: int, remove: int, which: str) -> list[int]:
+    if which == "top":
+        return list(range(count - remove, count))
+    if which == "bottom":
+        return list(range(remove))
+    odd_first = [i for i in reversed(range(count)) if i % 2 == 1]  # alternate, from the top
+    even_next = [i for i in reversed(range(1, count)) if i % 2 == 0]
+    return sorted((odd_first + even_next)[:remove])
+
+
+def drop_layers(model, amount: float, options: dict):
+    adapter = ModelAdapter(model)
+    layers = adapter.layers()
+    remove = min(half_up(amount * len(layers)), len(layers) - 1)
+    dropped = layers_to_drop(len(layers), remove, options["which"])
+    if adapter.config.model_type == "wavlm" and 0 in dropped:
+        raise InvalidInputError("layer_drop: WavLM's first layer holds the relative position bias that "
+                                "every layer uses; use which: top or alternate")
+    kept = [layer for i, layer in enumerate(layers) if i not in dropped]
+    adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList(kept))
+    adapter.config.num_hidden_layers = len(kept)
+    return model, {"layers_before": len(layers), "layers_after": len(kept), "dropped_layers": dropped,
+                   "removed": len(dropped), "total": len(layers)}
+
+
+register(Compressor(
+    name="layer_drop", compress=drop_layers,
+    description="remove whole Transformer layers (amount: fraction of layers)",
+    options={"which": Option(str, "top", "which layers go first", choices=("top", "bottom", "alternate"))}))

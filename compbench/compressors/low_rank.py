@@ -1,0 +1,96 @@
+"""low_rank: truncated SVD of the layers' Linear weights, ``W ≈ (U√S)(√S Vᵀ)``.
+
+The kept rank of a Linear with ``min(in, out) = k`` singular values is the smallest of
+``round((1 - amount) * k)``, the rank that keeps ``energy`` of the squared singular values,
+and an explicit ``rank``. A Linear is replaced by two only where that lowers its MACs
+(``rank * (in + out) < in * out``) unless ``only_if_cheaper`` is false; at full rank the
+factorisation reproduces the original outputs to float tolerance.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.structure import LowRankLinear, half_up
+from compbench.errors import InvalidInputError
+from compbench.models.families import ModelAdapter
+
+TARGETS = {"attention": ("query", "key", "value", "attention_output"), "ffn": ("ffn_in", "ffn_out")}
+
+
+def _targets(adapter: ModelAdapter, which: str) -> dict[str, nn.Module]:
+    groups = ("attention", "ffn") if which == "all" else (which,)
+    if adapter.config.model_type == "wavlm" and "attention" in groups:
+        raise InvalidInputError("low_rank: WavLM's attention reads its projection weights directly; "
+                                "use targets: ffn")
+    found = {}
+    for i, layer in enumerate(adapter.layers()):
+        for group in groups:
+            for field in TARGETS[group]:
+                path = getattr(adapter.layout, field)
+                found[f"{adapter.layout.layers}.{i}.{path}"] = layer.get_submodule(path)
+    return found
+
+
+def factorize(linear: nn.Linear, rank: int) -> LowRankLinear:
+    weight = linear.weight.detach().float()
+    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    root = s[:rank].sqrt()
+    low = LowRankLinear(linear.in_features, rank, linear.out_features, linear.bias is not None).to(
+        device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        low.down.weight.copy_(root[:, None] * vh[:rank])
+        low.up.weight.copy_(u[:, :rank] * root[None, :])
+        if linear.bias is not None:
+            low.up.bias.copy_(linear.bias.detach())
+    return low
+
+
+def _rank_for(linear: nn.Linear, amount: float, options: dict, name: str) -> int:
+    full = min(linear.in_features, linear.out_features)
+    if options["rank"] is not None and options["rank"] > full:
+        raise InvalidInputError(f"low_rank: rank {options['rank']} is above the limit {full} of {name} "
+                                f"({linear.out_features}x{linear.in_features})")
+    rank = max(1, half_up((1 - amount) * full))
+    if options["rank"] is not None:
+        rank = min(rank, options["rank"])
+    if options["energy"] < 1.0:
+        s = torch.linalg.svdvals(linear.weight.detach().float())
+        share = torch.cumsum(s.pow(2), 0) / s.pow(2).sum()
+        rank = min(rank, int(torch.searchsorted(share, torch.tensor(options["energy"]))) + 1)
+    return rank
+
+
+def low_rank(model, amount: float, options: dict):
+    adapter = ModelAdapter(model)
+    if options["rank"] is not None and options["rank"] < 1:
+        raise InvalidInputError(f"low_rank: rank must be >= 1, got {options['rank']}")
+    if not 0 < options["energy"] <= 1:
+        raise InvalidInputError(f"low_rank: energy must be in (0, 1], got {options['energy']:g}")
+    factorized, kept = {}, []
+    targets = _targets(adapter, options["targets"])
+    for name, linear in targets.items():
+        if not isinstance(linear, nn.Linear):
+            raise InvalidInputError(f"low_rank: {name} is a {type(linear).__name__}, not a Linear")
+    for name, linear in targets.items():
+        rank = _rank_for(linear, amount, options, name)
+        if options["only_if_cheaper"] and rank * (linear.in_features + linear.out_features) >= \
+                linear.in_features * linear.out_features:
+            kept.append(name)
+            continue
+        adapter.base.set_submodule(name, factorize(linear, rank))
+        factorized[name] = rank
+    return model, {"ranks": factorized, "unchanged": kept, "removed": len(factorized), "total": len(targets)}
+
+
+register(Compressor(
+    name="low_rank", compress=low_rank,
+    description="truncated SVD of attention/FFN Linears (amount: fraction of each matrix's rank removed)",
+    options={
+        "targets": Option(str, "all", "which Linears", choices=("all", "attention", "ffn")),
+        "energy": Option(float, 1.0, "also cap the rank at the share of squared singular values kept"),
+        "rank": Option(int, None, "also cap the rank at this number"),
+        "only_if_cheaper": Option(bool, True, "replace a Linear only where two are fewer MACs"),
+    }))

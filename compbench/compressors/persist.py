@@ -1,0 +1,91 @@
+"""Saving a compressed variant with ``save_pretrained`` and loading it back with its shapes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+
+from compbench.compressors.base import Variant
+from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, record_structure
+from compbench.errors import InvalidInputError, ModelLoadError
+from compbench.models.families import ModelAdapter
+
+MANIFEST_FILE = "compbench_manifest.json"
+
+
+def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
+    """Write the variant's weights, config (with its shapes) and manifest to ``out_dir``.
+
+    Refuses an existing non-empty directory; writes into a temporary directory beside it and
+    renames it into place, so a failure leaves nothing behind.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
+    record_structure(ModelAdapter(variant.model))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        variant.model.save_pretrained(staging)
+        manifest = {"source": source, "compression": variant.manifest}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            out_dir.rmdir()
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_manifest(directory: str | Path) -> dict | None:
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
+
+
+def _state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    single = directory / "model.safetensors"
+    if single.is_file():
+        return load_file(str(single))
+    index = directory / "model.safetensors.index.json"
+    if not index.is_file():
+        raise ModelLoadError(f"{directory} holds no model.safetensors (or sharded index)")
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state.update(load_file(str(directory / shard)))
+    return state
+
+
+def has_structure(config: PretrainedConfig) -> bool:
+    return getattr(config, STRUCTURE_KEY, None) is not None
+
+
+def load_structured(directory: str | Path, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
+    """Build the architecture, reshape it to the saved structure, then load the weights strictly."""
+    from compbench.models.loading import with_attention_fallback
+
+    model = with_attention_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
+                                    attn_implementation)
+    apply_structure(ModelAdapter(model), getattr(config, STRUCTURE_KEY))
+    dtype = getattr(config, "dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if isinstance(dtype, torch.dtype):
+        model.to(dtype)
+    missing, unexpected = model.load_state_dict(_state_dict(Path(directory)), strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(f"{directory}: weights do not match the saved structure "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model

@@ -1,0 +1,78 @@
+"""Compression pipelines from the command line: ``head_pruning=0.5,low_rank=0.3`` or a file.
+
+The string names steps and amounts only; options live in a YAML or JSON file, either a list
+of ``{name, amount, options}`` steps, or passed with ``--compress-options`` as a mapping from
+compressor name to its options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from compbench.compressors.base import Step, check_pipeline
+from compbench.errors import InvalidInputError
+
+PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _load_file(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise InvalidInputError(f"{path} is not valid {path.suffix[1:].upper()}: {err}") from None
+
+
+def parse_spec(spec: str, options_by_name: dict[str, dict] | None = None) -> list[Step]:
+    """Steps from ``name[=amount],name[=amount]...`` or from a pipeline file."""
+    options_by_name = options_by_name or {}
+    if spec.endswith(PIPELINE_FILE_SUFFIXES):
+        return _steps_from_file(Path(spec))
+    steps = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            raise InvalidInputError(f"empty step in --compress {spec!r}")
+        name, sep, amount_text = part.partition("=")
+        amount = None
+        if sep:
+            try:
+                amount = float(amount_text)
+            except ValueError:
+                raise InvalidInputError(
+                    f"--compress {spec!r}: amount {amount_text!r} of {name} is not a number") from None
+        steps.append(Step(name.strip(), amount, dict(options_by_name.get(name.strip(), {}))))
+    return check_pipeline(steps)
+
+
+def _steps_from_file(path: Path) -> list[Step]:
+    data = _load_file(path)
+    if not isinstance(data, list):
+        raise InvalidInputError(f"{path}: a pipeline file holds a list of steps ({{name, amount, options}})")
+    steps = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "amount", "options"}:
+            raise InvalidInputError(f"{path}: step {index + 1} must be a mapping with 'name' and optional "
+                                    "'amount' and 'options'")
+        if not isinstance(entry.get("options", {}), dict):
+            raise InvalidInputError(f"{path}: step {index + 1}: 'options' must be a mapping")
+        steps.append(Step(entry["name"], entry.get("amount"), entry.get("options") or {}))
+    return check_pipeline(steps)
+
+
+def load_options_file(path: str) -> dict[str, dict]:
+    """``--compress-options FILE``: a mapping from compressor name to its options."""
+    data = _load_file(Path(path))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise InvalidInputError(f"{path}: expected a mapping from compressor name to a mapping of options")
+    return data
+
+
+def spec_label(steps: list[Step]) -> str:
+    return ",".join(s.name if s.amount is None else f"{s.name}={s.amount:g}" for s in steps)

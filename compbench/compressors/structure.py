@@ -1,0 +1,154 @@
+"""Shape surgery shared by the structured compressors, and its record in the config.
+
+Removing heads or neurons slices Linear layers; low-rank replaces a Linear by two. The final
+shapes are written into the config as ``compbench_structure`` so that a saved variant is
+rebuilt with the same shapes before its weights are loaded (:func:`apply_structure`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from compbench.models.families import ModelAdapter
+
+STRUCTURE_KEY = "compbench_structure"
+HEAD_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_heads")
+
+
+class LowRankLinear(nn.Module):
+    """``up(down(x))``: a rank-``rank`` factorisation of a Linear layer."""
+
+    def __init__(self, in_features: int, rank: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+def _sliced(linear: nn.Linear, rows: Sequence[int] | None, cols: Sequence[int] | None) -> nn.Linear:
+    weight = linear.weight.detach()
+    if rows is not None:
+        weight = weight[list(rows)]
+    if cols is not None:
+        weight = weight[:, list(cols)]
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
+                    device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias.detach() if rows is None else linear.bias.detach()[list(rows)])
+    new.train(linear.training)
+    return new
+
+
+def slice_linear(module: nn.Module, rows: Sequence[int] | None = None,
+                 cols: Sequence[int] | None = None) -> nn.Module:
+    """Keep output features ``rows`` and input features ``cols`` of a Linear or LowRankLinear."""
+    if isinstance(module, LowRankLinear):
+        new = LowRankLinear(module.in_features if cols is None else len(cols), module.rank,
+                            module.out_features if rows is None else len(rows), module.up.bias is not None)
+        new.down = _sliced(module.down, None, cols)
+        new.up = _sliced(module.up, rows, None)
+        return new
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"cannot slice a {type(module).__name__}")
+    return _sliced(module, rows, cols)
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The (out, in) matrix a Linear or LowRankLinear applies."""
+    if isinstance(module, LowRankLinear):
+        return module.up.weight.detach() @ module.down.weight.detach()
+    return module.weight.detach()
+
+
+def half_up(value: float) -> int:
+    """Round to the nearest whole number, halves up (0.5 * 9 heads -> 5)."""
+    return int(value + 0.5)
+
+
+def head_dim(adapter: ModelAdapter) -> int:
+    return adapter.config.hidden_size // adapter.config.num_attention_heads
+
+
+def heads_in_layer(adapter: ModelAdapter, layer: int) -> int:
+    return adapter.attention_projections(layer)["query"].out_features // head_dim(adapter)
+
+
+def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
+    """Keep only ``heads`` (indices) of one layer's attention: q/k/v rows, output columns."""
+    size = head_dim(adapter)
+    index = [h * size + i for h in heads for i in range(size)]
+    block = adapter.layers()[layer]
+    lay = adapter.layout
+    for path in (lay.query, lay.key, lay.value):
+        block.set_submodule(path, slice_linear(block.get_submodule(path), rows=index))
+    block.set_submodule(lay.attention_output, slice_linear(block.get_submodule(lay.attention_output), cols=index))
+    attention = block.get_submodule(lay.query.rpartition(".")[0])
+    for attribute in HEAD_ATTRIBUTES:
+        if hasattr(attention, attribute):
+            setattr(attention, attribute, len(heads))
+    if hasattr(attention, "all_head_size"):
+        attention.all_head_size = len(heads) * size
+
+
+def keep_neurons(adapter: ModelAdapter, layer: int, neurons: Sequence[int]) -> None:
+    """Keep only FFN intermediate ``neurons``: rows of the first Linear, columns of the second."""
+    block = adapter.layers()[layer]
+    lay = adapter.layout
+    block.set_submodule(lay.ffn_in, slice_linear(block.get_submodule(lay.ffn_in), rows=neurons))
+    block.set_submodule(lay.ffn_out, slice_linear(block.get_submodule(lay.ffn_out), cols=neurons))
+
+
+def describe_structure(adapter: ModelAdapter) -> dict:
+    """The per-layer shapes that differ from what the config alone would build."""
+    layers = range(len(adapter.layers()))
+    structure = {
+        "attention_heads": [heads_in_layer(adapter, i) for i in layers],
+        "intermediate_sizes": [adapter.ffn(i)[0].out_features for i in layers],
+        "low_rank": {name: module.rank for name, module in adapter.base.named_modules()
+                     if isinstance(module, LowRankLinear)},
+    }
+    return structure
+
+
+def config_intermediate_size(config) -> int:
+    return getattr(config, "intermediate_size", None) or config.hidden_dim  # DistilBERT: hidden_dim
+
+
+def is_plain(adapter: ModelAdapter, structure: dict) -> bool:
+    layers = len(adapter.layers())
+    heads = adapter.config.num_attention_heads
+    inner = config_intermediate_size(adapter.config)
+    return (structure["attention_heads"] == [heads] * layers
+            and structure["intermediate_sizes"] == [inner] * layers and not structure["low_rank"])
+
+
+def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
+    """Reshape a freshly built model to ``structure`` (values are loaded afterwards)."""
+    for layer, heads in enumerate(structure.get("attention_heads", [])):
+        if heads != heads_in_layer(adapter, layer):
+            keep_heads(adapter, layer, range(heads))
+    for layer, size in enumerate(structure.get("intermediate_sizes", [])):
+        if size != adapter.ffn(layer)[0].out_features:
+            keep_neurons(adapter, layer, range(size))
+    for name, rank in structure.get("low_rank", {}).items():
+        linear = adapter.base.get_submodule(name)
+        adapter.base.set_submodule(name, LowRankLinear(linear.in_features, rank, linear.out_features,
+                                                       linear.bias is not None))
+
+
+def record_structure(adapter: ModelAdapter) -> None:
+    """Write the model's current shapes into its config (removed when nothing differs)."""
+    structure = describe_structure(adapter)
+    if is_plain(adapter, structure):
+        if hasattr(adapter.config, STRUCTURE_KEY):
+            delattr(adapter.config, STRUCTURE_KEY)
+        return
+    setattr(adapter.config, STRUCTURE_KEY, structure)

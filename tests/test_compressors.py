@@ -280,3 +280,52 @@ def test_reload_through_plain_transformers_for_unstructured_variants(tmp_path):
     assert plain.config.num_hidden_layers == 1
     inputs = inputs_for(variant.model)
     assert torch.equal(outputs(plain, inputs), outputs(variant.model, inputs))
+
+
+@pytest.mark.parametrize("family", ["hubert", "bert", "distilbert"])
+def test_sensitivity_ranks_a_dead_head_last_and_prunes_it(family):
+    model = build_tiny(family)
+    zero_head(model, layer=0, head=1)
+    inputs = inputs_for(model)
+    options = {"importance": "sensitivity", "batches": 2, "normalize": False}
+    variant = COMPRESSORS.get("head_pruning")(model, 0.125, options)
+    assert variant.manifest[0]["removed_heads"] == [[1], []]
+    assert torch.allclose(outputs(variant.model, inputs), outputs(model, inputs), atol=1e-5)
+    assert not any(p.grad is not None for p in model.parameters())  # no gradients left behind
+
+
+def test_sensitivity_equals_a_finite_difference_of_the_loss():
+    """|dL/dg| for one FFN neuron, against (L(1 + e) - L(1 - e)) / 2e on the same inputs (float64)."""
+    from compbench.compressors.sensitivity import SENSITIVITY_SIZE, gate_sensitivity
+
+    model = build_tiny("bert").double()
+    adapter = ModelAdapter(model)
+    scores = gate_sensitivity(adapter, lambda i: adapter.ffn(i)[1], [64, 64], 1, batches=1, seed=0)
+    inputs = adapter.build_inputs(InputSpec("text", SENSITIVITY_SIZE["text"]), seed=0)
+
+    def loss(neuron, scale):
+        def hook(module, args):
+            x = args[0].clone()
+            x[..., neuron] *= scale
+            return (x,)
+        handle = adapter.ffn(1)[1].register_forward_pre_hook(hook)
+        with torch.no_grad():
+            hidden = model(**inputs).last_hidden_state
+        handle.remove()
+        return 0.5 * hidden.pow(2).sum() / hidden.shape[0]
+
+    eps = 1e-4
+    ranked = torch.argsort(scores[1], descending=True).tolist()
+    for neuron in ranked[:3] + ranked[-1:]:  # the most sensitive neurons and the least
+        numeric = (loss(neuron, 1 + eps) - loss(neuron, 1 - eps)) / (2 * eps)
+        assert float(scores[1][neuron]) == pytest.approx(abs(float(numeric)), rel=1e-5, abs=1e-8)
+
+
+def test_ffn_sensitivity_removes_dead_neurons_first():
+    model = build_tiny("hubert")
+    _, ffn_out = ModelAdapter(model).ffn(1)
+    with torch.no_grad():
+        ffn_out.weight[:, 40:] = 0  # 24 dead neurons in layer 1
+    variant = COMPRESSORS.get("ffn_pruning")(model, 24 / 128, {"importance": "sensitivity", "scope": "global",
+                                                                "batches": 1})
+    assert variant.manifest[0]["neurons_after"] == [64, 40]

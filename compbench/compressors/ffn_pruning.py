@@ -1,6 +1,8 @@
 """ffn_pruning: remove FFN intermediate neurons (rows of the first Linear, columns of the second).
 
-Importance is data-free: ``|row of W_in| * |column of W_out|`` per neuron. ``scope: layer``
+Importance is ``|row of W_in| * |column of W_out|`` per neuron (``importance: magnitude``,
+data-free, the default) or its gradient sensitivity over a few batches (``importance:
+sensitivity``, see :mod:`compbench.compressors.sensitivity`). ``scope: layer``
 (default) removes the same fraction from every layer; ``scope: global`` ranks all neurons.
 Every layer keeps at least one neuron.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.sensitivity import gate_sensitivity
 from compbench.compressors.structure import effective_weight, half_up, keep_neurons
+from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
 
@@ -22,7 +26,13 @@ def neuron_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
 def prune_neurons(model, amount: float, options: dict):
     adapter = ModelAdapter(model)
     layers = range(len(adapter.layers()))
-    importance = [neuron_importance(adapter, i) for i in layers]
+    if options["importance"] == "sensitivity":
+        if options["batches"] < 1:
+            raise InvalidInputError(f"ffn_pruning: batches must be >= 1, got {options['batches']}")
+        importance = gate_sensitivity(adapter, lambda i: adapter.ffn(i)[1],
+                                      [adapter.ffn(i)[0].out_features for i in layers], 1, options["batches"])
+    else:
+        importance = [neuron_importance(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
     if options["scope"] == "layer":
         removed = [set(torch.argsort(s)[:min(half_up(amount * len(s)), len(s) - 1)].tolist()) for s in importance]
@@ -46,8 +56,11 @@ def prune_neurons(model, amount: float, options: dict):
 
 register(Compressor(
     name="ffn_pruning", compress=prune_neurons,
-    description="remove FFN intermediate neurons by weight magnitude (amount: fraction of neurons)",
+    description="remove FFN intermediate neurons by magnitude or sensitivity (amount: fraction of neurons)",
     options={
+        "importance": Option(str, "magnitude", "weight magnitude (data-free) or gradient sensitivity",
+                             choices=("magnitude", "sensitivity")),
+        "batches": Option(int, 4, "batches of generated inputs for sensitivity"),
         "scope": Option(str, "layer", "the same fraction per layer, or one ranking across layers",
                         choices=("layer", "global")),
     }))

@@ -1,7 +1,9 @@
 """head_pruning: remove whole attention heads (q/k/v rows and output-projection columns).
 
-Importance is data-free: the L2 norm of a head's q, k, v rows and output columns, optionally
-normalised per layer (Michel et al. 2019 normalise importance per layer). ``scope: global``
+Importance is the L2 norm of a head's q, k, v rows and output columns (``importance:
+magnitude``, data-free, the default) or its gradient sensitivity over a few batches
+(``importance: sensitivity``, see :mod:`compbench.compressors.sensitivity`), optionally
+normalised per layer as Michel et al. 2019 do. ``scope: global``
 ranks all heads together; ``scope: layer`` removes the same fraction from every layer. Every
 layer keeps at least one head.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.sensitivity import gate_sensitivity
 from compbench.compressors.structure import effective_weight, half_up, head_dim, heads_in_layer, keep_heads
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
@@ -55,7 +58,15 @@ def prune_heads(model, amount: float, options: dict):
         raise InvalidInputError("head_pruning does not support wavlm: its attention runs through "
                                 "torch's multi_head_attention_forward, which needs every head")
     layers = range(len(adapter.layers()))
-    importance = [head_importance(adapter, i) for i in layers]
+    if options["importance"] == "sensitivity":
+        if options["batches"] < 1:
+            raise InvalidInputError(f"head_pruning: batches must be >= 1, got {options['batches']}")
+        output_path = adapter.layout.attention_output
+        importance = gate_sensitivity(adapter, lambda i: adapter.layers()[i].get_submodule(output_path),
+                                      [heads_in_layer(adapter, i) for i in layers], head_dim(adapter),
+                                      options["batches"])
+    else:
+        importance = [head_importance(adapter, i) for i in layers]
     if options["normalize"]:
         importance = [scores / scores.norm().clamp_min(1e-12) for scores in importance]
     removed = _choose(importance, amount, options["scope"])
@@ -70,8 +81,11 @@ def prune_heads(model, amount: float, options: dict):
 
 register(Compressor(
     name="head_pruning", compress=prune_heads,
-    description="remove whole attention heads by weight magnitude (amount: fraction of heads)",
+    description="remove whole attention heads by magnitude or sensitivity (amount: fraction of heads)",
     options={
+        "importance": Option(str, "magnitude", "weight magnitude (data-free) or gradient sensitivity",
+                             choices=("magnitude", "sensitivity")),
+        "batches": Option(int, 4, "batches of generated inputs for sensitivity"),
         "scope": Option(str, "global", "rank heads across all layers, or remove the same fraction per layer",
                         choices=("global", "layer")),
         "normalize": Option(bool, True, "normalise importance per layer before a global ranking"),

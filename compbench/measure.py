@@ -91,7 +91,9 @@ def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, s
                  manifest: list[dict] | None) -> dict:
     params = count_params(model, adapter.component_of)
     macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
-    dtype = adapter.floating_dtype()
+    dtype = str(adapter.floating_dtype()).removeprefix("torch.")
+    for step in manifest or []:
+        dtype = step.get("dtype", dtype)  # a cast or quantization step names the weights' dtype
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -108,7 +110,7 @@ def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, s
         "device": options.device,
         "threads": threads,
         "attn_implementation": loaded.attn_implementation,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype,
         "params": params.total,
         "params_nonzero": params.nonzero,
         "params_by_component": params.by_component,
@@ -171,6 +173,9 @@ def measure(options: MeasureOptions | None = None,
             specs = _sizes_for(loaded, options)
             variants = [(loaded.model, loaded.adapter, loaded.compression)]
             for steps in options.compress:
+                if device.type != "cpu" and any(step.name == "int8_dynamic" for step in steps):
+                    raise InvalidInputError("int8_dynamic (torch.ao dynamic quantization) runs on CPU only; "
+                                            "measure it with --device cpu")
                 progress(f"compressing {name}", 0.2 * index / len(options.models))
                 variant = apply_pipeline(loaded.model, list(steps))
                 variant.model.eval()

@@ -138,7 +138,7 @@ def test_table_shows_variants_and_speedups(capsys):
 def test_ls_lists_compressors_with_options(capsys):
     code, out, _ = run_cli(capsys, "ls", "--format", "json")
     compressors = {c["name"]: c for c in json.loads(out)["compressors"]}
-    assert set(compressors) == {"bf16", "fp16", "ffn_pruning", "head_pruning", "layer_drop", "low_rank",
-                                "weight_pruning"}
+    assert set(compressors) == {"bf16", "fp16", "ffn_pruning", "head_pruning", "int8_dynamic", "layer_drop",
+                                "low_rank", "weight_pruning"}
     assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]
     assert compressors["bf16"]["takes_amount"] is False

@@ -8,10 +8,12 @@ from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import AutoModel
 
 from compbench.compressors import COMPRESSORS, Step, apply_pipeline
+from compbench.compressors.int8_dynamic import packed_linear_weight
 from compbench.compressors.persist import MANIFEST_FILE, save_variant
 from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.compressors.structure import head_dim, heads_in_layer
 from compbench.counting.macs import count_macs
+from compbench.counting.params import count_params
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.models import InputSpec, ModelAdapter, load_model
 
@@ -93,9 +95,10 @@ SPECS = [
     [Step("low_rank", 0.5)], [Step("weight_pruning", 0.5)], [Step("weight_pruning", 0.5, {"n": 2, "m": 4})],
     [Step("bf16")], [Step("fp16")], [Step("head_pruning", 0.5), Step("low_rank", 0.6), Step("ffn_pruning", 0.3)],
 ]
+ALL_SPECS = SPECS + [[Step("int8_dynamic")], [Step("head_pruning", 0.5), Step("int8_dynamic")]]
 
 
-@pytest.mark.parametrize("steps", SPECS, ids=lambda steps: "+".join(s.name for s in steps))
+@pytest.mark.parametrize("steps", ALL_SPECS, ids=lambda steps: "+".join(s.name for s in steps))
 def test_input_model_is_unchanged(steps):
     model = build_tiny("hubert")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -221,7 +224,8 @@ def test_bad_specs(spec, error, message):
 
 
 def test_unknown_and_mistyped_options():
-    with pytest.raises(InvalidInputError, match="unknown option.*'sope'.*known options: normalize, scope"):
+    known = "known options: batches, importance, normalize, scope"
+    with pytest.raises(InvalidInputError, match=f"unknown option.*'sope'.*{known}"):
         parse_spec("head_pruning=0.5", {"head_pruning": {"sope": "layer"}})
     with pytest.raises(InvalidInputError, match="'scope' must be one of global, layer"):
         parse_spec("head_pruning=0.5", {"head_pruning": {"scope": "model"}})
@@ -329,3 +333,32 @@ def test_ffn_sensitivity_removes_dead_neurons_first():
     variant = COMPRESSORS.get("ffn_pruning")(model, 24 / 128, {"importance": "sensitivity", "scope": "global",
                                                                 "batches": 1})
     assert variant.manifest[0]["neurons_after"] == [64, 40]
+
+
+@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+def test_int8_dynamic_keeps_counts_and_outputs_close(family):
+    model = build_tiny(family)
+    inputs = inputs_for(model)
+    variant = COMPRESSORS.get("int8_dynamic")(model)
+    step = variant.manifest[0]
+    assert step["backend"] == "torch.ao.quantization.quantize_dynamic" and step["dtype"] == "qint8-dynamic"
+    if family == "wavlm":  # its attention reads q/k/v/o weights directly: they stay float
+        projections = ("q_proj", "k_proj", "v_proj", "out_proj")
+        assert len(step["skipped"]) == 8 and not any(n.endswith(projections) for n in step["quantized"])
+    dense_params, int8_params = count_params(model), count_params(variant.model)
+    assert int8_params.total == dense_params.total
+    dense_macs, int8_macs = count_macs(model, inputs), count_macs(variant.model, inputs)
+    assert int8_macs.total == dense_macs.total
+    zero_int8 = sum(int((packed_linear_weight(m)[0].int_repr() == 0).sum())
+                    for m in variant.model.modules() if packed_linear_weight(m) is not None)
+    assert int8_params.nonzero == dense_params.nonzero - zero_int8
+    reference = outputs(model, inputs)
+    error = (outputs(variant.model, inputs) - reference).abs().max() / reference.abs().max()
+    assert error < 0.1
+
+
+def test_int8_variants_are_not_saved(tmp_path):
+    variant = apply_pipeline(build_tiny("bert"), [Step("int8_dynamic")])
+    with pytest.raises(InvalidInputError, match="cannot be saved"):
+        save_variant(variant, tmp_path / "v", {})
+    assert list(tmp_path.iterdir()) == []

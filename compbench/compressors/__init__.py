@@ -1,6 +1,14 @@
 """Compressors: pure functions (model, amount, options) -> Variant, registered by name."""
 
-from compbench.compressors import casts, ffn_pruning, head_pruning, layer_drop, low_rank, weight_pruning  # noqa: F401
+from compbench.compressors import (  # noqa: F401  (registers each compressor)
+    casts,
+    ffn_pruning,
+    head_pruning,
+    int8_dynamic,
+    layer_drop,
+    low_rank,
+    weight_pruning,
+)
 from compbench.compressors.base import COMPRESSORS, Compressor, Option, Step, Variant, apply_pipeline
 
 __all__ = ["COMPRESSORS", "Compressor", "Option", "Step", "Variant", "apply_pipeline"]

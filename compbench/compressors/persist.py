@@ -25,7 +25,12 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
     Refuses an existing non-empty directory; writes into a temporary directory beside it and
     renames it into place, so a failure leaves nothing behind.
     """
+    from compbench.compressors.int8_dynamic import has_packed_weights
+
     out_dir = Path(out_dir)
+    if has_packed_weights(variant.model):
+        raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (packed int8 "
+                                "weights); measure them in-process: compbench measure --compress ...")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
     record_structure(ModelAdapter(variant.model))

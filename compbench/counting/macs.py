@@ -15,6 +15,7 @@ Counting runs on a ``meta`` copy of the model: no weight memory, well under a se
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import defaultdict
@@ -100,6 +101,12 @@ def _packet_handlers() -> dict[object, Handler]:
         h[conv] = lambda a, kw, out: (_conv(a[0], a[1], out, False), (a[0], a[1]))
     for conv in (aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d):
         h[conv] = lambda a, kw, out: (_conv(a[0], a[1], out, True), (a[0], a[1]))
+    quantized = getattr(torch.ops, "quantized", None)
+    if quantized is not None and hasattr(quantized, "linear_dynamic"):
+        # (input, packed int8 weight, reduce_range): weight shape from the packed parameters
+        h[quantized.linear_dynamic] = lambda a, kw, out: (
+            _prod(a[0].shape[:-1]) * _prod(torch.ops.quantized.linear_unpack(a[1])[0].shape), (a[1],))
+    h[aten._int_mm] = h[aten.mm]
     for sdpa in (aten.scaled_dot_product_attention, aten._scaled_dot_product_attention_math,
                  aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_flash_attention_for_cpu,
                  aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention,
@@ -204,6 +211,9 @@ class MacCounterMode(TorchDispatchMode):
         return out
 
     def _density(self, tensor) -> tuple[int, int] | None:
+        if isinstance(tensor, torch.ScriptObject):  # packed int8 weight of a quantized Linear
+            weight = torch.ops.quantized.linear_unpack(tensor)[0]
+            return int(torch.count_nonzero(weight.int_repr())), weight.numel()
         if not isinstance(tensor, torch.Tensor):
             return None
         density = self.weight_density.get(id(tensor))
@@ -218,6 +228,17 @@ class MacCounterMode(TorchDispatchMode):
         return self.count
 
 
+def _on_cpu(value):
+    """A real CPU tensor of the same shape and dtype (zeros for meta tensors: MACs need no values)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return torch.zeros_like(value, device="cpu") if value.is_meta else value.to("cpu")
+
+
+def _has_packed_weights(model: nn.Module) -> bool:
+    return any(getattr(getattr(m, "_packed_params", None), "_weight_bias", None) for m in model.modules())
+
+
 def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
                component_of: Callable[[str], str] | None = None) -> MacCount:
     """MACs of one inference forward ``model(**inputs)`` (eval mode), counted on a meta copy.
@@ -227,6 +248,10 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
     """
     if is_meta(model):
         clone, originals = model, {}
+    elif _has_packed_weights(model):
+        # packed int8 weights cannot live on the meta device: count a real CPU forward instead
+        clone, originals = model, {id(p): p for p in itertools.chain(model.parameters(), model.buffers())}
+        inputs = {k: _on_cpu(v) for k, v in inputs.items()}
     else:
         clone, originals = meta_clone(model)
     weight_density = {}
@@ -237,9 +262,10 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
     mode = MacCounterMode(component_of or (lambda name: "other"), stack, weight_density)
     training = {module: module.training for module in clone.modules()}
     clone.eval()  # count inference: no dropout or training-time masking
+    run_inputs = inputs if clone is model and not is_meta(model) else to_meta(inputs)
     try:
         with torch.no_grad(), mode:
-            clone(**to_meta(inputs))
+            clone(**run_inputs)
     finally:
         stack.remove()
         for module, flag in training.items():

@@ -32,6 +32,15 @@ def count_params(model: nn.Module, component_of: Callable[[str], str] | None = N
             known_values = False
         else:
             nonzero_by_component[component] += int(torch.count_nonzero(param))
+    for module_name, module in model.named_modules():  # int8 weights packed inside quantized Linears
+        packed = getattr(getattr(module, "_packed_params", None), "_weight_bias", None)
+        if packed is None:
+            continue
+        weight, bias = packed()
+        component = component_of(module_name)
+        by_component[component] += weight.numel() + (bias.numel() if bias is not None else 0)
+        nonzero_by_component[component] += int(torch.count_nonzero(weight.int_repr())) + (
+            int(torch.count_nonzero(bias)) if bias is not None else 0)
     total = sum(by_component.values())
     if not known_values:
         return ParamCount(total, None, dict(by_component), None)

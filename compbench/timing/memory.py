@@ -82,6 +82,10 @@ def measure_peak_memory(model: nn.Module, inputs: dict[str, torch.Tensor],
                         device: torch.device) -> PeakMemory:
     """Peak memory of ``model(**inputs)`` on ``device`` (one extra forward, not timed)."""
     weights = _bytes(itertools.chain(model.parameters(), model.buffers()))
+    for module in model.modules():  # int8 weights packed inside quantized Linears
+        packed = getattr(getattr(module, "_packed_params", None), "_weight_bias", None)
+        if packed is not None:
+            weights += _bytes([t for t in packed() if t is not None])
     input_bytes = _bytes(inputs.values())
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -17,7 +17,7 @@ from compbench.counting.params import count_params
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.models import InputSpec, ModelAdapter, load_model
 
-NON_WAVLM = sorted(f for f in TINY_CONFIGS if f != "wavlm")
+FAMILIES = sorted(TINY_CONFIGS)
 
 
 def inputs_for(model, size=None):
@@ -44,7 +44,7 @@ def zero_head(model, layer, head):
         projections["output"].weight[:, rows] = 0
 
 
-@pytest.mark.parametrize("family", NON_WAVLM)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_pruning_a_zeroed_head_leaves_outputs_unchanged(family):
     model = build_tiny(family)
     zero_head(model, layer=1, head=2)
@@ -54,7 +54,7 @@ def test_pruning_a_zeroed_head_leaves_outputs_unchanged(family):
     assert torch.allclose(outputs(variant.model, inputs), outputs(model, inputs), atol=1e-5)
 
 
-@pytest.mark.parametrize("family", NON_WAVLM)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_pruning_zeroed_neurons_leaves_outputs_unchanged(family):
     model = build_tiny(family)
     adapter = ModelAdapter(model)
@@ -74,8 +74,7 @@ def test_pruning_zeroed_neurons_leaves_outputs_unchanged(family):
 def test_full_rank_svd_reproduces_outputs(family):
     model = build_tiny(family)
     inputs = inputs_for(model)
-    targets = "ffn" if family == "wavlm" else "all"
-    variant = COMPRESSORS.get("low_rank")(model, 0.0, {"only_if_cheaper": False, "targets": targets})
+    variant = COMPRESSORS.get("low_rank")(model, 0.0, {"only_if_cheaper": False})
     assert variant.manifest[0]["removed"] == variant.manifest[0]["total"] > 0
     assert torch.allclose(outputs(variant.model, inputs), outputs(model, inputs), atol=1e-4)
 
@@ -240,10 +239,6 @@ def test_rank_above_the_layer_limit():
 
 def test_family_limits_are_clear_errors():
     wavlm = build_tiny("wavlm")
-    with pytest.raises(InvalidInputError, match="head_pruning does not support wavlm"):
-        COMPRESSORS.get("head_pruning")(wavlm, 0.5)
-    with pytest.raises(InvalidInputError, match="targets: ffn"):
-        COMPRESSORS.get("low_rank")(wavlm, 0.5)
     with pytest.raises(InvalidInputError, match="first layer"):
         COMPRESSORS.get("layer_drop")(wavlm, 0.5, {"which": "bottom"})
     with pytest.raises(InvalidInputError, match="set the amount to 0.5"):
@@ -286,7 +281,7 @@ def test_reload_through_plain_transformers_for_unstructured_variants(tmp_path):
     assert torch.equal(outputs(plain, inputs), outputs(variant.model, inputs))
 
 
-@pytest.mark.parametrize("family", ["hubert", "bert", "distilbert"])
+@pytest.mark.parametrize("family", ["hubert", "bert", "distilbert", "wavlm"])
 def test_sensitivity_ranks_a_dead_head_last_and_prunes_it(family):
     model = build_tiny(family)
     zero_head(model, layer=0, head=1)
@@ -342,9 +337,7 @@ def test_int8_dynamic_keeps_counts_and_outputs_close(family):
     variant = COMPRESSORS.get("int8_dynamic")(model)
     step = variant.manifest[0]
     assert step["backend"] == "torch.ao.quantization.quantize_dynamic" and step["dtype"] == "qint8-dynamic"
-    if family == "wavlm":  # its attention reads q/k/v/o weights directly: they stay float
-        projections = ("q_proj", "k_proj", "v_proj", "out_proj")
-        assert len(step["skipped"]) == 8 and not any(n.endswith(projections) for n in step["quantized"])
+    assert len(step["quantized"]) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     dense_params, int8_params = count_params(model), count_params(variant.model)
     assert int8_params.total == dense_params.total
     dense_macs, int8_macs = count_macs(model, inputs), count_macs(variant.model, inputs)
@@ -362,3 +355,22 @@ def test_int8_variants_are_not_saved(tmp_path):
     with pytest.raises(InvalidInputError, match="cannot be saved"):
         save_variant(variant, tmp_path / "v", {})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("steps", [[Step("head_pruning", 0.5)], [Step("low_rank", 0.5)],
+                                   [Step("head_pruning", 0.25), Step("low_rank", 0.5, {"targets": "attention"})]],
+                         ids=lambda steps: "+".join(s.name for s in steps))
+def test_wavlm_variants_round_trip(tmp_path, steps):
+    """WavLM's gated relative position bias is per original head: the kept heads are saved."""
+    model = build_tiny("wavlm")
+    zero_head(model, layer=0, head=3)
+    variant = apply_pipeline(model, steps)
+    save_variant(variant, tmp_path / "v", {"model": "tiny-wavlm"})
+    loaded = load_model(str(tmp_path / "v"))
+    config = json.loads((tmp_path / "v" / "config.json").read_text())
+    if steps[0].name == "head_pruning":
+        assert config["compbench_structure"]["kept_heads"] == [
+            [h for h in range(4) if h not in removed] for removed in variant.manifest[0]["removed_heads"]]
+    inputs = inputs_for(model)
+    assert torch.equal(outputs(loaded.model, inputs), outputs(variant.model, inputs))
+    assert count_macs(loaded.model, inputs).total == count_macs(variant.model, inputs).total

@@ -14,7 +14,14 @@ import torch
 
 from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.sensitivity import gate_sensitivity
-from compbench.compressors.structure import effective_weight, half_up, head_dim, heads_in_layer, keep_heads
+from compbench.compressors.structure import (
+    effective_weight,
+    half_up,
+    head_dim,
+    heads_in_layer,
+    keep_heads,
+    make_attention_modular,
+)
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
@@ -54,14 +61,13 @@ def _choose(importance: list[torch.Tensor], amount: float, scope: str) -> list[l
 
 def prune_heads(model, amount: float, options: dict):
     adapter = ModelAdapter(model)
-    if adapter.config.model_type == "wavlm":
-        raise InvalidInputError("head_pruning does not support wavlm: its attention runs through "
-                                "torch's multi_head_attention_forward, which needs every head")
     layers = range(len(adapter.layers()))
     if options["importance"] == "sensitivity":
         if options["batches"] < 1:
             raise InvalidInputError(f"head_pruning: batches must be >= 1, got {options['batches']}")
         output_path = adapter.layout.attention_output
+        for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
+            make_attention_modular(adapter, layer)
         importance = gate_sensitivity(adapter, lambda i: adapter.layers()[i].get_submodule(output_path),
                                       [heads_in_layer(adapter, i) for i in layers], head_dim(adapter),
                                       options["batches"])

@@ -1,8 +1,8 @@
 """int8_dynamic: dynamic int8 quantization of Linear layers (int8 weights, activations
 quantized on the fly), with ``torch.ao.quantization.quantize_dynamic`` on CPU.
 
-Every ``nn.Linear`` is quantized except those whose weights a model reads directly rather
-than by calling the layer (WavLM's attention projections); the manifest lists both. MACs are
+Every ``nn.Linear`` is quantized (WavLM's attention is first switched to a forward that calls
+its projections as modules, see :mod:`compbench.compressors.wavlm_attention`). MACs are
 unchanged (each is now an int8 multiply-add); weights rounded to int8 zero count as zeros in
 ``macs_effective``. CPU only; variants are measured in-process (they cannot be saved with
 ``save_pretrained``).
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.structure import make_attention_modular
 from compbench.models.families import ModelAdapter
 
 BACKEND = "torch.ao.quantization.quantize_dynamic"
@@ -33,18 +34,11 @@ def has_packed_weights(model: nn.Module) -> bool:
     return any(packed_linear_weight(m) is not None for m in model.modules())
 
 
-def _directly_read(adapter: ModelAdapter) -> set[str]:
-    if adapter.config.model_type != "wavlm":
-        return set()
-    lay = adapter.layout
-    return {f"{adapter.prefix}{lay.layers}.{i}.{path}" for i in range(len(adapter.layers()))
-            for path in (lay.query, lay.key, lay.value, lay.attention_output)}
-
-
 def quantize_int8(model, amount, options: dict):
     adapter = ModelAdapter(model)
-    skipped = _directly_read(adapter)
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and name not in skipped]
+    for layer in range(len(adapter.layers())):
+        make_attention_modular(adapter, layer)
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     qconfig = torch.ao.quantization.default_dynamic_qconfig
     with warnings.catch_warnings():
         # torch.ao.quantization and its quantized tensors are deprecated but work (torchao is the successor)
@@ -53,7 +47,7 @@ def quantize_int8(model, amount, options: dict):
         torch.ao.quantization.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8,
                                                inplace=True)
     return model, {"backend": BACKEND, "dtype": "qint8-dynamic", "quantized": names,
-                   "skipped": sorted(skipped), "removed": 0, "total": len(names)}
+                   "removed": 0, "total": len(names)}
 
 
 register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False,

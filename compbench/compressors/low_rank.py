@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import LowRankLinear, half_up
+from compbench.compressors.structure import LowRankLinear, half_up, make_attention_modular
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
@@ -22,9 +22,6 @@ TARGETS = {"attention": ("query", "key", "value", "attention_output"), "ffn": ("
 
 def _targets(adapter: ModelAdapter, which: str) -> dict[str, nn.Module]:
     groups = ("attention", "ffn") if which == "all" else (which,)
-    if adapter.config.model_type == "wavlm" and "attention" in groups:
-        raise InvalidInputError("low_rank: WavLM's attention reads its projection weights directly; "
-                                "use targets: ffn")
     found = {}
     for i, layer in enumerate(adapter.layers()):
         for group in groups:
@@ -74,6 +71,9 @@ def low_rank(model, amount: float, options: dict):
     for name, linear in targets.items():
         if not isinstance(linear, nn.Linear):
             raise InvalidInputError(f"low_rank: {name} is a {type(linear).__name__}, not a Linear")
+    if "attention" in (("attention", "ffn") if options["targets"] == "all" else (options["targets"],)):
+        for layer in range(len(adapter.layers())):
+            make_attention_modular(adapter, layer)
     for name, linear in targets.items():
         rank = _rank_for(linear, amount, options, name)
         if options["only_if_cheaper"] and rank * (linear.in_features + linear.out_features) >= \

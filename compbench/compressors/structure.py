@@ -91,6 +91,10 @@ def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
         block.set_submodule(path, slice_linear(block.get_submodule(path), rows=index))
     block.set_submodule(lay.attention_output, slice_linear(block.get_submodule(lay.attention_output), cols=index))
     attention = block.get_submodule(lay.query.rpartition(".")[0])
+    if adapter.config.model_type == "wavlm":
+        from compbench.compressors.wavlm_attention import keep_wavlm_heads
+
+        keep_wavlm_heads(attention, list(heads))
     for attribute in HEAD_ATTRIBUTES:
         if hasattr(attention, attribute):
             setattr(attention, attribute, len(heads))
@@ -106,6 +110,19 @@ def keep_neurons(adapter: ModelAdapter, layer: int, neurons: Sequence[int]) -> N
     block.set_submodule(lay.ffn_out, slice_linear(block.get_submodule(lay.ffn_out), cols=neurons))
 
 
+def _attention(adapter: ModelAdapter, layer: int) -> nn.Module:
+    return adapter.layers()[layer].get_submodule(adapter.layout.query.rpartition(".")[0])
+
+
+def make_attention_modular(adapter: ModelAdapter, layer: int) -> None:
+    """Families whose attention reads projection weights directly (WavLM) get a forward that
+    calls them as modules, so they can be replaced (low rank, quantization)."""
+    if adapter.config.model_type == "wavlm":
+        from compbench.compressors.wavlm_attention import make_modular
+
+        make_modular(_attention(adapter, layer))
+
+
 def describe_structure(adapter: ModelAdapter) -> dict:
     """The per-layer shapes that differ from what the config alone would build."""
     layers = range(len(adapter.layers()))
@@ -115,6 +132,9 @@ def describe_structure(adapter: ModelAdapter) -> dict:
         "low_rank": {name: module.rank for name, module in adapter.base.named_modules()
                      if isinstance(module, LowRankLinear)},
     }
+    kept = [getattr(_attention(adapter, i), "kept_heads", None) for i in layers]
+    if any(k is not None for k in kept):  # WavLM: which original heads each layer still has
+        structure["kept_heads"] = kept
     return structure
 
 
@@ -127,13 +147,18 @@ def is_plain(adapter: ModelAdapter, structure: dict) -> bool:
     heads = adapter.config.num_attention_heads
     inner = config_intermediate_size(adapter.config)
     return (structure["attention_heads"] == [heads] * layers
-            and structure["intermediate_sizes"] == [inner] * layers and not structure["low_rank"])
+            and structure["intermediate_sizes"] == [inner] * layers and not structure["low_rank"]
+            and "kept_heads" not in structure)
 
 
 def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
     """Reshape a freshly built model to ``structure`` (values are loaded afterwards)."""
+    kept_heads = structure.get("kept_heads")
     for layer, heads in enumerate(structure.get("attention_heads", [])):
-        if heads != heads_in_layer(adapter, layer):
+        if kept_heads is not None and kept_heads[layer] is not None:
+            make_attention_modular(adapter, layer)
+            keep_heads(adapter, layer, kept_heads[layer])
+        elif heads != heads_in_layer(adapter, layer):
             keep_heads(adapter, layer, range(heads))
     for layer, size in enumerate(structure.get("intermediate_sizes", [])):
         if size != adapter.ffn(layer)[0].out_features:

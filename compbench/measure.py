@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from compbench.compressors import Step, apply_pipeline
+from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
 from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
@@ -173,9 +174,11 @@ def measure(options: MeasureOptions | None = None,
             specs = _sizes_for(loaded, options)
             variants = [(loaded.model, loaded.adapter, loaded.compression)]
             for steps in options.compress:
-                if device.type != "cpu" and any(step.name == "int8_dynamic" for step in steps):
-                    raise InvalidInputError("int8_dynamic (torch.ao dynamic quantization) runs on CPU only; "
-                                            "measure it with --device cpu")
+                cpu_only = [s for s in steps
+                            if s.name == "int8_dynamic" and resolve_backend(s.options["backend"]) == "torch.ao"]
+                if device.type != "cpu" and cpu_only:
+                    raise InvalidInputError("int8_dynamic with the torch.ao backend runs on CPU only; install "
+                                            "torchao or measure it with --device cpu")
                 progress(f"compressing {name}", 0.2 * index / len(options.models))
                 variant = apply_pipeline(loaded.model, list(steps))
                 variant.model.eval()

@@ -1,5 +1,6 @@
 """Compressors: exact removal counts, equal outputs where promised, purity, pipelines, save/load."""
 
+import importlib.util
 import json
 
 import pytest
@@ -8,12 +9,12 @@ from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import AutoModel
 
 from compbench.compressors import COMPRESSORS, Step, apply_pipeline
-from compbench.compressors.int8_dynamic import packed_linear_weight
 from compbench.compressors.persist import MANIFEST_FILE, save_variant
 from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.compressors.structure import head_dim, heads_in_layer
 from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
+from compbench.counting.weights import count_nonzero, packed_linear_weight
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.models import InputSpec, ModelAdapter, load_model
 
@@ -330,24 +331,49 @@ def test_ffn_sensitivity_removes_dead_neurons_first():
     assert variant.manifest[0]["neurons_after"] == [64, 40]
 
 
+BACKENDS = ["torch.ao"] + (["torchao"] if importlib.util.find_spec("torchao") else [])
+
+
+def int8_zeros(model) -> int:
+    """Weights that quantized to int8 zero, whichever backend holds them."""
+    zeros = 0
+    for module in model.modules():
+        packed = packed_linear_weight(module)
+        if packed is not None:
+            zeros += int((packed[0].int_repr() == 0).sum())
+        elif isinstance(module, torch.nn.Linear) and type(module.weight) is not torch.nn.Parameter:
+            zeros += module.weight.numel() - count_nonzero(module.weight)
+    return zeros
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
-def test_int8_dynamic_keeps_counts_and_outputs_close(family):
+def test_int8_dynamic_keeps_counts_and_outputs_close(family, backend):
     model = build_tiny(family)
     inputs = inputs_for(model)
-    variant = COMPRESSORS.get("int8_dynamic")(model)
+    variant = COMPRESSORS.get("int8_dynamic")(model, None, {"backend": backend})
     step = variant.manifest[0]
-    assert step["backend"] == "torch.ao.quantization.quantize_dynamic" and step["dtype"] == "qint8-dynamic"
+    assert step["backend"].startswith(backend) and step["dtype"] == "qint8-dynamic"
     assert len(step["quantized"]) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     dense_params, int8_params = count_params(model), count_params(variant.model)
     assert int8_params.total == dense_params.total
     dense_macs, int8_macs = count_macs(model, inputs), count_macs(variant.model, inputs)
     assert int8_macs.total == dense_macs.total
-    zero_int8 = sum(int((packed_linear_weight(m)[0].int_repr() == 0).sum())
-                    for m in variant.model.modules() if packed_linear_weight(m) is not None)
-    assert int8_params.nonzero == dense_params.nonzero - zero_int8
+    assert int8_params.nonzero == dense_params.nonzero - int8_zeros(variant.model)
     reference = outputs(model, inputs)
     error = (outputs(variant.model, inputs) - reference).abs().max() / reference.abs().max()
     assert error < 0.1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed")
+def test_int8_effective_macs_see_weights_that_quantized_to_zero():
+    model = build_tiny("bert")
+    _, ffn_out = ModelAdapter(model).ffn(0)
+    with torch.no_grad():
+        ffn_out.weight[:, :32] = 0  # 32 x 32 weights that stay zero in int8
+    variant = COMPRESSORS.get("int8_dynamic")(model, None, {"backend": "torchao"})
+    macs = count_macs(variant.model, inputs_for(model, 10))
+    assert macs.total - macs.effective >= 2 * 10 * 32 * 32
 
 
 def test_int8_variants_are_not_saved(tmp_path):

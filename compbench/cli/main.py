@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from compbench import __version__
-from compbench.cli import compress, ls, measure
-from compbench.errors import CompbenchError
+# transformers imports torchao when it is installed; torchao then logs, at WARNING, kernels it has
+# no hardware for (CUDA-only .so files) and torch a deprecation of its own. Not the user's concern.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
+
+from compbench import __version__  # noqa: E402
+from compbench.cli import compress, ls, measure  # noqa: E402
+from compbench.errors import CompbenchError  # noqa: E402
 
 COMMANDS = {"measure": measure, "compress": compress, "ls": ls}
 

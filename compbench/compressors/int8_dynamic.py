@@ -1,15 +1,18 @@
 """int8_dynamic: dynamic int8 quantization of Linear layers (int8 weights, activations
-quantized on the fly), with ``torch.ao.quantization.quantize_dynamic`` on CPU.
+quantized on the fly per call).
 
-Every ``nn.Linear`` is quantized (WavLM's attention is first switched to a forward that calls
-its projections as modules, see :mod:`compbench.compressors.wavlm_attention`). MACs are
-unchanged (each is now an int8 multiply-add); weights rounded to int8 zero count as zeros in
-``macs_effective``. CPU only; variants are measured in-process (they cannot be saved with
-``save_pretrained``).
+Backends: ``torchao`` (maintained; ``Int8DynamicActivationInt8WeightConfig``, CPU and CUDA)
+where it is installed, else ``torch.ao`` (``torch.ao.quantization.quantize_dynamic``,
+deprecated, CPU only); ``backend: auto`` (default) picks that way and the manifest says which
+ran. Every ``nn.Linear`` is quantized (WavLM's attention is first switched to a forward that
+calls its projections as modules). MACs are unchanged (each is now an int8 multiply-add);
+weights rounded to int8 zero count as zeros in ``macs_effective``. Variants are measured
+in-process: quantized weights cannot be saved with ``save_pretrained``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import torch
@@ -17,28 +20,30 @@ from torch import nn
 
 from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.structure import make_attention_modular
+from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
-BACKEND = "torch.ao.quantization.quantize_dynamic"
+BACKENDS = {"torchao": "torchao.quantization.quantize_ (Int8DynamicActivationInt8WeightConfig)",
+            "torch.ao": "torch.ao.quantization.quantize_dynamic"}
 
 
-def packed_linear_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """(int8 weight, float bias) of a dynamically quantized Linear, else None."""
-    packed = getattr(module, "_packed_params", None)
-    if packed is None or not hasattr(packed, "_weight_bias"):
-        return None
-    return packed._weight_bias()
+def resolve_backend(name: str) -> str:
+    available = importlib.util.find_spec("torchao") is not None
+    if name == "auto":
+        return "torchao" if available else "torch.ao"
+    if name == "torchao" and not available:
+        raise InvalidInputError("int8_dynamic: backend torchao is not installed (pip install torchao), "
+                                "or use backend: torch.ao")
+    return name
 
 
-def has_packed_weights(model: nn.Module) -> bool:
-    return any(packed_linear_weight(m) is not None for m in model.modules())
+def _torchao(model: nn.Module) -> None:
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
 
 
-def quantize_int8(model, amount, options: dict):
-    adapter = ModelAdapter(model)
-    for layer in range(len(adapter.layers())):
-        make_attention_modular(adapter, layer)
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+def _torch_ao(model: nn.Module, names: list[str]) -> None:
     qconfig = torch.ao.quantization.default_dynamic_qconfig
     with warnings.catch_warnings():
         # torch.ao.quantization and its quantized tensors are deprecated but work (torchao is the successor)
@@ -46,10 +51,26 @@ def quantize_int8(model, amount, options: dict):
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
         torch.ao.quantization.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8,
                                                inplace=True)
-    return model, {"backend": BACKEND, "dtype": "qint8-dynamic", "quantized": names,
+
+
+def quantize_int8(model, amount, options: dict):
+    backend = resolve_backend(options["backend"])
+    adapter = ModelAdapter(model)
+    if adapter.floating_dtype() != torch.float32:
+        raise InvalidInputError("int8_dynamic quantizes float32 weights; put it before bf16/fp16 casts")
+    for layer in range(len(adapter.layers())):
+        make_attention_modular(adapter, layer)
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if backend == "torchao":
+        _torchao(model)
+    else:
+        _torch_ao(model, names)
+    return model, {"backend": BACKENDS[backend], "dtype": "qint8-dynamic", "quantized": names,
                    "removed": 0, "total": len(names)}
 
 
 register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False,
-                    description="dynamic int8 quantization of Linear layers (CPU; torch.ao quantize_dynamic)",
-                    options={"backend": Option(str, "torch.ao", "quantization backend", choices=("torch.ao",))}))
+                    description="dynamic int8 quantization of Linear layers (torchao where installed, "
+                                "else torch.ao, CPU only)",
+                    options={"backend": Option(str, "auto", "auto: torchao when installed, else torch.ao",
+                                               choices=("auto", "torchao", "torch.ao"))}))

@@ -13,6 +13,7 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from compbench.compressors.base import Variant
 from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, record_structure
+from compbench.counting.weights import needs_real_forward
 from compbench.errors import InvalidInputError, ModelLoadError
 from compbench.models.families import ModelAdapter
 
@@ -25,11 +26,9 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
     Refuses an existing non-empty directory; writes into a temporary directory beside it and
     renames it into place, so a failure leaves nothing behind.
     """
-    from compbench.compressors.int8_dynamic import has_packed_weights
-
     out_dir = Path(out_dir)
-    if has_packed_weights(variant.model):
-        raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (packed int8 "
+    if needs_real_forward(variant.model):
+        raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (quantized "
                                 "weights); measure them in-process: compbench measure --compress ...")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")

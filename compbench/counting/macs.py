@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from compbench.counting.meta import is_meta, meta_clone, to_meta
+from compbench.counting.weights import count_nonzero, is_tensor_subclass, needs_real_forward, weight_values
 from compbench.errors import UncountedOpError
 
 aten = torch.ops.aten
@@ -235,10 +236,6 @@ def _on_cpu(value):
     return torch.zeros_like(value, device="cpu") if value.is_meta else value.to("cpu")
 
 
-def _has_packed_weights(model: nn.Module) -> bool:
-    return any(getattr(getattr(m, "_packed_params", None), "_weight_bias", None) for m in model.modules())
-
-
 def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
                component_of: Callable[[str], str] | None = None) -> MacCount:
     """MACs of one inference forward ``model(**inputs)`` (eval mode), counted on a meta copy.
@@ -248,15 +245,21 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
     """
     if is_meta(model):
         clone, originals = model, {}
-    elif _has_packed_weights(model):
-        # packed int8 weights cannot live on the meta device: count a real CPU forward instead
+    elif needs_real_forward(model):
+        # quantized weights (packed or tensor subclasses) cannot be copied to the meta device:
+        # count a real CPU forward instead
         clone, originals = model, {id(p): p for p in itertools.chain(model.parameters(), model.buffers())}
         inputs = {k: _on_cpu(v) for k, v in inputs.items()}
     else:
         clone, originals = meta_clone(model)
     weight_density = {}
     for meta_id, real in originals.items():
-        if real.dim() >= 2 and real.is_floating_point() and not real.is_meta:
+        if real.dim() < 2 or real.is_meta:
+            continue
+        if is_tensor_subclass(real):  # its quantized data is what the kernels multiply
+            density = (count_nonzero(real), real.numel())
+            weight_density[meta_id] = weight_density[id(weight_values(real))] = density
+        elif real.is_floating_point():
             weight_density[meta_id] = (int(torch.count_nonzero(real)), real.numel())
     stack = _ModuleStack(clone)
     mode = MacCounterMode(component_of or (lambda name: "other"), stack, weight_density)

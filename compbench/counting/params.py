@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from compbench.counting.weights import count_nonzero, packed_linear_weight
+
 
 @dataclass
 class ParamCount:
@@ -31,12 +33,12 @@ def count_params(model: nn.Module, component_of: Callable[[str], str] | None = N
         if param.is_meta:
             known_values = False
         else:
-            nonzero_by_component[component] += int(torch.count_nonzero(param))
+            nonzero_by_component[component] += count_nonzero(param)
     for module_name, module in model.named_modules():  # int8 weights packed inside quantized Linears
-        packed = getattr(getattr(module, "_packed_params", None), "_weight_bias", None)
+        packed = packed_linear_weight(module)
         if packed is None:
             continue
-        weight, bias = packed()
+        weight, bias = packed
         component = component_of(module_name)
         by_component[component] += weight.numel() + (bias.numel() if bias is not None else 0)
         nonzero_by_component[component] += int(torch.count_nonzero(weight.int_repr())) + (

@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from compbench.counting.weights import packed_linear_weight, storage_bytes
+
 
 @dataclass
 class PeakMemory:
@@ -74,7 +76,7 @@ def _bytes(tensors) -> int:
     for t in tensors:
         if isinstance(t, torch.Tensor) and id(t) not in seen:
             seen.add(id(t))
-            total += t.numel() * t.element_size()
+            total += storage_bytes(t)
     return total
 
 
@@ -83,9 +85,9 @@ def measure_peak_memory(model: nn.Module, inputs: dict[str, torch.Tensor],
     """Peak memory of ``model(**inputs)`` on ``device`` (one extra forward, not timed)."""
     weights = _bytes(itertools.chain(model.parameters(), model.buffers()))
     for module in model.modules():  # int8 weights packed inside quantized Linears
-        packed = getattr(getattr(module, "_packed_params", None), "_weight_bias", None)
+        packed = packed_linear_weight(module)
         if packed is not None:
-            weights += _bytes([t for t in packed() if t is not None])
+            weights += _bytes([t for t in packed if t is not None])
     input_bytes = _bytes(inputs.values())
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from compbench.errors import InvalidInputError, UnknownNameError
+from compbench.errors import InvalidInputError
 from compbench.registry import Registry
 
 
@@ -115,10 +115,7 @@ def check_pipeline(steps: list[Step]) -> list[Step]:
         raise InvalidInputError("a compression pipeline needs at least one step")
     checked = []
     for step in steps:
-        try:
-            compressor = COMPRESSORS.get(step.name)
-        except UnknownNameError:
-            raise
+        compressor = COMPRESSORS.get(step.name)  # unknown names: an error with near matches
         checked.append(Step(step.name, compressor.check_amount(step.amount),
                             compressor.check_options(step.options)))
     return checked

@@ -140,5 +140,15 @@ def test_ls_lists_compressors_with_options(capsys):
     compressors = {c["name"]: c for c in json.loads(out)["compressors"]}
     assert set(compressors) == {"bf16", "fp16", "ffn_pruning", "head_pruning", "int8_dynamic", "layer_drop",
                                 "low_rank", "weight_pruning"}
+    assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers"}
     assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]
     assert compressors["bf16"]["takes_amount"] is False
+
+
+def test_validate_command(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "validate")
+    assert code == 0 and out.count("ok ") == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nname: bad\n")
+    code, out, err = run_cli(capsys, "validate", str(bad))
+    assert code == 2 and "bad.yaml: missing key 'version'" in err and err.count("\n") == 1

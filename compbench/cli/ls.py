@@ -1,4 +1,4 @@
-"""``compbench ls``: what compbench knows: model presets and compressors with their options."""
+"""``compbench ls``: what compbench knows: model presets, compressors with their options, tasks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from compbench.compressors import COMPRESSORS
 from compbench.models import PRESETS
+from compbench.tasks import find_task, task_files
 
 
 def list_presets() -> list[dict]:
@@ -28,16 +29,23 @@ def list_compressors() -> list[dict]:
             for _, c in COMPRESSORS.items()]
 
 
+def list_tasks() -> list[dict]:
+    """Every shipped task (each file is validated as it is listed)."""
+    tasks = [find_task(name) for name in task_files()]
+    return [{"name": t.name, "version": t.version, "input": t.input, "labels": len(t.labels), "metric": t.metric,
+             "protocol": t.protocol, "description": t.description} for t in tasks]
+
+
 def add_parser(commands, name: str) -> None:
-    p = commands.add_parser(name, help="list model presets and compressors",
+    p = commands.add_parser(name, help="list model presets, compressors and tasks",
                             description="List what compbench can measure.")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
 def run(args: argparse.Namespace) -> int:
-    presets, compressors = list_presets(), list_compressors()
+    presets, compressors, tasks = list_presets(), list_compressors(), list_tasks()
     if args.format == "json":
-        print(json.dumps({"models": presets, "compressors": compressors}, indent=2))
+        print(json.dumps({"models": presets, "compressors": compressors, "tasks": tasks}, indent=2))
         return 0
     table = Table(title="model presets (architecture-exact; --weights random needs no download)",
                   title_justify="left")
@@ -56,5 +64,12 @@ def run(args: argparse.Namespace) -> int:
                                                                      if o["choices"] else "")
                          for n, o in c["options"].items())
         table.add_row(c["name"], "[0, 1)" if c["takes_amount"] else "none", opts or "-", c["description"])
+    console.print(table)
+    table = Table(title="tasks (tasks/*.yaml; data from --data-root or $COMPBENCH_DATA_ROOT)", title_justify="left")
+    for column in ("name", "version", "input", "labels", "metric", "protocol", "description"):
+        table.add_column(column)
+    for t in tasks:
+        table.add_row(t["name"], str(t["version"]), t["input"], str(t["labels"]), t["metric"], t["protocol"],
+                      t["description"])
     console.print(table)
     return 0

@@ -1,0 +1,148 @@
+"""Task data: where it lives (a setting) and loading one split as inputs and label indices."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compbench.errors import InvalidInputError
+from compbench.models.families import SAMPLE_RATE
+from compbench.tasks.schema import AudioFolderSource, CsvSource, HfDatasetSource, Task
+
+DATA_ROOT_ENV = "COMPBENCH_DATA_ROOT"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class MissingDataError(InvalidInputError):
+    """Task data that is not where the settings say."""
+
+
+@dataclass
+class Examples:
+    """One split of a task: inputs (text, or 16 kHz float32 waveforms), label indices, ids."""
+
+    inputs: list
+    labels: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def resolve_data_root(flag: str | None = None) -> Path:
+    """The data root from ``--data-root``, else ``$COMPBENCH_DATA_ROOT``; an error says where it looked."""
+    if flag:
+        where, root = "--data-root", Path(flag)
+    elif os.environ.get(DATA_ROOT_ENV):
+        where, root = f"${DATA_ROOT_ENV}", Path(os.environ[DATA_ROOT_ENV])
+    else:
+        raise MissingDataError(f"no data root set: pass --data-root DIR or set ${DATA_ROOT_ENV} "
+                               "(in this repository's CI it is ../shared/data)")
+    if not root.is_dir():
+        raise MissingDataError(f"data root {root} (from {where}) is not a directory")
+    return root
+
+
+def _label_index(task: Task, value: str, where: str) -> int:
+    try:
+        return task.labels.index(value)
+    except ValueError:
+        raise InvalidInputError(f"{where}: label {value!r} is not one of the task's labels "
+                                f"({', '.join(task.labels)})") from None
+
+
+def _load_csv(task: Task, source: CsvSource, split: str, root: Path) -> Examples:
+    import pandas as pd
+
+    if split not in source.files:
+        raise InvalidInputError(f"task {task.name} has no {split!r} split")
+    path = root / source.path / source.files[split]
+    if not path.is_file():
+        raise MissingDataError(f"task {task.name}: {path} does not exist (data root {root})")
+    frame = pd.read_csv(path)
+    for column in (source.text_column, source.label_column):
+        if column not in frame.columns:
+            raise InvalidInputError(f"{path}: no column {column!r} (columns: {', '.join(frame.columns)})")
+    labels = [_label_index(task, str(v), f"{path} row {i + 2}") for i, v in enumerate(frame[source.label_column])]
+    return Examples(inputs=[str(t) for t in frame[source.text_column]], labels=np.array(labels),
+                    ids=[f"{path.name}:{i + 2}" for i in range(len(frame))])
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """Mono float32 at 16 kHz (soundfile reads, soxr resamples)."""
+    import soundfile
+    import soxr
+
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+    return audio
+
+
+def _audio_files(task: Task, source: AudioFolderSource, root: Path) -> list[tuple[Path, str, str]]:
+    """(file, label, split) for every audio file of the source."""
+    folder = root / source.path
+    if not folder.is_dir():
+        raise MissingDataError(f"task {task.name}: {folder} does not exist (data root {root})")
+    pattern = re.compile(source.filename_pattern) if source.filename_pattern else None
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+        relative = path.relative_to(folder)
+        fields = {}
+        if pattern is not None:
+            match = pattern.fullmatch(path.name)
+            if match is None:
+                raise InvalidInputError(f"{path}: file name does not match {source.filename_pattern!r}")
+            fields = match.groupdict()
+        if source.label == "folder":
+            label = relative.parts[-2] if len(relative.parts) >= 2 else ""
+        elif source.label in fields:
+            label = fields[source.label]
+        else:
+            raise InvalidInputError(f"task {task.name}: label {source.label!r} is not a group of filename_pattern")
+        if source.split_field:
+            if source.split_field not in fields:
+                raise InvalidInputError(f"task {task.name}: split_field {source.split_field!r} is not a group "
+                                        "of filename_pattern")
+            value = int(fields[source.split_field])
+            split = next((s for s, (lo, hi) in source.split_ranges.items() if lo <= value <= hi), None)
+        else:  # <path>/<split>/<label>/<file>
+            split = relative.parts[0] if len(relative.parts) >= 3 else None
+        if split is not None:
+            found.append((path, label, split))
+    return found
+
+
+def _load_audio_folder(task: Task, source: AudioFolderSource, split: str, root: Path) -> Examples:
+    files = [(path, label) for path, label, s in _audio_files(task, source, root) if s == split]
+    if not files:
+        raise MissingDataError(f"task {task.name}: no {split!r} audio files under {root / source.path}")
+    labels = [_label_index(task, label, str(path)) for path, label in files]
+    return Examples(inputs=[read_audio(path) for path, _ in files], labels=np.array(labels),
+                    ids=[path.name for path, _ in files])
+
+
+def _load_hf(task: Task, source: HfDatasetSource, split: str, root: Path) -> Examples:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDataError(f"task {task.name} reads a Hugging Face dataset: pip install datasets "
+                               "(and it needs network access to the hub)") from None
+    data = datasets.load_dataset(source.name, source.config, split=source.splits.get(split, split))
+    labels = [_label_index(task, str(v), f"{source.name}[{split}]") for v in data[source.label_column]]
+    inputs = list(data[source.input_column])
+    return Examples(inputs=inputs, labels=np.array(labels), ids=[str(i) for i in range(len(inputs))])
+
+
+LOADERS = {"csv": _load_csv, "audio_folder": _load_audio_folder, "hf_dataset": _load_hf}
+
+
+def load_split(task: Task, split: str, data_root: str | None = None) -> Examples:
+    """One split of ``task``, with labels as indices into ``task.labels``."""
+    root = resolve_data_root(data_root)
+    return LOADERS[task.source.kind](task, task.source, split, root)

@@ -1,0 +1,148 @@
+"""The task file schema (version 1), written down as types and checked strictly.
+
+A task file is YAML read with ``yaml.safe_load``. Unknown keys, missing keys and wrong types
+are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compbench.errors import InvalidInputError
+
+TASK_SCHEMA_VERSION = 1
+INPUTS = ("text", "audio")
+METRICS = ("accuracy", "macro_f1")
+PROTOCOLS = ("finetune", "superb_probe")
+SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset")
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """A folder of CSV files, one per split, with a text and a label column."""
+
+    path: str  # relative to the data root
+    files: dict[str, str]  # split -> file name
+    text_column: str = "text"
+    label_column: str = "label"
+    kind: str = "csv"
+
+
+@dataclass(frozen=True)
+class AudioFolderSource:
+    """A folder of audio files; labels and split come from file-name fields or sub-folders."""
+
+    path: str
+    filename_pattern: str | None = None  # a regex with named groups, e.g. (?P<digit>\d)_...
+    label: str = "folder"  # a named group of filename_pattern, or "folder" (the sub-folder name)
+    split_field: str | None = None  # a named group holding an integer...
+    split_ranges: dict[str, list[int]] = field(default_factory=dict)  # ...and its inclusive range per split
+    kind: str = "audio_folder"
+
+
+@dataclass(frozen=True)
+class HfDatasetSource:
+    """A Hugging Face dataset by name (needs the hub; not used offline)."""
+
+    name: str
+    config: str | None = None
+    splits: dict[str, str] = field(default_factory=dict)  # our split -> the dataset's split
+    input_column: str = "text"
+    label_column: str = "label"
+    kind: str = "hf_dataset"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    version: int
+    description: str
+    input: str  # "text" or "audio"
+    source: CsvSource | AudioFolderSource | HfDatasetSource
+    labels: list[str]
+    metric: str
+    protocol: str
+    evaluate_on: str = "test"
+    file: str | None = None
+
+
+# key -> (type(s), required)
+_TASK_KEYS: dict[str, tuple[Any, bool]] = {
+    "schema_version": (int, True), "name": (str, True), "version": (int, True), "description": (str, True),
+    "input": (str, True), "source": (dict, True), "labels": (list, True), "metric": (str, True),
+    "protocol": (str, True), "evaluate_on": (str, False),
+}
+_SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
+    "csv": {"kind": (str, True), "path": (str, True), "files": (dict, True), "text_column": (str, False),
+            "label_column": (str, False)},
+    "audio_folder": {"kind": (str, True), "path": (str, True), "filename_pattern": (str, False),
+                     "label": (str, False), "split_field": (str, False), "split_ranges": (dict, False)},
+    "hf_dataset": {"kind": (str, True), "name": (str, True), "config": (str, False), "splits": (dict, False),
+                   "input_column": (str, False), "label_column": (str, False)},
+}
+_SOURCE_TYPES = {"csv": CsvSource, "audio_folder": AudioFolderSource, "hf_dataset": HfDatasetSource}
+
+
+def _check_keys(where: str, data: dict, keys: dict[str, tuple[Any, bool]]) -> None:
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                                f"allowed: {', '.join(keys)}")
+    for key, (types, required) in keys.items():
+        if key not in data:
+            if required:
+                raise InvalidInputError(f"{where}: missing key {key!r}")
+            continue
+        value = data[key]
+        if isinstance(value, bool) and bool is not types or not isinstance(value, types):
+            raise InvalidInputError(f"{where}: {key!r} must be a {types.__name__}, got {value!r}")
+
+
+def _choice(where: str, key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidInputError(f"{where}: {key!r} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def task_from_dict(data: object, where: str) -> Task:
+    """A validated Task from parsed YAML; ``where`` names the file in error messages."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{where}: a task file holds a mapping, got {type(data).__name__}")
+    _check_keys(where, data, _TASK_KEYS)
+    if data["schema_version"] != TASK_SCHEMA_VERSION:
+        raise InvalidInputError(f"{where}: schema_version {data['schema_version']} is not supported "
+                                f"(this compbench reads {TASK_SCHEMA_VERSION})")
+    _choice(where, "input", data["input"], INPUTS)
+    _choice(where, "metric", data["metric"], METRICS)
+    _choice(where, "protocol", data["protocol"], PROTOCOLS)
+    evaluate_on = data.get("evaluate_on", "test")
+    _choice(where, "evaluate_on", evaluate_on, SPLITS)
+    labels = data["labels"]
+    if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise InvalidInputError(f"{where}: 'labels' must list at least two distinct strings")
+    source = data["source"]
+    kind = source.get("kind")
+    if kind not in SOURCE_KINDS:
+        raise InvalidInputError(f"{where}: source 'kind' must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
+    _check_keys(f"{where}: source", source, _SOURCE_KEYS[kind])
+    for key in ("files", "splits", "split_ranges"):
+        for split in source.get(key, {}):
+            _choice(f"{where}: source.{key}", "split", split, SPLITS)
+    return Task(name=data["name"], version=data["version"], description=data["description"],
+                input=data["input"], source=_SOURCE_TYPES[kind](**source), labels=list(labels),
+                metric=data["metric"], protocol=data["protocol"], evaluate_on=evaluate_on, file=where)
+
+
+def load_task_file(path: str | Path) -> Task:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InvalidInputError(f"cannot read task file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise InvalidInputError(f"{path}: not valid YAML: {err}") from None
+    return task_from_dict(data, str(path))

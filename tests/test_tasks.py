@@ -1,0 +1,143 @@
+"""Tasks: schema checks, lookup, data root, CSV and audio-folder sources, the shipped tasks."""
+
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from compbench.cli.validate import validate_tasks
+from compbench.errors import InvalidInputError, UnknownNameError
+from compbench.tasks import MissingDataError, find_task, load_split, resolve_data_root, task_files, tasks_dir
+from compbench.tasks.schema import task_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = os.environ.get("COMPBENCH_DATA_ROOT") or str(ROOT.parent / "shared" / "data")
+needs_shared_data = pytest.mark.skipif(
+    not Path(SHARED_DATA, "rt-polarity").is_dir() or not Path(SHARED_DATA, "fsdd").is_dir(),
+    reason=f"task data not found at {SHARED_DATA} (set COMPBENCH_DATA_ROOT to the folder holding "
+           "rt-polarity/ and fsdd/)")
+
+
+def csv_task(**changes):
+    task = {"schema_version": 1, "name": "toy", "version": 1, "description": "toy", "input": "text",
+            "source": {"kind": "csv", "path": "toy", "files": {"train": "train.csv", "test": "test.csv"}},
+            "labels": ["neg", "pos"], "metric": "accuracy", "protocol": "finetune"}
+    task.update(changes)
+    return task
+
+
+def test_shipped_tasks_validate_and_match_their_file_names():
+    assert set(task_files()) == {"rt-polarity", "fsdd-digits", "fsdd-speakers"}
+    report = validate_tasks()
+    assert {r["task"]: r["labels"] for r in report} == {"rt-polarity": 2, "fsdd-digits": 10, "fsdd-speakers": 6}
+    assert tasks_dir() == ROOT / "tasks"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"colour": "red"}, "unknown key(s) 'colour'"),
+    ({"version": "one"}, "'version' must be a int"),
+    ({"labels": ["only"]}, "at least two distinct"),
+    ({"input": "video"}, "'input' must be one of text, audio"),
+    ({"metric": "bleu"}, "'metric' must be one of"),
+    ({"schema_version": 2}, "schema_version 2 is not supported"),
+    ({"source": {"kind": "csv", "path": "toy", "files": {"train": "a.csv"}, "sep": ";"}}, "source: unknown key"),
+    ({"source": {"kind": "sql"}}, "source 'kind' must be one of"),
+    ({"source": {"kind": "csv", "path": "toy", "files": {"validation": "v.csv"}}}, "'split' must be one of"),
+])
+def test_schema_errors_name_the_file_and_key(change, message):
+    with pytest.raises(InvalidInputError, match="toy.yaml: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        task_from_dict(csv_task(**change), "toy.yaml")
+
+
+def test_missing_key():
+    data = csv_task()
+    del data["metric"]
+    with pytest.raises(InvalidInputError, match="toy.yaml: missing key 'metric'"):
+        task_from_dict(data, "toy.yaml")
+
+
+def test_unknown_task_lists_close_names():
+    with pytest.raises(UnknownNameError, match="Did you mean: rt-polarity"):
+        find_task("rt-polarty")
+
+
+def test_missing_data_root_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPBENCH_DATA_ROOT", raising=False)
+    with pytest.raises(MissingDataError, match="no data root set: pass --data-root DIR or set"):
+        resolve_data_root()
+    monkeypatch.setenv("COMPBENCH_DATA_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(MissingDataError, match=r"nowhere \(from \$COMPBENCH_DATA_ROOT\) is not a directory"):
+        resolve_data_root()
+    with pytest.raises(MissingDataError, match=r"rt-polarity.*does not exist \(data root"):
+        load_split(find_task("rt-polarity"), "test", str(tmp_path))
+
+
+def test_csv_source(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\nfine,pos\n")
+    (tmp_path / "toy" / "test.csv").write_text("text,label\nmeh,maybe\n")
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(csv_task()))
+    task = find_task(str(path))
+    train = load_split(task, "train", str(tmp_path))
+    assert train.inputs == ["good film", "bad film", "fine"] and train.labels.tolist() == [1, 0, 1]
+    with pytest.raises(InvalidInputError, match=r"test.csv row 2: label 'maybe' is not one of"):
+        load_split(task, "test", str(tmp_path))
+    with pytest.raises(InvalidInputError, match="no 'dev' split"):
+        load_split(task, "dev", str(tmp_path))
+
+
+def write_tone(path: Path, seconds: float, rate: int):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+
+
+def test_audio_folder_with_file_name_fields_resamples_to_16k(tmp_path):
+    for digit in (3, 7):
+        for index in range(4):
+            write_tone(tmp_path / "rec" / f"{digit}_amy_{index}.wav", 0.25, 8000)
+    pattern = r"(?P<digit>\d)_(?P<who>[a-z]+)_(?P<i>\d+)\.wav"
+    task = task_from_dict({
+        "schema_version": 1, "name": "toy-audio", "version": 1, "description": "d", "input": "audio",
+        "source": {"kind": "audio_folder", "path": "rec", "filename_pattern": pattern,
+                   "label": "digit", "split_field": "i", "split_ranges": {"test": [0, 0], "train": [1, 3]}},
+        "labels": ["3", "7"], "metric": "accuracy", "protocol": "superb_probe"}, "toy.yaml")
+    train, test = load_split(task, "train", str(tmp_path)), load_split(task, "test", str(tmp_path))
+    assert (len(train), len(test)) == (6, 2)
+    assert sorted(test.labels.tolist()) == [0, 1]
+    assert all(x.dtype == np.float32 and x.shape == (4000,) for x in train.inputs)  # 0.25 s at 16 kHz
+
+
+def test_audio_folder_with_split_and_label_folders(tmp_path):
+    for split, count in (("train", 3), ("test", 1)):
+        for label in ("yes", "no"):
+            for i in range(count):
+                write_tone(tmp_path / "kw" / split / label / f"{i}.wav", 0.1, 16000)
+    task = task_from_dict({
+        "schema_version": 1, "name": "kw", "version": 1, "description": "d", "input": "audio",
+        "source": {"kind": "audio_folder", "path": "kw"}, "labels": ["no", "yes"], "metric": "accuracy",
+        "protocol": "superb_probe"}, "kw.yaml")
+    train = load_split(task, "train", str(tmp_path))
+    assert len(train) == 6 and sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert train.inputs[0].shape == (1600,)
+
+
+@needs_shared_data
+def test_shipped_task_data_has_the_documented_splits():
+    report = {r["task"]: r["examples"] for r in validate_tasks(data_root=SHARED_DATA, check_data=True)}
+    assert report["rt-polarity"] == {"train": 10283, "dev": 1116, "test": 1409}
+    assert report["fsdd-digits"] == report["fsdd-speakers"] == {"train": 2700, "test": 300}
+    test = load_split(find_task("fsdd-speakers"), "test", SHARED_DATA)
+    assert np.bincount(test.labels).tolist() == [50] * 6
+    assert all(name.split("_")[2].removesuffix(".wav") in {"0", "1", "2", "3", "4"} for name in test.ids)
+
+
+def test_every_subpackage_is_packaged():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "compbench").rglob("__init__.py")}
+    assert found | {"compbench.task_files"} == listed

@@ -1,0 +1,1 @@
+"""Quality: teacher fidelity and task probes."""

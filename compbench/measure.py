@@ -21,7 +21,9 @@ from compbench.counting.params import count_params
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
+from compbench.quality.evaluate import fidelity, hidden_states, prepare_task, task_quality
 from compbench.record import SCHEMA_VERSION
+from compbench.tasks import find_task
 from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
 from compbench.timing.memory import measure_peak_memory
@@ -55,6 +57,9 @@ class MeasureOptions:
     attn_implementation: str = "sdpa"
     timing: TimingPolicy = field(default_factory=TimingPolicy)
     steady_allocator: bool = True  # see compbench.timing.allocator
+    task: str | None = None  # adds quality (and, for variants, fidelity) to every record
+    data_root: str | None = None
+    task_limit: int | None = None  # at most this many examples per split (quick runs; recorded)
     seed: int = 0
 
 
@@ -163,6 +168,7 @@ def measure(options: MeasureOptions | None = None,
     threads = options.threads if options.threads is not None else default_threads()
     run_id = uuid.uuid4().hex
     env = environment()
+    task = find_task(options.task) if options.task else None
     if options.latency and options.steady_allocator and device.type == "cpu":
         steady_allocator()
 
@@ -184,10 +190,13 @@ def measure(options: MeasureOptions | None = None,
                 variant.model.eval()
                 variants.append((variant.model, ModelAdapter(variant.model),
                                  (loaded.compression or []) + variant.manifest))
+            qualities = _qualities(loaded, variants, task, options, progress) if task else None
             for spec in specs:
                 dense = None
                 for position, (model, adapter, manifest) in enumerate(variants):
                     record = _base_record(loaded, model, adapter, spec, options, run_id, threads, env, manifest)
+                    if qualities:
+                        record.update(qualities[position])
                     inputs = adapter.build_inputs(spec, "cpu", options.seed)
                     job = _Job(loaded, model, adapter, spec, inputs, record, dense)
                     if position == 0:
@@ -203,6 +212,22 @@ def measure(options: MeasureOptions | None = None,
             _time_jobs(jobs, device, options, progress)
     progress("done", 1.0)
     return [job.record for job in jobs]
+
+
+def _qualities(loaded: LoadedModel, variants: list, task, options: MeasureOptions,
+               progress: ProgressCallback) -> list[dict]:
+    """``quality`` for the dense model and each variant; ``fidelity`` for each variant."""
+    data = prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
+    results, dense_states = [], None
+    for position, (model, _, manifest) in enumerate(variants):
+        progress(f"evaluating {loaded.name} on {task.name}", 0.2)
+        entry = {"quality": task_quality(model, data)}
+        if position == 0:
+            dense_states = hidden_states(model, data)
+        else:
+            entry["fidelity"] = fidelity(dense_states, model, data, manifest[len(loaded.compression or []):])
+        results.append(entry)
+    return results
 
 
 def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,

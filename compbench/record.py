@@ -64,6 +64,8 @@ class Record(TypedDict):
     speedup: NotRequired[float]  # dense median / variant median, same run
     predicted_speedup: NotRequired[float]  # dense MACs / variant MACs
     audit: NotRequired[dict]
+    quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples
+    fidelity: NotRequired[dict]  # variants: per-layer CKA and cosine against the dense model
     warnings: list[str]
     environment: Environment
 

@@ -12,10 +12,10 @@ for _noisy in ("torchao", "torch.utils._pytree"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 from compbench import __version__  # noqa: E402
-from compbench.cli import compress, ls, measure, validate  # noqa: E402
+from compbench.cli import compress, finetune, ls, measure, validate  # noqa: E402
 from compbench.errors import CompbenchError  # noqa: E402
 
-COMMANDS = {"measure": measure, "compress": compress, "ls": ls, "validate": validate}
+COMMANDS = {"measure": measure, "compress": compress, "finetune": finetune, "ls": ls, "validate": validate}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,10 @@ def add_parser(commands, name: str) -> None:
                    help="attention implementation to run (MACs are the same for each)")
     p.add_argument("--audit", action="store_true",
                    help="also report fvcore's and thop's counts and their difference from compbench's")
+    p.add_argument("--task", metavar="T", help="add task quality (and variants' fidelity) to every record")
+    p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
+    p.add_argument("--task-limit", type=int, metavar="N",
+                   help="use at most N examples per split (spread over it) for a quick run; recorded")
     p.add_argument("--format", choices=FORMATS, default="table", help="stdout format (default table)")
     p.add_argument("--out", metavar="FILE", help="append the records to this JSONL results file")
 
@@ -65,6 +69,8 @@ def add_parser(commands, name: str) -> None:
 def options_from_args(args: argparse.Namespace) -> MeasureOptions:
     if args.budget <= 0:
         raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
+    if args.task_limit is not None and args.task_limit < 1:
+        raise InvalidInputError(f"--task-limit must be >= 1, got {args.task_limit}")
     if not 0 < args.rel_ci < 1:
         raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
     options_by_name = load_options_file(args.compress_options) if args.compress_options else {}
@@ -83,6 +89,9 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         attn_implementation=args.attn,
         timing=TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci),
         steady_allocator=args.steady_allocator,
+        task=args.task,
+        data_root=args.data_root,
+        task_limit=args.task_limit,
     )
 
 

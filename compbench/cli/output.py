@@ -40,6 +40,11 @@ def records_table(records: list[dict]) -> Table:
     if has_speedup:
         for column in ("speedup", "pred."):
             table.add_column(column, justify="right")
+    has_quality = any("quality" in r for r in records)
+    if has_quality:
+        task = next(r["quality"] for r in records if "quality" in r)
+        for column in (f"{task['task']} {task['metric']}", "CKA last"):
+            table.add_column(column, justify="right")
     if has_audit:
         for column in ("fvcore Δ", "thop Δ"):
             table.add_column(column, justify="right")
@@ -60,6 +65,9 @@ def records_table(records: list[dict]) -> Table:
                 row += [""] * 7
         if has_speedup:
             row += [f"{r['speedup']:.2f}×", f"{r['predicted_speedup']:.2f}×"] if "speedup" in r else ["", ""]
+        if has_quality:
+            quality, fidelity = r.get("quality"), r.get("fidelity")
+            row += [f"{quality['value']:.4f}" if quality else "", f"{fidelity['last_cka']:.4f}" if fidelity else ""]
         if has_audit:
             audit = r.get("audit", {})
             row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from compbench.errors import InvalidInputError, ModelLoadError, UnknownNameError
 from compbench.models.families import FAMILIES, ModelAdapter
@@ -130,10 +136,19 @@ def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrain
                                    attn_implementation)
 
 
+def auto_class(config: PretrainedConfig):
+    """AutoModelForSequenceClassification for a saved classifier (its head is kept), else AutoModel."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return AutoModelForSequenceClassification
+    return AutoModel
+
+
 def _from_pretrained(checkpoint: str, attn_implementation: str) -> PreTrainedModel:
+    auto = auto_class(_load_config(checkpoint)) if Path(checkpoint).is_dir() else AutoModel
     try:
         return with_attention_fallback(
-            lambda impl: AutoModel.from_pretrained(checkpoint, attn_implementation=impl),
+            lambda impl: auto.from_pretrained(checkpoint, attn_implementation=impl),
             attn_implementation)
     except OSError as err:
         raise ModelLoadError(

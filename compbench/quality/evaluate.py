@@ -1,0 +1,97 @@
+"""Quality of a model or variant on a task, and its fidelity to the dense model.
+
+Text tasks (protocol ``finetune``) evaluate a fine-tuned classifier (``compbench finetune``)
+on the evaluation split. Speech tasks (protocol ``superb_probe``) train the SUPERB probe on
+the model's own frozen features from the train split and evaluate it; a variant gets its own
+probe, as SUPERB does for every upstream. Fidelity compares hidden states of a variant and its
+dense model on up to ``FIDELITY_EXAMPLES`` evaluation examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from compbench.errors import InvalidInputError
+from compbench.quality.fidelity import layer_fidelity
+from compbench.quality.finetune import load_tokenizer, text_accuracy
+from compbench.quality.probe import pooled_layer_features, train_probe
+from compbench.tasks import Examples, Task, load_split
+
+FIDELITY_EXAMPLES = 100
+MODALITY_OF_INPUT = {"text": "text", "audio": "speech"}
+
+
+@dataclass
+class TaskData:
+    task: Task
+    train: Examples | None
+    evaluation: Examples
+    tokenizer: object | None = None
+
+
+def _limit(examples: Examples, limit: int | None) -> Examples:
+    if limit is None or len(examples) <= limit:
+        return examples
+    step = len(examples) / limit  # spread over the split, deterministic
+    index = [int(i * step) for i in range(limit)]
+    return Examples([examples.inputs[i] for i in index], examples.labels[index], [examples.ids[i] for i in index])
+
+
+def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: str | None,
+                 limit: int | None = None) -> TaskData:
+    if MODALITY_OF_INPUT[task.input] != modality:
+        raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
+    evaluation = _limit(load_split(task, task.evaluate_on, data_root), limit)
+    if task.protocol == "finetune":
+        return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None)
+    return TaskData(task, _limit(load_split(task, "train", data_root), limit), evaluation)
+
+
+def task_quality(model: nn.Module, data: TaskData) -> dict:
+    task = data.task
+    result = {"task": task.name, "task_version": task.version, "metric": task.metric, "split": task.evaluate_on,
+              "protocol": task.protocol, "examples": {task.evaluate_on: len(data.evaluation)}}
+    if task.protocol == "finetune":
+        labels = list((getattr(model.config, "id2label", None) or {}).values())
+        if not type(model).__name__.endswith("ForSequenceClassification") or labels != task.labels:
+            raise InvalidInputError(
+                f"task {task.name} is evaluated on a fine-tuned classifier with labels {task.labels}: run "
+                f"compbench finetune --model M --task {task.name} --out DIR, then measure --model DIR")
+        result["value"] = text_accuracy(model, data.tokenizer, data.evaluation)
+        return result
+    train = pooled_layer_features(model, data.train.inputs)
+    probe = train_probe(train, data.train.labels, classes=len(task.labels))
+    result["value"] = probe.accuracy(pooled_layer_features(model, data.evaluation.inputs), data.evaluation.labels)
+    result["examples"]["train"] = len(data.train)
+    result["layer_weights"] = [round(float(w), 6) for w in probe.probe.layer_weights().detach()]
+    return result
+
+
+@torch.no_grad()
+def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
+    """Per layer: every frame or (non-padding) token of the first evaluation examples, stacked."""
+    model.eval()
+    examples = _limit(data.evaluation, FIDELITY_EXAMPLES)
+    device = next(model.parameters()).device
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    collected: list[list[torch.Tensor]] = []
+    for item in examples.inputs:
+        if data.task.input == "audio":
+            states = model(input_values=torch.as_tensor(item, dtype=dtype, device=device)[None],
+                           output_hidden_states=True).hidden_states
+        else:
+            batch = data.tokenizer([item], truncation=True, max_length=64, return_tensors="pt").to(device)
+            states = model(**batch, output_hidden_states=True).hidden_states
+        collected.append([s[0].float().cpu() for s in states])
+    return [torch.cat(layer) for layer in zip(*collected, strict=True)]
+
+
+def fidelity(dense_states: list[torch.Tensor], variant: nn.Module, data: TaskData,
+             manifest: list[dict] | None) -> dict:
+    layers = layer_fidelity(dense_states, hidden_states(variant, data), manifest)
+    return {"split": data.task.evaluate_on, "examples": min(FIDELITY_EXAMPLES, len(data.evaluation)),
+            "layers": layers, "mean_cka": sum(x["cka"] for x in layers) / len(layers),
+            "last_cka": layers[-1]["cka"], "last_cosine": layers[-1]["cosine"]}

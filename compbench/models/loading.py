@@ -132,7 +132,8 @@ def with_attention_fallback(load, attn_implementation: str) -> PreTrainedModel:
 
 
 def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
-    return with_attention_fallback(lambda impl: AutoModel.from_config(config, attn_implementation=impl),
+    auto = auto_class(config)
+    return with_attention_fallback(lambda impl: auto.from_config(config, attn_implementation=impl),
                                    attn_implementation)
 
 

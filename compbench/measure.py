@@ -21,7 +21,14 @@ from compbench.counting.params import count_params
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
-from compbench.quality.evaluate import fidelity, hidden_states, prepare_task, task_quality
+from compbench.quality.evaluate import (
+    MODALITY_OF_INPUT,
+    check_model_for_task,
+    fidelity,
+    hidden_states,
+    prepare_task,
+    task_quality,
+)
 from compbench.record import SCHEMA_VERSION
 from compbench.tasks import find_task, resolve_data_root
 from compbench.timing.allocator import allocator_state, steady_allocator
@@ -221,6 +228,8 @@ def measure(options: MeasureOptions | None = None,
 def _qualities(loaded: LoadedModel, variants: list, task, options: MeasureOptions,
                progress: ProgressCallback) -> list[dict]:
     """``quality`` for the dense model and each variant; ``fidelity`` for each variant."""
+    if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
+        check_model_for_task(loaded.model, task)  # before loading a tokenizer or any data
     data = prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
     results, dense_states = [], None
     for position, (model, _, manifest) in enumerate(variants):

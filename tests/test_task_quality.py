@@ -99,6 +99,7 @@ def test_finetune_then_measure_quality(tmp_path, text_task):
                              load_split(find_task(task_file), "test", data_root))
     assert record["quality"]["value"] == expected and record["quality"]["examples"] == {"test": 16}
     assert record["params_by_component"]["head"] == 384 * 2 + 2  # the classifier came with it
-    with pytest.raises(InvalidInputError, match="fine-tuned classifier"):
-        measure(MeasureOptions(models=["minilm-l6"], weights="pretrained", latency=False, task=task_file,
-                               data_root=data_root))
+    for weights in ("pretrained", None):  # random weights: the same advice, not a tokenizer error
+        with pytest.raises(InvalidInputError, match="fine-tuned classifier"):
+            measure(MeasureOptions(models=["minilm-l6"], weights=weights, latency=False, task=task_file,
+                                   data_root=data_root))

@@ -50,16 +50,23 @@ def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: s
     return TaskData(task, _limit(load_split(task, "train", data_root), limit), evaluation)
 
 
+def check_model_for_task(model: nn.Module, task: Task) -> None:
+    """A text task (protocol finetune) needs a classifier fine-tuned on it, with the task's labels."""
+    if task.protocol != "finetune":
+        return
+    labels = list((getattr(model.config, "id2label", None) or {}).values())
+    if not type(model).__name__.endswith("ForSequenceClassification") or labels != task.labels:
+        raise InvalidInputError(
+            f"task {task.name} is evaluated on a fine-tuned classifier with labels {task.labels}: run "
+            f"compbench finetune --model M --task {task.name} --out DIR, then measure --model DIR")
+
+
 def task_quality(model: nn.Module, data: TaskData) -> dict:
     task = data.task
     result = {"task": task.name, "task_version": task.version, "metric": task.metric, "split": task.evaluate_on,
               "protocol": task.protocol, "examples": {task.evaluate_on: len(data.evaluation)}}
     if task.protocol == "finetune":
-        labels = list((getattr(model.config, "id2label", None) or {}).values())
-        if not type(model).__name__.endswith("ForSequenceClassification") or labels != task.labels:
-            raise InvalidInputError(
-                f"task {task.name} is evaluated on a fine-tuned classifier with labels {task.labels}: run "
-                f"compbench finetune --model M --task {task.name} --out DIR, then measure --model DIR")
+        check_model_for_task(model, task)
         result["value"] = text_accuracy(model, data.tokenizer, data.evaluation)
         return result
     train = pooled_layer_features(model, data.train.inputs)

@@ -214,7 +214,7 @@ class MacCounterMode(TorchDispatchMode):
     def _density(self, tensor) -> tuple[int, int] | None:
         if isinstance(tensor, torch.ScriptObject):  # packed int8 weight of a quantized Linear
             weight = torch.ops.quantized.linear_unpack(tensor)[0]
-            return int(torch.count_nonzero(weight.int_repr())), weight.numel()
+            return count_nonzero(weight), weight.numel()
         if not isinstance(tensor, torch.Tensor):
             return None
         density = self.weight_density.get(id(tensor))

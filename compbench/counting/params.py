@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from compbench.counting.weights import count_nonzero, packed_linear_weight
@@ -41,8 +40,7 @@ def count_params(model: nn.Module, component_of: Callable[[str], str] | None = N
         weight, bias = packed
         component = component_of(module_name)
         by_component[component] += weight.numel() + (bias.numel() if bias is not None else 0)
-        nonzero_by_component[component] += int(torch.count_nonzero(weight.int_repr())) + (
-            int(torch.count_nonzero(bias)) if bias is not None else 0)
+        nonzero_by_component[component] += count_nonzero(weight) + (count_nonzero(bias) if bias is not None else 0)
     total = sum(by_component.values())
     if not known_values:
         return ParamCount(total, None, dict(by_component), None)

@@ -169,10 +169,7 @@ class ModelAdapter:
 
     def floating_dtype(self) -> torch.dtype:
         """The dtype of the model's floating-point weights (audio inputs are built in it)."""
-        for param in self.model.parameters():
-            if param.is_floating_point():
-                return param.dtype
-        return torch.float32
+        return floating_dtype(self.model)
 
     def build_inputs(self, spec: InputSpec, device: str | torch.device = "cpu",
                      seed: int = 0) -> dict[str, torch.Tensor]:
@@ -191,6 +188,14 @@ class ModelAdapter:
         low = max(getattr(self.config, "pad_token_id", 0) or 0, 2) + 1  # ids above special tokens
         ids = torch.randint(low, self.config.vocab_size, shape, generator=generator)
         return {"input_ids": ids.to(device)}
+
+
+def floating_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of a model's floating-point weights (float32 when it has none)."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return torch.float32
 
 
 def _receptive_field(config) -> int:

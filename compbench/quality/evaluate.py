@@ -17,7 +17,7 @@ from torch import nn
 from compbench.errors import InvalidInputError
 from compbench.quality.fidelity import layer_fidelity
 from compbench.quality.finetune import load_tokenizer, text_accuracy
-from compbench.quality.probe import pooled_layer_features, train_probe
+from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
 from compbench.tasks import Examples, Task, load_split
 
 FIDELITY_EXAMPLES = 100
@@ -83,16 +83,13 @@ def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
     model.eval()
     examples = _limit(data.evaluation, FIDELITY_EXAMPLES)
     device = next(model.parameters()).device
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     collected: list[list[torch.Tensor]] = []
     for item in examples.inputs:
         if data.task.input == "audio":
-            states = model(input_values=torch.as_tensor(item, dtype=dtype, device=device)[None],
-                           output_hidden_states=True).hidden_states
+            collected.append(utterance_states(model, item))
         else:
             batch = data.tokenizer([item], truncation=True, max_length=64, return_tensors="pt").to(device)
-            states = model(**batch, output_hidden_states=True).hidden_states
-        collected.append([s[0].float().cpu() for s in states])
+            collected.append([s[0].float().cpu() for s in model(**batch, output_hidden_states=True).hidden_states])
     return [torch.cat(layer) for layer in zip(*collected, strict=True)]
 
 

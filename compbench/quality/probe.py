@@ -15,19 +15,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from compbench.models.families import floating_dtype
+
+
+@torch.no_grad()
+def utterance_states(model: nn.Module, wave: np.ndarray) -> list[torch.Tensor]:
+    """Every hidden state of one utterance as (frames, hidden) float32 on the CPU.
+
+    One utterance at a time: no padding, so no attention mask is needed."""
+    inputs = torch.as_tensor(wave, dtype=floating_dtype(model), device=next(model.parameters()).device)[None]
+    return [s[0].float().cpu() for s in model(input_values=inputs, output_hidden_states=True).hidden_states]
+
 
 @torch.no_grad()
 def pooled_layer_features(model: nn.Module, waveforms: list[np.ndarray]) -> torch.Tensor:
     """(utterances, layers + 1, hidden): every hidden state mean-pooled over its frames."""
     model.eval()
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    device = next(model.parameters()).device
-    pooled = []
-    for wave in waveforms:  # one at a time: no padding, so no mask is needed
-        inputs = torch.as_tensor(wave, dtype=dtype, device=device)[None]
-        states = model(input_values=inputs, output_hidden_states=True).hidden_states
-        pooled.append(torch.stack([s[0].float().mean(dim=0) for s in states]).cpu())
-    return torch.stack(pooled)
+    return torch.stack([torch.stack([s.mean(dim=0) for s in utterance_states(model, wave)])
+                        for wave in waveforms])
 
 
 class WeightedSumProbe(nn.Module):

@@ -17,7 +17,7 @@ from compbench.compressors import Step, apply_pipeline
 from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
 from compbench.counting.macs import count_macs
-from compbench.counting.params import count_params
+from compbench.counting.params import ParamCount, count_params
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
@@ -99,10 +99,9 @@ def _compression_steps(manifest: list[dict] | None) -> list[dict] | None:
     return [{"name": s["name"], "amount": s["amount"], "options": s["options"]} for s in manifest]
 
 
-def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, spec: InputSpec,
-                 options: MeasureOptions, run_id: str, threads: int, env: dict,
+def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, params: ParamCount,
+                 spec: InputSpec, options: MeasureOptions, run_id: str, threads: int, env: dict,
                  manifest: list[dict] | None) -> dict:
-    params = count_params(model, adapter.component_of)
     macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
     dtype = str(adapter.floating_dtype()).removeprefix("torch.")
     for step in manifest or []:
@@ -202,10 +201,12 @@ def measure(options: MeasureOptions | None = None,
                 variants.append((variant.model, ModelAdapter(variant.model),
                                  (loaded.compression or []) + variant.manifest))
             qualities = _qualities(loaded, variants, task, options, progress) if task else None
+            params = [count_params(model, adapter.component_of) for model, adapter, _ in variants]  # size-free
             for spec in specs:
                 dense = None
                 for position, (model, adapter, manifest) in enumerate(variants):
-                    record = _base_record(loaded, model, adapter, spec, options, run_id, threads, env, manifest)
+                    record = _base_record(loaded, model, adapter, params[position], spec, options, run_id,
+                                          threads, env, manifest)
                     if qualities:
                         record.update(qualities[position])
                     inputs = adapter.build_inputs(spec, "cpu", options.seed)

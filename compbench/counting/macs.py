@@ -244,14 +244,14 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
     the meta device they equal the dense MACs. The input model is not modified.
     """
     if is_meta(model):
-        clone, originals = model, {}
+        clone, originals, run_inputs = model, {}, to_meta(inputs)
     elif needs_real_forward(model):
         # quantized weights (packed or tensor subclasses) cannot be copied to the meta device:
         # count a real CPU forward instead
         clone, originals = model, {id(p): p for p in itertools.chain(model.parameters(), model.buffers())}
-        inputs = {k: _on_cpu(v) for k, v in inputs.items()}
+        run_inputs = {k: _on_cpu(v) for k, v in inputs.items()}
     else:
-        clone, originals = meta_clone(model)
+        (clone, originals), run_inputs = meta_clone(model), to_meta(inputs)
     weight_density = {}
     for meta_id, real in originals.items():
         if real.dim() < 2 or real.is_meta:
@@ -265,7 +265,6 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
     mode = MacCounterMode(component_of or (lambda name: "other"), stack, weight_density)
     training = {module: module.training for module in clone.modules()}
     clone.eval()  # count inference: no dropout or training-time masking
-    run_inputs = inputs if clone is model and not is_meta(model) else to_meta(inputs)
     try:
         with torch.no_grad(), mode:
             clone(**run_inputs)

@@ -414,3 +414,17 @@ def test_a_compressed_classifier_reloads_with_its_head(tmp_path):
     ids = {"input_ids": torch.arange(3, 15).unsqueeze(0)}
     with torch.no_grad():
         assert torch.equal(loaded.model(**ids).logits, variant.model(**ids).logits)
+
+
+def test_low_rank_macs_equal_a_count_of_the_factor_shapes():
+    """Tiny BERT (hidden 32, FFN 64, 2 layers), batch 2 x 10 tokens, every Linear at rank 8."""
+    model = build_tiny("bert")
+    variant = COMPRESSORS.get("low_rank")(model, 0.75, {})
+    assert len(variant.manifest[0]["ranks"]) == 12 and set(variant.manifest[0]["ranks"].values()) == {8}
+    batch, tokens, hidden, inner, rank = 2, 10, 32, 64, 8
+    rows = batch * tokens
+    per_layer = (4 * rows * rank * (hidden + hidden)  # q, k, v, o as two factors each
+                 + 2 * batch * tokens * tokens * hidden  # attention matmuls, unchanged
+                 + 2 * rows * rank * (hidden + inner))  # FFN in and out as two factors each
+    pooler = batch * hidden * hidden  # first token of each sequence, not factorised
+    assert count_macs(variant.model, inputs_for(model, tokens)).total == 2 * per_layer + pooler

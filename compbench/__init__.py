@@ -1,3 +1,3 @@
 """compbench: honest cost measurements of compressed speech and text Transformers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

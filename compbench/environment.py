@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -24,6 +25,20 @@ def cpu_model() -> str:
 
 def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity), as a thread count is chosen from them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def torch_build() -> str:
+    """What the installed torch was built for: ``cpu``, ``cuda 12.8``, ``rocm 6.4``..."""
+    if torch.version.cuda:
+        return f"cuda {torch.version.cuda}"
+    if getattr(torch.version, "hip", None):
+        return f"rocm {torch.version.hip}"
+    return "cpu"
 
 
 def _git(root: Path, *args: str) -> str:
@@ -56,6 +71,9 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cores": cpu_cores(),
         "gpu": gpu_name(),
+        "torch_build": torch_build(),
+        "hostname": platform.node(),
         "git_commit": git_commit(),
     }

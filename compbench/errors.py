@@ -47,6 +47,10 @@ class CorruptResultsError(CompbenchError, ValueError):
     """A results file that is not valid compbench JSONL."""
 
 
+class ResultsWriteError(CompbenchError, OSError):
+    """A results file (or the folder it goes in) that cannot be written."""
+
+
 class UncountedOpError(CompbenchError, RuntimeError):
     """The MAC counter met a matmul-like operator it has no handler for.
 

@@ -35,7 +35,7 @@ from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
 from compbench.timing.memory import measure_peak_memory
 from compbench.timing.peak import GemmPeak, measure_gemm_peak
-from compbench.timing.stats import LatencyStats
+from compbench.timing.stats import LatencyStats, paired_ratio_ci
 from compbench.timing.wallclock import TimingPolicy, TimingTarget, time_interleaved
 
 DEFAULT_MODELS = ("hubert-base", "bert-base")
@@ -44,6 +44,8 @@ DEFAULT_TOKENS = (128,)
 
 # (description, fraction done) for progress displays
 ProgressCallback = Callable[[str, float], None]
+# (name, weights, attn_implementation, seed) -> LoadedModel; load_model unless a caller caches
+ModelLoader = Callable[[str, str | None, str, int], LoadedModel]
 
 
 @dataclass
@@ -67,6 +69,7 @@ class MeasureOptions:
     task: str | None = None  # adds quality (and, for variants, fidelity) to every record
     data_root: str | None = None
     task_limit: int | None = None  # at most this many examples per split (quick runs; recorded)
+    dense_quality: bool = True  # False: skip the dense model's quality (its hidden states still feed fidelity)
     seed: int = 0
 
 
@@ -147,24 +150,31 @@ def _add_latency(job: _Job, stats: LatencyStats, peak: GemmPeak, policy: TimingP
     record["fraction_of_peak"] = achieved / peak.flops_per_s
     if job.dense is not None:
         dense = job.dense.record
-        record["speedup"] = dense["latency_ms"]["median"] / stats.median
-        record["predicted_speedup"] = dense["macs"] / record["macs"]
+        dense_latency = dense["latency_ms"]
+        record["speedup"] = dense_latency["median"] / stats.median
+        ci = paired_ratio_ci(dense_latency["samples"], stats.samples)
+        record["speedup_ci95"] = list(ci) if ci else None
+        record["baseline_latency_ms"] = {key: dense_latency[key]  # the samples make speedup_ci95 reproducible
+                                         for key in ("median", "ci95_low", "ci95_high", "runs", "samples")}
     if not stats.converged:
         width = stats.ci_relative_halfwidth
         reached = f"±{width:.1%}" if width is not None else "no interval yet"
-        record["warnings"].append(
-            f"time budget of {policy.budget_s:g} s ran out before the 95% CI of the median "
-            f"reached ±{policy.rel_ci:.0%} ({reached} after {stats.runs} runs)")
+        limit = f"{policy.max_runs} runs" if stats.runs >= policy.max_runs else f"time budget of {policy.budget_s:g} s"
+        record["warnings"].append(f"{limit} ran out before the 95% CI of the median "
+                                  f"reached ±{policy.rel_ci:.0%} ({reached} after {stats.runs} runs)")
 
 
-def measure(options: MeasureOptions | None = None,
-            progress: ProgressCallback | None = None) -> list[dict]:
+def measure(options: MeasureOptions | None = None, progress: ProgressCallback | None = None,
+            load: ModelLoader = load_model) -> list[dict]:
     """Measure every model, and each compressed variant of it, at every input size; one record each.
 
     All arguments are checked and all models loaded before anything is timed, so bad input
     fails fast. Each pipeline in ``options.compress`` yields a variant measured beside its dense
-    model; latency is measured round-robin over all (model, variant, size) triples. With
-    ``options.task``, every record gets ``quality`` and every variant's ``fidelity``.
+    model; latency is measured in lock-step rounds over all (model, variant, size) triples, and
+    each variant gets its speedup over the dense model with a 95 % interval from the paired rounds.
+    With ``options.task``, every record gets ``quality`` and every variant's ``fidelity``.
+    ``load`` loads a model (a caller may pass a cached loader; it must not hand out a model that
+    anything else modifies).
     """
     options = options or MeasureOptions()
     progress = progress or (lambda description, fraction: None)
@@ -186,7 +196,7 @@ def measure(options: MeasureOptions | None = None,
         jobs: list[_Job] = []
         for index, name in enumerate(dict.fromkeys(options.models)):
             progress(f"loading {name}", 0.2 * index / len(options.models))
-            loaded = load_model(name, options.weights, options.attn_implementation, options.seed)
+            loaded = load(name, options.weights, options.attn_implementation, options.seed)
             specs = _sizes_for(loaded, options)
             variants = [(loaded.model, loaded.adapter, loaded.compression)]
             for steps in options.compress:
@@ -213,6 +223,8 @@ def measure(options: MeasureOptions | None = None,
                     job = _Job(loaded, model, adapter, spec, inputs, record, dense)
                     if position == 0:
                         dense = job
+                    else:  # exact counts: a ratio that needs no timing
+                        record["predicted_speedup"] = dense.record["macs"] / record["macs"]
                     jobs.append(job)
 
         if options.audit:
@@ -228,14 +240,14 @@ def measure(options: MeasureOptions | None = None,
 
 def _qualities(loaded: LoadedModel, variants: list, task, options: MeasureOptions,
                progress: ProgressCallback) -> list[dict]:
-    """``quality`` for the dense model and each variant; ``fidelity`` for each variant."""
+    """``quality`` for the dense model (unless ``dense_quality`` is off) and each variant; ``fidelity`` for variants."""
     if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
         check_model_for_task(loaded.model, task)  # before loading a tokenizer or any data
     data = prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
     results, dense_states = [], None
     for position, (model, _, manifest) in enumerate(variants):
         progress(f"evaluating {loaded.name} on {task.name}", 0.2)
-        entry = {"quality": task_quality(model, data)}
+        entry = {"quality": task_quality(model, data)} if position or options.dense_quality else {}
         if position == 0:
             dense_states = hidden_states(model, data)
         else:

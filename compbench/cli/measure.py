@@ -14,7 +14,7 @@ from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS
-from compbench.store import append_records, read_records
+from compbench.store import append_records, check_writable, read_records
 from compbench.timing.device import DEVICES
 from compbench.timing.wallclock import TimingPolicy
 
@@ -51,6 +51,8 @@ def add_parser(commands, name: str) -> None:
                    help="timing budget per model and size (default %(default)g s)")
     p.add_argument("--rel-ci", type=float, default=TimingPolicy.rel_ci, metavar="FRACTION",
                    help="stop timing once the 95%% CI of the median is within ± this (default %(default)g)")
+    p.add_argument("--max-runs", type=int, default=TimingPolicy.max_runs, metavar="N",
+                   help="stop timing after N rounds even if the interval is wider (default %(default)d)")
     p.add_argument("--no-steady-allocator", dest="steady_allocator", action="store_false",
                    help="time with the C allocator's defaults instead of reusing freed memory "
                         "(slower, noisier; see the README)")
@@ -71,6 +73,8 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
     if args.task_limit is not None and args.task_limit < 1:
         raise InvalidInputError(f"--task-limit must be >= 1, got {args.task_limit}")
+    if args.max_runs < 6:
+        raise InvalidInputError(f"--max-runs must be >= 6 (the fewest runs with a 95% interval), got {args.max_runs}")
     if not 0 < args.rel_ci < 1:
         raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
     options_by_name = load_options_file(args.compress_options) if args.compress_options else {}
@@ -87,7 +91,7 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         memory=args.memory,
         audit=args.audit,
         attn_implementation=args.attn,
-        timing=TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci),
+        timing=TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci, max_runs=args.max_runs),
         steady_allocator=args.steady_allocator,
         task=args.task,
         data_root=args.data_root,
@@ -97,8 +101,8 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    if args.out and Path(args.out).exists():
-        read_records(args.out)  # refuse a corrupt or foreign results file before measuring
+    if args.out:  # refuse an unwritable place, or a corrupt or foreign results file, before measuring
+        read_records(args.out) if Path(args.out).exists() else check_writable(args.out)
     console = Console(stderr=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=console, transient=True,

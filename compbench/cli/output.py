@@ -8,23 +8,10 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from compbench.record import compression_label, input_label
 from compbench.store import records_to_frame
 
 FORMATS = ("table", "json", "csv")
-
-
-def _input_label(record: dict) -> str:
-    spec = record["input"]
-    size = f"{spec['seconds']:g} s" if spec["kind"] == "audio" else f"{spec['tokens']} tok"
-    return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
-
-
-def _compression_label(record: dict) -> str:
-    steps = record.get("compression")
-    if not steps:
-        return "dense"
-    return ",".join(s["name"] if s.get("amount") is None else f"{s['name']}={s['amount']:g}"
-                    for s in steps)
 
 
 def records_table(records: list[dict]) -> Table:
@@ -43,14 +30,14 @@ def records_table(records: list[dict]) -> Table:
     has_quality = any("quality" in r for r in records)
     if has_quality:
         task = next(r["quality"] for r in records if "quality" in r)
-        for column in (f"{task['task']} {task['metric']}", "CKA last"):
+        for column in (f"{task['task']} {task['metric']}", "output CKA"):
             table.add_column(column, justify="right")
     if has_audit:
         for column in ("fvcore Δ", "thop Δ"):
             table.add_column(column, justify="right")
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
-        row = [r["model"], _compression_label(r), _input_label(r), f"{r['params']:,}", nonzero,
+        row = [r["model"], compression_label(r), input_label(r), f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
             lat = r.get("latency_ms")
@@ -67,7 +54,8 @@ def records_table(records: list[dict]) -> Table:
             row += [f"{r['speedup']:.2f}×", f"{r['predicted_speedup']:.2f}×"] if "speedup" in r else ["", ""]
         if has_quality:
             quality, fidelity = r.get("quality"), r.get("fidelity")
-            row += [f"{quality['value']:.4f}" if quality else "", f"{fidelity['last_cka']:.4f}" if fidelity else ""]
+            cka = fidelity.get("output_cka", fidelity["last_cka"]) if fidelity else None
+            row += [f"{quality['value']:.4f}" if quality else "", "" if cka is None else f"{cka:.4f}"]
         if has_audit:
             audit = r.get("audit", {})
             row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]
@@ -94,5 +82,5 @@ def render(records: list[dict], fmt: str) -> str:
     console.print(records_table(records))
     for r in records:
         for warning in r.get("warnings", []):
-            console.print(f"warning: {r['model']} {_input_label(r)}: {warning}")
+            console.print(f"warning: {r['model']} {input_label(r)}: {warning}")
     return buffer.getvalue()

@@ -37,7 +37,7 @@ def prune_neurons(model, amount: float, options: dict):
             keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in set(neurons)])
     after = [adapter.ffn(i)[0].out_features for i in layers]
     return model, {"neurons_before": before, "neurons_after": after,
-                   "removed": sum(before) - sum(after), "total": sum(before)}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed"}
 
 
 register(Compressor(

@@ -60,7 +60,7 @@ def prune_heads(model, amount: float, options: dict):
             keep_heads(adapter, layer, [h for h in range(before[layer]) if h not in heads])
     after = [heads_in_layer(adapter, i) for i in layers]
     return model, {"heads_before": before, "heads_after": after, "removed_heads": removed,
-                   "removed": sum(before) - sum(after), "total": sum(before)}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "heads removed"}
 
 
 register(Compressor(

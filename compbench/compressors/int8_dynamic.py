@@ -66,7 +66,7 @@ def quantize_int8(model, amount, options: dict):
     else:
         _torch_ao(model, names)
     return model, {"backend": BACKENDS[backend], "dtype": "qint8-dynamic", "quantized": names,
-                   "removed": 0, "total": len(names)}
+                   "removed": 0, "total": len(names), "unit": "Linears quantized"}
 
 
 register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False,

@@ -32,7 +32,7 @@ def drop_layers(model, amount: float, options: dict):
     adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList(kept))
     adapter.config.num_hidden_layers = len(kept)
     return model, {"layers_before": len(layers), "layers_after": len(kept), "dropped_layers": dropped,
-                   "removed": len(dropped), "total": len(layers)}
+                   "removed": len(dropped), "total": len(layers), "unit": "layers removed"}
 
 
 register(Compressor(

@@ -82,7 +82,8 @@ def low_rank(model, amount: float, options: dict):
             continue
         adapter.base.set_submodule(name, factorize(linear, rank))
         factorized[name] = rank
-    return model, {"ranks": factorized, "unchanged": kept, "removed": len(factorized), "total": len(targets)}
+    return model, {"ranks": factorized, "unchanged": kept, "removed": len(factorized), "total": len(targets),
+                   "unit": "Linears factorised"}
 
 
 register(Compressor(

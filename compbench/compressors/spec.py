@@ -29,6 +29,19 @@ def _load_file(path: Path):
         raise InvalidInputError(f"{path} is not valid {path.suffix[1:].upper()}: {err}") from None
 
 
+def parse_step(text: str, options: dict | None = None, where: str = "--compress") -> Step:
+    """One unchecked step from ``name`` or ``name=amount`` (options come from elsewhere, never the string)."""
+    name, sep, amount_text = text.strip().partition("=")
+    amount = None
+    if sep:
+        try:
+            amount = float(amount_text)
+        except ValueError:
+            raise InvalidInputError(
+                f"{where}: amount {amount_text.strip()!r} of {name.strip()} is not a number") from None
+    return Step(name.strip(), amount, dict(options or {}))
+
+
 def parse_spec(spec: str, options_by_name: dict[str, dict] | None = None) -> list[Step]:
     """Steps from ``name[=amount],name[=amount]...`` or from a pipeline file."""
     options_by_name = options_by_name or {}
@@ -36,18 +49,10 @@ def parse_spec(spec: str, options_by_name: dict[str, dict] | None = None) -> lis
         return _steps_from_file(Path(spec))
     steps = []
     for part in spec.split(","):
-        part = part.strip()
-        if not part:
+        if not part.strip():
             raise InvalidInputError(f"empty step in --compress {spec!r}")
-        name, sep, amount_text = part.partition("=")
-        amount = None
-        if sep:
-            try:
-                amount = float(amount_text)
-            except ValueError:
-                raise InvalidInputError(
-                    f"--compress {spec!r}: amount {amount_text!r} of {name} is not a number") from None
-        steps.append(Step(name.strip(), amount, dict(options_by_name.get(name.strip(), {}))))
+        name = part.partition("=")[0].strip()
+        steps.append(parse_step(part, options_by_name.get(name), where=f"--compress {spec!r}"))
     return check_pipeline(steps)
 
 

@@ -82,7 +82,8 @@ def prune_weights(model, amount: float, options: dict):
             weight.mul_(masks[name].to(weight.dtype))
             per_matrix[name] = int((~masks[name]).sum())
     total = sum(w.numel() for w in weights.values())
-    return model, {"zeroed": per_matrix, "removed": sum(per_matrix.values()), "total": total}
+    return model, {"zeroed": per_matrix, "removed": sum(per_matrix.values()), "total": total,
+                   "unit": "Linear weights zeroed"}
 
 
 register(Compressor(

@@ -46,6 +46,30 @@ def default_weights(name: str) -> str:
     return "random" if name in PRESETS else "pretrained"
 
 
+def model_source(name: str) -> str:
+    """``preset``, ``local`` (a directory) or ``hub`` (an ``org/name`` id); unknown names raise with near matches."""
+    if name in PRESETS:
+        return "preset"
+    if Path(name).is_dir():
+        return "local"
+    if _HUB_ID.match(name):
+        return "hub"
+    raise UnknownNameError("model", name, PRESETS.names())
+
+
+def model_modality(name: str) -> str:
+    """``speech`` or ``text``, from the preset or the model's config (a hub id needs the hub or its cache)."""
+    source = model_source(name)
+    if source == "preset":
+        return PRESETS.get(name).modality
+    if source == "local" and not (Path(name) / "config.json").is_file():
+        raise ModelLoadError(f"{name} is a directory but holds no config.json "
+                             "(expected a directory written by save_pretrained)")
+    config = _load_config(str(Path(name).resolve()) if source == "local" else name)
+    _check_family(config, name)
+    return FAMILIES.get(config.model_type).modality
+
+
 def load_model(name: str, weights: str | None = None, attn_implementation: str = "sdpa",
                seed: int = 0) -> LoadedModel:
     """Load ``name`` in eval mode on CPU.

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from compbench.errors import InvalidInputError
-from compbench.quality.fidelity import layer_fidelity
+from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.finetune import load_tokenizer, text_accuracy
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
 from compbench.tasks import Examples, Task, load_split
+from compbench.tasks.schema import MODALITY_OF_INPUT
 
 FIDELITY_EXAMPLES = 100
-MODALITY_OF_INPUT = {"text": "text", "audio": "speech"}
 
 
 @dataclass
@@ -95,7 +95,15 @@ def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
 
 def fidelity(dense_states: list[torch.Tensor], variant: nn.Module, data: TaskData,
              manifest: list[dict] | None) -> dict:
-    layers = layer_fidelity(dense_states, hidden_states(variant, data), manifest)
+    """Per-layer CKA and cosine against the dense layers each variant layer descends from, and of the output.
+
+    ``last_*`` compares the variant's last layer with the dense layer it descends from (1 for a
+    layer-dropped model); ``output_*`` compares it with the dense model's last layer: how much of
+    what a head reads survived."""
+    variant_states = hidden_states(variant, data)
+    layers = layer_fidelity(dense_states, variant_states, manifest)
     return {"split": data.task.evaluate_on, "examples": min(FIDELITY_EXAMPLES, len(data.evaluation)),
             "layers": layers, "mean_cka": sum(x["cka"] for x in layers) / len(layers),
-            "last_cka": layers[-1]["cka"], "last_cosine": layers[-1]["cosine"]}
+            "last_cka": layers[-1]["cka"], "last_cosine": layers[-1]["cosine"],
+            "output_cka": linear_cka(dense_states[-1], variant_states[-1]),
+            "output_cosine": mean_cosine(dense_states[-1], variant_states[-1])}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ def _batches(tokenizer, texts: list[str], batch_size: int, max_tokens: int, rng:
     return batches
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def text_accuracy(model, tokenizer, examples: Examples, batch_size: int = 64, max_tokens: int = 64) -> float:
     """Accuracy of a sequence-classification model on ``examples`` (argmax of its logits)."""
     model.eval()
@@ -106,7 +107,7 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     warmup = max(1, int(options.warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
-    history, best, step = [], None, 0
+    history, best, step, start = [], None, 0, time.perf_counter()
     for epoch, batches in enumerate(epochs, start=1):
         model.train()
         for index in batches:
@@ -127,7 +128,8 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     report = {"task": task.name, "task_version": task.version, "source_model": model_name,
               "source_checkpoint": loaded.checkpoint, "options": asdict(options), "history": history,
               "best_epoch": best[0], "dev_accuracy": best[1], "train_examples": len(train),
-              "dev_examples": len(dev)}
+              "dev_examples": len(dev), "seconds": round(time.perf_counter() - start, 1),
+              "threads": torch.get_num_threads()}
     _save(model, tokenizer, report, out_dir)
     return report
 

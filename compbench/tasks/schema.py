@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from compbench.checks import check_choice, check_document, check_keys, load_yaml_file
 from compbench.errors import InvalidInputError
 
 TASK_SCHEMA_VERSION = 1
@@ -20,6 +19,7 @@ METRICS = ("accuracy", "macro_f1")
 PROTOCOLS = ("finetune", "superb_probe")
 SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset")
 SPLITS = ("train", "dev", "test")
+MODALITY_OF_INPUT = {"text": "text", "audio": "speech"}  # a task's input -> the models that take it
 
 
 @dataclass(frozen=True)
@@ -88,39 +88,14 @@ _SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
 _SOURCE_TYPES = {"csv": CsvSource, "audio_folder": AudioFolderSource, "hf_dataset": HfDatasetSource}
 
 
-def _check_keys(where: str, data: dict, keys: dict[str, tuple[Any, bool]]) -> None:
-    unknown = sorted(set(data) - set(keys))
-    if unknown:
-        raise InvalidInputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                                f"allowed: {', '.join(keys)}")
-    for key, (types, required) in keys.items():
-        if key not in data:
-            if required:
-                raise InvalidInputError(f"{where}: missing key {key!r}")
-            continue
-        value = data[key]
-        if isinstance(value, bool) and bool is not types or not isinstance(value, types):
-            raise InvalidInputError(f"{where}: {key!r} must be a {types.__name__}, got {value!r}")
-
-
-def _choice(where: str, key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InvalidInputError(f"{where}: {key!r} must be one of {', '.join(choices)}, got {value!r}")
-
-
 def task_from_dict(data: object, where: str) -> Task:
     """A validated Task from parsed YAML; ``where`` names the file in error messages."""
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{where}: a task file holds a mapping, got {type(data).__name__}")
-    _check_keys(where, data, _TASK_KEYS)
-    if data["schema_version"] != TASK_SCHEMA_VERSION:
-        raise InvalidInputError(f"{where}: schema_version {data['schema_version']} is not supported "
-                                f"(this compbench reads {TASK_SCHEMA_VERSION})")
-    _choice(where, "input", data["input"], INPUTS)
-    _choice(where, "metric", data["metric"], METRICS)
-    _choice(where, "protocol", data["protocol"], PROTOCOLS)
+    data = check_document(where, data, "task file", _TASK_KEYS, "schema_version", TASK_SCHEMA_VERSION)
+    check_choice(where, "input", data["input"], INPUTS)
+    check_choice(where, "metric", data["metric"], METRICS)
+    check_choice(where, "protocol", data["protocol"], PROTOCOLS)
     evaluate_on = data.get("evaluate_on", "test")
-    _choice(where, "evaluate_on", evaluate_on, SPLITS)
+    check_choice(where, "evaluate_on", evaluate_on, SPLITS)
     labels = data["labels"]
     if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
         raise InvalidInputError(f"{where}: 'labels' must list at least two distinct strings")
@@ -128,21 +103,14 @@ def task_from_dict(data: object, where: str) -> Task:
     kind = source.get("kind")
     if kind not in SOURCE_KINDS:
         raise InvalidInputError(f"{where}: source 'kind' must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
-    _check_keys(f"{where}: source", source, _SOURCE_KEYS[kind])
+    check_keys(f"{where}: source", source, _SOURCE_KEYS[kind])
     for key in ("files", "splits", "split_ranges"):
         for split in source.get(key, {}):
-            _choice(f"{where}: source.{key}", "split", split, SPLITS)
+            check_choice(f"{where}: source.{key}", "split", split, SPLITS)
     return Task(name=data["name"], version=data["version"], description=data["description"],
                 input=data["input"], source=_SOURCE_TYPES[kind](**source), labels=list(labels),
                 metric=data["metric"], protocol=data["protocol"], evaluate_on=evaluate_on, file=where)
 
 
 def load_task_file(path: str | Path) -> Task:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InvalidInputError(f"cannot read task file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise InvalidInputError(f"{path}: not valid YAML: {err}") from None
-    return task_from_dict(data, str(path))
+    return task_from_dict(load_yaml_file(path, "task file"), str(path))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 
+from compbench.environment import cpu_cores
 from compbench.errors import DeviceUnavailableError, InvalidInputError
 
 DEVICES = ("cpu", "cuda")
@@ -29,7 +29,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Every core this process may run on."""
+    return cpu_cores()
 
 
 @contextlib.contextmanager

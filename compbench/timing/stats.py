@@ -1,4 +1,5 @@
-"""Robust summary statistics of timing samples: median, IQR, and a 95 % CI of the median."""
+"""Robust summary statistics of timing samples: median, IQR, a 95 % CI of the median, and a
+95 % CI of a speedup from paired rounds."""
 
 from __future__ import annotations
 
@@ -72,3 +73,26 @@ def ci_within(samples_ms: list[float], tolerance: float) -> bool:
     stats = summarize(samples_ms)
     width = stats.ci_relative_halfwidth
     return width is not None and width <= tolerance
+
+
+def paired_ratio_ci(numerator_ms: list[float], denominator_ms: list[float], confidence: float = 0.95,
+                    resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """A ``confidence`` interval of ``median(numerator) / median(denominator)`` from paired rounds.
+
+    Sample ``i`` of both lists must come from the same round of interleaved timing (see
+    :mod:`compbench.timing.wallclock`); rounds beyond the shorter list are unpaired and left out.
+    Whole rounds are resampled with replacement (a paired bootstrap, seeded, so the interval is
+    reproducible) and the percentile interval of the ratio of medians is returned. Resampling
+    rounds keeps each pair together, so a slow spell of the machine that hit both targets in one
+    round cancels in the ratio instead of widening the interval. None below 6 pairs (as for
+    :func:`median_ci_ranks`)."""
+    pairs = min(len(numerator_ms), len(denominator_ms))
+    if pairs < 6:
+        return None
+    top = np.asarray(numerator_ms[:pairs], dtype=float)
+    bottom = np.asarray(denominator_ms[:pairs], dtype=float)
+    rounds = np.random.default_rng(seed).integers(0, pairs, size=(resamples, pairs))
+    ratios = np.median(top[rounds], axis=1) / np.median(bottom[rounds], axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(low), float(high)

@@ -2,8 +2,13 @@
 
 Several targets (models, variants, input sizes) are timed round-robin, one call of each per
 round, so slow drifts in machine speed hit all of them alike and their ratios stay honest.
-Each target keeps running until the 95 % CI of its median is within ±``rel_ci`` of it, or its
-own time budget is spent.
+
+By default (``paired``) the targets run in lock-step: every round times every target, until the
+95 % CI of every median is within ±``rel_ci`` of it or a target has spent its time budget. So
+sample ``i`` of every target comes from round ``i``, and each round is a pair of samples for any
+two targets, which gives a speedup its own interval (:func:`compbench.timing.stats.paired_ratio_ci`).
+With ``paired=False`` a target drops out as soon as its own CI is narrow enough or its own budget
+is spent (cheaper with many targets; the first rounds are still pairs).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class TimingPolicy:
     max_runs: int = 10_000
     warmup_runs: int = 2
     warmup_s: float = 0.5  # keep warming up until this much time has passed (capped at 50 runs)
+    paired: bool = True  # lock-step rounds: all targets stop together, every round is a pair
 
 
 Clock = Callable[[], float]
@@ -49,11 +55,30 @@ def _timed_call(target: TimingTarget, device: torch.device, clock: Clock) -> flo
     return clock() - start
 
 
+def _converged(target: TimingTarget, policy: TimingPolicy) -> bool:
+    return len(target.samples_ms) >= policy.min_runs and ci_within(target.samples_ms, policy.rel_ci)
+
+
+def _stop_alone(target: TimingTarget, policy: TimingPolicy) -> None:
+    if _converged(target, policy):
+        target.done = target.converged = True
+    elif target.spent_s >= policy.budget_s or len(target.samples_ms) >= policy.max_runs:
+        target.done = True
+
+
+def _stop_together(targets: list[TimingTarget], policy: TimingPolicy) -> None:
+    converged = [_converged(t, policy) for t in targets]
+    out_of_budget = any(t.spent_s >= policy.budget_s or len(t.samples_ms) >= policy.max_runs for t in targets)
+    if all(converged) or out_of_budget:
+        for target, ok in zip(targets, converged, strict=True):
+            target.done, target.converged = True, ok
+
+
 def time_interleaved(targets: list[TimingTarget], device: torch.device,
                      policy: TimingPolicy = TimingPolicy(),
                      on_round: Callable[[list[TimingTarget]], None] | None = None,
                      clock: Clock = time.perf_counter) -> dict[str, LatencyStats]:
-    """Time every target round-robin; return their latency statistics by name."""
+    """Time every target in rounds, one call each per round; return their latency statistics by name."""
     with torch.inference_mode():
         for target in targets:
             warm_start, runs = clock(), 0
@@ -67,11 +92,12 @@ def time_interleaved(targets: list[TimingTarget], device: torch.device,
                 elapsed = _timed_call(target, device, clock)
                 target.samples_ms.append(elapsed * 1e3)
                 target.spent_s += elapsed
-                n = len(target.samples_ms)
-                if n >= policy.min_runs and ci_within(target.samples_ms, policy.rel_ci):
-                    target.done = target.converged = True
-                elif target.spent_s >= policy.budget_s or n >= policy.max_runs:
-                    target.done = True
+            if policy.paired:
+                _stop_together(targets, policy)
+            else:
+                for target in targets:
+                    if not target.done:
+                        _stop_alone(target, policy)
             if on_round:
                 on_round(targets)
     return {t.name: summarize(t.samples_ms, converged=t.converged,

@@ -1,0 +1,24 @@
+"""The landscape report: tables with Pareto marks, four charts, Markdown/HTML/CSV, from records alone.
+
+The notebook and ``compbench report`` call these same functions; nothing is computed twice.
+"""
+
+from compbench.report.charts import (
+    CHARTS,
+    plot_latency_vs_params,
+    plot_macs_by_component,
+    plot_quality_vs_macs,
+    plot_speedup_vs_predicted,
+)
+from compbench.report.landscape import (
+    Landscape,
+    group_tables,
+    landscape_frame,
+    load_landscape,
+    pareto_mask,
+)
+from compbench.report.write import FORMATS, write_report
+
+__all__ = ["CHARTS", "FORMATS", "Landscape", "group_tables", "landscape_frame", "load_landscape", "pareto_mask",
+           "plot_latency_vs_params", "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted",
+           "write_report"]

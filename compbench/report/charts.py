@@ -1,0 +1,201 @@
+"""The landscape's four charts, drawn from :func:`compbench.report.landscape.landscape_frame`.
+
+Each function returns a matplotlib Figure with one panel per group (model, input size and,
+where timed, machine) and draws nothing else, so the report, the notebook and a user's own
+script show the same thing. Every compressor keeps one colour and marker across all charts;
+the dense model is a black star. Figures are built without pyplot (no GUI backend needed).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from compbench.report.landscape import NOT_TIMED
+
+COMPONENT_ORDER = ("feature_encoder", "embeddings", "attention", "ffn", "other", "head")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
+_DENSE_STYLE = {"color": "black", "marker": "*"}
+
+
+def compressor_styles(frame: pd.DataFrame) -> dict[str, dict]:
+    """A colour and a marker per compressor (in order of appearance), black star for dense."""
+    colours = [f"C{i}" for i in range(10)]
+    names = [c for c in dict.fromkeys(frame["compressor"]) if c != "dense"]
+    styles = {name: {"color": colours[i % 10], "marker": _MARKERS[i % len(_MARKERS)]} for i, name in enumerate(names)}
+    styles["dense"] = _DENSE_STYLE
+    return styles
+
+
+def _panel_title(axis, rows: pd.DataFrame) -> None:
+    """``model · input`` and, below it in small type, the machine (when timed)."""
+    first = rows.iloc[0]
+    axis.set_title(f"{first['model']} · {first['input']}", fontsize=10, loc="left")
+    if first["machine"] != NOT_TIMED:
+        axis.set_title(textwrap.shorten(first["machine"], 70, placeholder="…"), fontsize=7, loc="right",
+                       color="0.35", y=1.06)
+
+
+def _panels(groups: list[str], width: float = 7.0, height: float = 4.6) -> tuple[Figure, list]:
+    columns = 1 if len(groups) <= 1 else 2
+    rows = max(1, math.ceil(len(groups) / columns))
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for extra in axes[len(groups):]:
+        extra.set_visible(False)
+    return figure, axes[:max(1, len(groups))]
+
+
+def _empty(title: str, message: str) -> Figure:
+    figure = Figure(figsize=(6, 2.5), layout="constrained")
+    axis = figure.subplots()
+    axis.set_axis_off()
+    axis.set_title(title)
+    axis.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=axis.transAxes)
+    return figure
+
+
+def _point_label(row) -> str:
+    if row.is_dense:
+        return "dense"
+    if row.compressor == "pipeline":
+        return row.variant.replace(",", " + ")
+    return "" if row.amount != row.amount else f"{row.amount:g}"
+
+
+def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None, yerr=None) -> None:
+    for compressor, points in group.groupby("compressor", sort=False):
+        style = styles[compressor]
+        size = 14 if compressor == "dense" else 7
+        axis.errorbar(points[x], points[y], xerr=None if xerr is None else xerr(points),
+                      yerr=None if yerr is None else yerr(points), linestyle="none", markersize=size,
+                      elinewidth=0.8, capsize=2, label=compressor, **style)
+    for row in group.itertuples():
+        label = _point_label(row)
+        if label:
+            axis.annotate(label, (getattr(row, x), getattr(row, y)), textcoords="offset points", xytext=(4, 4),
+                          fontsize=7)
+
+
+def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
+    present = [c for c in styles if c in set(frame["compressor"])]
+    handles = [Line2D([], [], linestyle="none", markersize=9 if c != "dense" else 13, label=c, **styles[c])
+               for c in present]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8)
+
+
+def _interval_error(value: str, low: str, high: str):
+    def error(points: pd.DataFrame):
+        if points[low].isna().all():
+            return None
+        return [(points[value] - points[low]).fillna(0).clip(lower=0), (points[high] - points[value]).fillna(0)]
+    return error
+
+
+def _per_group(frame: pd.DataFrame, rows: pd.Series, title: str, missing: str, draw) -> Figure:
+    """One panel per group that has ``rows``; ``draw(axis, group_rows, styles)`` fills a panel."""
+    shown = frame[rows]
+    groups = list(dict.fromkeys(shown["group"]))
+    if not groups:
+        return _empty(title, missing)
+    styles = compressor_styles(frame)
+    figure, axes = _panels(groups)
+    for axis, name in zip(axes, groups, strict=True):
+        rows = shown[shown["group"] == name]
+        draw(axis, rows, styles)
+        _panel_title(axis, rows)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    _legend(figure, styles, shown)
+    return figure
+
+
+def plot_quality_vs_macs(frame: pd.DataFrame) -> Figure:
+    """Task quality against GMACs per group: the Pareto frontier drawn, the dense point marked, amounts labelled."""
+    def draw(axis, group, styles):
+        group = group.assign(gmacs=group["macs"] / 1e9)
+        front = group[group["pareto_quality_macs"].fillna(False).astype(bool)].sort_values("gmacs")
+        axis.step(front["gmacs"], front["quality"], where="post", color="0.55", linewidth=1.2, zorder=0)
+        _scatter(axis, group, "gmacs", "quality", styles)
+        first = group.iloc[0]
+        axis.set(xlabel="GMACs per forward", ylabel=f"{first['task']} {first['metric']} ({first['split']})")
+
+    return _per_group(frame, frame["quality"].notna(), "quality against MACs (grey: Pareto frontier)",
+                      "no task quality in these records: give the sweep a task", draw)
+
+
+def plot_speedup_vs_predicted(frame: pd.DataFrame) -> Figure:
+    """Measured speedup (same-run, with its 95 % interval) against the MAC-predicted speedup, with the diagonal."""
+    def draw(axis, group, styles):
+        top = max(group["predicted_speedup"].max(), group["speedup_ci_high"].max(skipna=True) or 0,
+                  group["speedup"].max()) * 1.08
+        axis.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1)
+        _scatter(axis, group, "predicted_speedup", "speedup", styles,
+                 yerr=_interval_error("speedup", "speedup_ci_low", "speedup_ci_high"))
+        axis.set(xlim=(0, top), ylim=(0, top), xlabel="MAC-predicted speedup (dense MACs / variant MACs)",
+                 ylabel="measured speedup (same run, 95% CI)")
+
+    return _per_group(frame, frame["speedup"].notna(),
+                      "measured against MAC-predicted speedup (dashed: measured = predicted)",
+                      "no timed variants in these records", draw)
+
+
+def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
+    """Latency relative to the dense model in the same run (1 / speedup, 95 % interval) against parameters.
+
+    Relative, because medians of different runs also carry the machine's drift between them; the
+    dense model's own median is given in the axis label, every measured median in the tables."""
+    def draw(axis, group, styles):
+        _scatter(axis, group.assign(mparams=group["params"] / 1e6), "mparams", "relative_latency", styles,
+                 yerr=_interval_error("relative_latency", "relative_latency_low", "relative_latency_high"))
+        dense = group.loc[group["is_dense"], "latency_ms"]
+        note = f" (dense: {dense.iloc[0]:.1f} ms)" if len(dense) else ""
+        axis.set(xlabel="parameters (millions)", ylabel=f"latency / dense latency, same run{note}")
+        axis.set_ylim(bottom=0)
+
+    return _per_group(frame, frame["relative_latency"].notna(),
+                      "latency (relative to the dense model, same run) against parameters",
+                      "no latency in these records (the sweep set latency: false)", draw)
+
+
+def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
+    """For each variant, its GMACs split by component (feature encoder or embeddings, attention, FFN, other, head)."""
+    groups = list(dict.fromkeys(frame["group"]))
+    heights = [max(2.5, 0.32 * (frame["group"] == g).sum() + 1.2) for g in groups]
+    columns = 1 if len(groups) == 1 else 2
+    figure = Figure(figsize=(7.0 * columns, max(heights) * math.ceil(len(groups) / columns)), layout="constrained")
+    axes = figure.subplots(math.ceil(len(groups) / columns), columns, squeeze=False).ravel().tolist()
+    for extra in axes[len(groups):]:
+        extra.set_visible(False)
+    components = [c for c in COMPONENT_ORDER if any(c in d for d in frame["macs_by_component"])]
+    components += sorted({c for d in frame["macs_by_component"] for c in d} - set(components))
+    colours = {c: f"C{i}" for i, c in enumerate(components)}
+    for axis, name in zip(axes, groups, strict=True):
+        group = frame[frame["group"] == name].sort_values("is_dense", ascending=False, kind="stable")
+        labels = list(group["variant"])
+        left = [0.0] * len(group)
+        for component in components:
+            values = [d.get(component, 0) / 1e9 for d in group["macs_by_component"]]
+            axis.barh(range(len(group)), values, left=left, color=colours[component], label=component)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        axis.set_yticks(range(len(group)), labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set(xlabel="GMACs per forward")
+        _panel_title(axis, group)
+        axis.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], color=colours[c], linewidth=8, label=c) for c in components]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    figure.suptitle("MACs by component")
+    return figure
+
+
+CHARTS = {
+    "quality_vs_gmacs": plot_quality_vs_macs,
+    "speedup_measured_vs_predicted": plot_speedup_vs_predicted,
+    "latency_vs_params": plot_latency_vs_params,
+    "macs_by_component": plot_macs_by_component,
+}

@@ -1,0 +1,220 @@
+"""The landscape as a table: one row per record, grouped by model, input size and machine, with Pareto marks.
+
+Built from records alone (any results file, from any machine), by plain functions that
+``compbench report``, the notebook and the tests all call. Groups never mix machines: a
+latency or speedup is only ever compared with others measured on the same machine and settings
+(:func:`compbench.record.machine_label`). Speedups are the records' own same-run ratios;
+nothing here forms a ratio across runs.
+
+Medians measured in different runs (a sweep's jobs) also carry the machine's drift between those
+runs: on a shared machine the same dense model's median moved by 30 % between jobs. So wherever
+variants of different runs are ranked or drawn against each other by latency, the latency used is
+``relative_latency``: the variant's median over its own dense model's in the same run (1 / speedup,
+1 for the dense model), with the interval of ``speedup_ci95``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from compbench.errors import InvalidInputError
+from compbench.record import compression_label, input_label, machine_label
+from compbench.store import read_failures, read_records
+
+NOT_TIMED = "not timed"
+# Pareto fronts: name -> ((column, "max" | "min"), ...). Which ones a group gets is decided by what it measured.
+FRONTS = {
+    "quality_macs": (("quality", "max"), ("macs", "min")),
+    "quality_latency": (("quality", "max"), ("relative_latency", "min")),
+    "latency_params": (("relative_latency", "min"), ("params", "min")),
+    "macs_params": (("macs", "min"), ("params", "min")),
+}
+FRONT_LABELS = {"quality_macs": "quality/MACs", "quality_latency": "quality/latency",
+                "latency_params": "latency/params", "macs_params": "MACs/params"}
+
+
+@dataclass
+class Landscape:
+    """Records and failed jobs read from one or more results files."""
+
+    records: list[dict]
+    failures: list[dict] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def load_landscape(paths: Iterable[str | Path]) -> Landscape:
+    """Read results files (and the failures file beside each, if any)."""
+    landscape = Landscape([], [], [])
+    for path in paths:
+        landscape.records += read_records(path)
+        landscape.failures += read_failures(path)
+        landscape.sources.append(str(path))
+    if not landscape.records:
+        raise InvalidInputError(f"no records in {', '.join(landscape.sources)}")
+    done = {r.get("job") for r in landscape.records}
+    landscape.failures = [f for f in landscape.failures if f["job"] not in done]  # failed, then succeeded
+    return landscape
+
+
+def model_label(record: dict) -> str:
+    finetune = record.get("finetune")
+    if finetune:
+        return f"{record['model']} fine-tuned on {finetune['task']}"
+    return f"{record['model']} ({record['weights']} weights)"
+
+
+def compressor_of(record: dict) -> str:
+    steps = record.get("compression") or []
+    return "dense" if not steps else steps[0]["name"] if len(steps) == 1 else "pipeline"
+
+
+def steps_summary(record: dict) -> str:
+    """What each step removed or changed: ``36/144 heads removed``, ``bfloat16``, ``72/72 Linears quantized``."""
+    parts = []
+    for step in record.get("manifest") or []:
+        unit = step.get("unit", "removed")  # the manifest names what it counts (older ones do not)
+        if step.get("total") and step.get("removed"):
+            parts.append(f"{step['name']}: {step['removed']:,}/{step['total']:,} {unit}")
+        elif "dtype" in step:
+            counted = f", {step['total']:,} {unit}" if step.get("total") and "unit" in step else ""
+            parts.append(f"{step['name']}: {step['dtype']}{counted}")
+        else:
+            parts.append(step["name"])
+    return "; ".join(parts)
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _row(record: dict) -> dict:
+    latency = record.get("latency_ms") or {}
+    speedup_ci = record.get("speedup_ci95") or [None, None]
+    quality, fidelity = record.get("quality") or {}, record.get("fidelity") or {}
+    steps = record.get("compression") or []
+    row = {
+        "model": model_label(record), "input": input_label(record),
+        "machine": machine_label(record) if latency else NOT_TIMED,
+        "variant": compression_label(record), "compressor": compressor_of(record),
+        "amount": _nan(steps[0]["amount"]) if len(steps) == 1 else math.nan,
+        "steps": steps_summary(record), "is_dense": not steps,
+        "params": record["params"], "params_nonzero": record["params_nonzero"],
+        "macs": record["macs"], "macs_effective": record["macs_effective"],
+        "latency_ms": _nan(latency.get("median")), "latency_ci_low": _nan(latency.get("ci95_low")),
+        "latency_ci_high": _nan(latency.get("ci95_high")), "runs": latency.get("runs"),
+        "converged": latency.get("converged"),
+        "speedup": _nan(record.get("speedup")), "speedup_ci_low": _nan(speedup_ci[0]),
+        "speedup_ci_high": _nan(speedup_ci[1]), "predicted_speedup": _nan(record.get("predicted_speedup")),
+        "task": quality.get("task"), "metric": quality.get("metric"), "split": quality.get("split"),
+        "quality": _nan(quality.get("value")),
+        "fidelity_cka": _nan(fidelity.get("output_cka", fidelity.get("last_cka"))),  # older records: last_cka
+        "macs_by_component": record["macs_by_component"],
+        "sweep": record.get("sweep"), "job": record.get("job"), "run_id": record["run_id"],
+    }
+    row["speedup_vs_predicted"] = row["speedup"] / row["predicted_speedup"]
+    row["baseline_ms"] = _nan((record.get("baseline_latency_ms") or {}).get("median"))
+    if row["is_dense"]:  # the dense model against itself
+        relative = (1.0, 1.0, 1.0) if latency else (math.nan,) * 3
+    else:
+        relative = (1 / row["speedup"], 1 / row["speedup_ci_high"], 1 / row["speedup_ci_low"])
+    row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
+    row["group"] = f"{row['model']} · {row['input']}" + ("" if not latency else f" · {row['machine']}")
+    return row
+
+
+def pareto_mask(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[bool]:
+    """For each point, whether no other point is at least as good in every objective and better in one.
+
+    ``senses`` says per objective whether more (``max``) or less (``min``) is better. Equal points
+    do not dominate each other, so both stay on the front."""
+    signs = [1 if sense == "max" else -1 for sense in senses]
+    scored = [[sign * value for sign, value in zip(signs, point, strict=True)] for point in points]
+    mask = []
+    for i, a in enumerate(scored):
+        dominated = any(all(b_k >= a_k for a_k, b_k in zip(a, b, strict=True)) and b != a
+                        for j, b in enumerate(scored) if j != i)
+        mask.append(not dominated)
+    return mask
+
+
+def group_fronts(group: pd.DataFrame) -> list[str]:
+    """The fronts of a group: quality against MACs (and latency, if timed), else latency (or MACs) against params."""
+    has_quality = group["quality"].notna().any()
+    timed = group["relative_latency"].notna().any()
+    if has_quality:
+        return ["quality_macs"] + (["quality_latency"] if timed else [])
+    return ["latency_params"] if timed else ["macs_params"]
+
+
+def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
+    """One row per record with the landscape's columns, quality change against dense, and Pareto marks.
+
+    Each ``pareto_<front>`` column is True or False for the rows of groups that get that front
+    (rows missing one of its values are False) and missing (NA) elsewhere."""
+    if isinstance(records, Landscape):
+        records = records.records
+    frame = pd.DataFrame([_row(r) for r in records])
+    dense_quality = {}
+    for row in frame[frame["is_dense"] & frame["quality"].notna()].itertuples():
+        dense_quality.setdefault((row.model, row.task, row.split), row.quality)
+    frame["quality_delta"] = [q - dense_quality.get((m, t, s), math.nan)
+                              for m, t, s, q in zip(frame["model"], frame["task"], frame["split"], frame["quality"],
+                                                    strict=True)]
+    for front in FRONTS:
+        frame[f"pareto_{front}"] = pd.Series([pd.NA] * len(frame), dtype="boolean")
+    for _, group in frame.groupby("group", sort=False):
+        for front in group_fronts(group):
+            columns = [column for column, _ in FRONTS[front]]
+            complete = group.dropna(subset=columns)
+            mask = pareto_mask(complete[columns].to_numpy().tolist(), [sense for _, sense in FRONTS[front]])
+            frame.loc[group.index, f"pareto_{front}"] = False
+            frame.loc[complete.index, f"pareto_{front}"] = mask
+    marks = {f: frame[f"pareto_{f}"].fillna(False).astype(bool) for f in FRONTS}
+    frame["pareto"] = [", ".join(FRONT_LABELS[f] for f in FRONTS if marks[f][i]) for i in frame.index]
+    return frame
+
+
+def _interval(value: float, low: float, high: float, fmt: str) -> str:
+    if math.isnan(value):
+        return ""
+    text = format(value, fmt)
+    return text if math.isnan(low) else f"{text} [{format(low, fmt)}, {format(high, fmt)}]"
+
+
+def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Per group (model, input size and, where timed, machine): a display table, dense first."""
+    tables = []
+    for title, group in frame.groupby("group", sort=False):
+        group = group.sort_values("is_dense", ascending=False, kind="stable")
+        timed, has_quality = group["latency_ms"].notna().any(), group["quality"].notna().any()
+        table = pd.DataFrame({
+            "variant": group["variant"], "steps": group["steps"],
+            "params": group["params"].map("{:,}".format),
+            "params nonzero": group["params_nonzero"].map(lambda v: "?" if v is None or v != v else f"{int(v):,}"),
+            "GMACs": (group["macs"] / 1e9).map("{:.3f}".format),
+            "GMACs effective": (group["macs_effective"] / 1e9).map("{:.3f}".format)})
+        if timed:
+            table["median ms [95% CI]"] = [_interval(*v, ".2f") for v in
+                                           zip(group["latency_ms"], group["latency_ci_low"], group["latency_ci_high"],
+                                               strict=True)]
+            table["dense ms, same run"] = group["baseline_ms"].map(lambda v: "" if v != v else f"{v:.2f}")
+            table["speedup [95% CI]"] = [_interval(*v, ".2f") for v in
+                                         zip(group["speedup"], group["speedup_ci_low"], group["speedup_ci_high"],
+                                             strict=True)]
+        table["MAC-predicted speedup"] = group["predicted_speedup"].map(lambda v: "" if v != v else f"{v:.2f}")
+        if timed:
+            table["measured / predicted"] = group["speedup_vs_predicted"].map(lambda v: "" if v != v else f"{v:.2f}")
+        if has_quality:
+            metric = group["metric"].dropna().iloc[0]
+            task = group["task"].dropna().iloc[0]
+            table[f"{task} {metric}"] = group["quality"].map(lambda v: "" if v != v else f"{v:.4f}")
+            table["Δ vs dense"] = group["quality_delta"].map(lambda v: "" if v != v else f"{v:+.4f}")
+            table["fidelity (output CKA)"] = group["fidelity_cka"].map(lambda v: "" if v != v else f"{v:.4f}")
+        table["Pareto"] = group["pareto"].map(lambda v: f"★ {v}" if v else "")
+        tables.append((title, table.reset_index(drop=True)))
+    return tables

@@ -1,0 +1,179 @@
+"""Writing the landscape to a folder: tables (Markdown, CSV), the four charts (PNG and SVG), one HTML page.
+
+:func:`write_report` is the plain public function behind ``compbench report``. Everything is
+drawn first and written into a staging folder, then moved into place, so a failure leaves the
+output folder as it was. The HTML page is self-contained (charts inline as SVG, styles inline, no
+scripts, nothing fetched), so it opens as it is, offline, and can be mailed around.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from compbench import __version__
+from compbench.errors import InvalidInputError, ResultsWriteError
+from compbench.report.charts import CHARTS
+from compbench.report.landscape import Landscape, group_tables, landscape_frame, load_landscape
+
+FORMATS = ("md", "html", "csv")
+CHART_TITLES = {
+    "quality_vs_gmacs": "Quality against GMACs",
+    "speedup_measured_vs_predicted": "Measured against MAC-predicted speedup",
+    "latency_vs_params": "Latency against parameters",
+    "macs_by_component": "MACs by component",
+}
+READING_NOTES = [
+    "MACs are exact multiply-accumulates of one forward at the input size shown; params count every distinct "
+    "parameter once; 'effective' counts only nonzero weights.",
+    "Latency is the median wall-clock of a forward with the distribution-free 95 % interval of the median, as "
+    "measured in the variant's own run; 'dense ms, same run' is its dense model's median in that run. Medians of "
+    "different runs also carry the machine's drift between runs, so variants are ranked and charted by latency "
+    "relative to their dense model in the same run (1 / speedup).",
+    "Speedup is dense median / variant median from one run in which the variant and its own dense model were "
+    "timed in lock-step rounds; its 95 % interval resamples those paired rounds. No ratio is formed across runs or "
+    "machines, and a table never mixes machines.",
+    "MAC-predicted speedup is dense MACs / variant MACs; measured / predicted near 1 means the removed work was "
+    "removed from the wall-clock too.",
+    "Fidelity (output CKA) is the linear CKA between the variant's last hidden states and the dense model's on up "
+    "to 100 evaluation examples (1: the same representation up to rotation and scale).",
+    "Pareto: ★ marks rows no other row of the same table beats in both named objectives (quality up and MACs or "
+    "relative latency down; without quality, relative latency or MACs and params down).",
+]
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, table.columns)) + " |",
+             "|" + "|".join("---" if c in ("variant", "steps") else "---:" for c in table.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _failure_rows(failures: list[dict]) -> list[tuple[str, str, str]]:
+    return [(f["label"], f["job"], f["error"].splitlines()[0] if f["error"] else f["error_type"]) for f in failures]
+
+
+def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str]) -> str:
+    machines = sorted({m for m in frame["machine"] if m != "not timed"})
+    parts = [f"# compbench landscape\n\n{len(frame)} records from {', '.join(landscape.sources)}"
+             f" (compbench {__version__}, {datetime.now(UTC):%Y-%m-%d}).\n"]
+    if machines:
+        parts.append("Machines: " + "; ".join(machines) + ".\n")
+    parts.append("\n".join(f"- {note}" for note in READING_NOTES) + "\n")
+    for title, table in group_tables(frame):
+        parts.append(f"## {title}\n\n{_markdown_table(table)}\n")
+    parts.append("## Charts\n\n" + "\n\n".join(f"![{CHART_TITLES[name]}]({name}.png)" for name in charts) + "\n")
+    if landscape.failures:
+        rows = "\n".join(f"| {label} | `{job}` | {error} |" for label, job, error in _failure_rows(landscape.failures))
+        parts.append(f"## Failed jobs\n\n| job | key | error |\n|---|---|---|\n{rows}\n")
+    return "\n".join(parts)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px; color: #222; padding: 0 1rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; }
+td:nth-child(1), td:nth-child(2) { text-align: left; }
+tr.pareto td { background: #eef7ee; font-weight: 600; }
+figure { margin: 1rem 0 2rem; } figure svg { max-width: 100%; height: auto; }
+.notes li { margin: 0.2rem 0; } code { font-size: 0.85rem; }
+"""
+
+
+def _svg_inline(svg: str) -> str:
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str]) -> str:
+    esc = html.escape
+    machines = sorted({m for m in frame["machine"] if m != "not timed"})
+    body = [f"<h1>compbench landscape</h1><p>{len(frame)} records from {esc(', '.join(landscape.sources))} "
+            f"(compbench {__version__}, {datetime.now(UTC):%Y-%m-%d}).</p>"]
+    if machines:
+        body.append("<p>Machines: " + "; ".join(map(esc, machines)) + ".</p>")
+    body.append("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in READING_NOTES) + "</ul>")
+    for title, table in group_tables(frame):
+        head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+        rows = []
+        for row in table.itertuples(index=False):
+            css = " class='pareto'" if str(row[-1]).startswith("★") else ""
+            rows.append(f"<tr{css}>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>")
+        body.append(f"<h2>{esc(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    for name, svg in svgs.items():
+        body.append(f"<figure><figcaption><h2>{esc(CHART_TITLES[name])}</h2></figcaption>{_svg_inline(svg)}</figure>")
+    if landscape.failures:
+        rows = "".join(f"<tr><td>{esc(label)}</td><td><code>{esc(job)}</code></td><td>{esc(error)}</td></tr>"
+                       for label, job, error in _failure_rows(landscape.failures))
+        body.append(f"<h2>Failed jobs</h2><table><tr><th>job</th><th>key</th><th>error</th></tr>{rows}</table>")
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>compbench landscape</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def csv_report(frame: pd.DataFrame) -> str:
+    flat = frame.drop(columns=["macs_by_component"]).copy()
+    components = sorted({c for d in frame["macs_by_component"] for c in d})
+    for component in components:
+        flat[f"macs_{component}"] = [d.get(component, 0) for d in frame["macs_by_component"]]
+    return flat.to_csv(index=False)
+
+
+def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write the landscape of ``paths`` (results files) into ``out_dir``; return the files written."""
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise InvalidInputError(f"--format takes {', '.join(FORMATS)}; got {', '.join(unknown) or 'none'}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError(f"--out {out_dir} is a file; give a folder")
+    landscape = load_landscape(paths)
+    frame = landscape_frame(landscape)
+    files: dict[str, bytes] = {}
+    svgs = {}
+    for name, plot in CHARTS.items():
+        figure = plot(frame)
+        for suffix in ("png", "svg"):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=suffix, dpi=120 if suffix == "png" else None,
+                           metadata={"Date": None} if suffix == "svg" else None)
+            files[f"{name}.{suffix}"] = buffer.getvalue()
+        svgs[name] = files[f"{name}.svg"].decode("utf-8")
+    if "md" in formats:
+        files["landscape.md"] = markdown_report(landscape, frame, CHARTS).encode("utf-8")
+    if "html" in formats:
+        files["landscape.html"] = html_report(landscape, frame, svgs).encode("utf-8")
+    if "csv" in formats:
+        files["landscape.csv"] = csv_report(frame).encode("utf-8")
+    return _move_into(out_dir, files)
+
+
+def _move_into(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    except OSError as err:
+        raise ResultsWriteError(f"cannot write the report to {out_dir}: {err.strerror or err}") from None
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        out_dir.mkdir(exist_ok=True)
+        for name in files:
+            os.replace(staging / name, out_dir / name)
+    except OSError as err:
+        raise ResultsWriteError(f"cannot write the report to {out_dir}: {err.strerror or err}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out_dir / name for name in files]

@@ -1,0 +1,193 @@
+"""A sweep's jobs: what each one measures, its stable key, and a rough estimate of its time.
+
+A job measures one model at one input size: either the dense model alone (kind ``dense``) or
+variants (kind ``variant``): one compressor at every amount the sweep lists for it, or one
+explicit pipeline, timed interleaved with their own dense model in the same process. Grouping
+a compressor's amounts times the dense model, the GEMM peak and the warm-up once for all of them;
+listing another amount makes it a new job (the old one's records stay). A job's key hashes its canonical
+configuration with the compbench version and the record schema version (as asv versions its
+benchmarks), so a rerun recognises the jobs it has done and a changed setting is a new job.
+A model whose kind cannot be told before running (a hub id that cannot be reached) becomes one
+``unresolved`` job that fails at run time and is recorded like any failed job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cached_property, lru_cache
+
+from compbench import __version__
+from compbench.compressors import Step
+from compbench.compressors.spec import spec_label
+from compbench.errors import CompbenchError, InvalidInputError
+from compbench.models.loading import model_modality
+from compbench.record import SCHEMA_VERSION
+from compbench.sweep.schema import MeasureSettings, ModelEntry, Sweep
+from compbench.tasks import find_task
+from compbench.tasks.schema import MODALITY_OF_INPUT
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of a sweep: run in one process, its records appended together."""
+
+    sweep: str
+    kind: str
+    model: ModelEntry
+    measure: MeasureSettings
+    modality: str | None = None  # None for an unresolved model
+    size: float | None = None  # seconds (speech) or tokens (text)
+    batch: int = 1
+    variants: tuple[tuple[Step, ...], ...] = ()  # pipelines measured beside the dense model (none: dense job)
+    task: str | None = None
+    problem: str | None = None  # unresolved: why the model could not be resolved
+
+    def input(self) -> dict | None:
+        if self.size is None:
+            return None
+        if self.modality == "speech":
+            return {"kind": "audio", "seconds": float(self.size), "batch": self.batch}
+        return {"kind": "text", "tokens": int(self.size), "batch": self.batch}
+
+    def config(self) -> dict:
+        """The canonical configuration the key is a hash of (no sweep name: renaming a sweep keeps its jobs)."""
+        task = None
+        if self.task:
+            task = {"name": self.task, "version": find_task(self.task).version}
+        return {"kind": self.kind, "model": self.model.describe(), "input": self.input(),
+                "variants": [[s.to_dict() for s in steps] for steps in self.variants] or None, "task": task,
+                "measure": asdict(self.measure)}
+
+    @cached_property
+    def key(self) -> str:
+        return job_key(self.config())
+
+    def variants_label(self) -> str:
+        """``dense``, ``head_pruning 0.25/0.5/0.75``, or a pipeline as written: ``layer_drop=0.5,int8_dynamic``."""
+        if not self.variants:
+            return "dense"
+        names = {steps[0].name for steps in self.variants}
+        if len(self.variants) > 1 and len(names) == 1 and all(len(s) == 1 and s[0].amount is not None
+                                                              for s in self.variants):
+            return f"{names.pop()} " + "/".join(f"{steps[0].amount:g}" for steps in self.variants)
+        return ", ".join(spec_label(list(steps)) for steps in self.variants)
+
+    def label(self) -> str:
+        """A short, readable name: ``minilm-l6 64tok head_pruning 0.25/0.5``."""
+        model = self.model.model + (f"+finetune:{self.model.finetune}" if self.model.finetune else "")
+        if self.kind == "unresolved":
+            return f"{model} (unresolved): {self.variants_label()} and dense"
+        unit = f"{self.size:g}s" if self.modality == "speech" else f"{int(self.size)}tok"
+        unit += f"x{self.batch}" if self.batch != 1 else ""
+        return f"{model} {unit} {self.variants_label()}"
+
+    @property
+    def timed(self) -> bool:
+        return self.measure.latency and self.kind != "unresolved"
+
+
+def job_key(config: dict) -> str:
+    """Hash of a job's canonical configuration, the compbench version and the record schema version."""
+    payload = {"job": config, "compbench": __version__, "schema_version": SCHEMA_VERSION}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _model_task(sweep: Sweep, entry: ModelEntry, modality: str, where: str) -> str | None:
+    """The model's own ``task`` if written, else its fine-tuning task, else the sweep's task if the modality fits."""
+    if entry.task_set:
+        task = entry.task
+    elif entry.finetune:
+        task = entry.finetune
+    else:
+        task = sweep.task
+        if task and MODALITY_OF_INPUT[find_task(task).input] != modality:
+            return None  # the sweep's task is for the other modality: this model is measured for cost
+    if task and MODALITY_OF_INPUT[find_task(task).input] != modality:
+        raise InvalidInputError(f"{where}: task {task} takes {find_task(task).input}; "
+                                f"{entry.model} is a {modality} model")
+    return task
+
+
+def variant_groups(sweep: Sweep) -> list[tuple[tuple[Step, ...], ...]]:
+    """The variants of each variant job, in file order: a compressor at all its amounts, then each pipeline."""
+    groups = [tuple((Step(c.name, amount, c.options),) for amount in c.amounts) for c in sweep.compressors]
+    return groups + [(steps,) for steps in sweep.pipelines]
+
+
+def plan_jobs(sweep: Sweep) -> list[Job]:
+    """The sweep's jobs in a stable order: per model and size, the dense job, then each variant."""
+    jobs = []
+    groups = variant_groups(sweep)
+    for index, entry in enumerate(sweep.models):
+        where = f"{sweep.file}: models[{index}]"
+        try:
+            modality = model_modality(entry.model)
+        except CompbenchError as err:
+            every_variant = tuple(steps for group in groups for steps in group)
+            jobs.append(Job(sweep.name, "unresolved", entry, sweep.measure, problem=str(err), variants=every_variant))
+            continue
+        if entry.finetune and modality != "text":
+            raise InvalidInputError(f"{where}: 'finetune' trains text classifiers; {entry.model} is a {modality} model")
+        task = _model_task(sweep, entry, modality, where)
+        sizes = sweep.sizes.seconds if modality == "speech" else sweep.sizes.tokens
+        for size in sizes:
+            common = dict(sweep=sweep.name, model=entry, measure=sweep.measure, modality=modality, size=size,
+                          batch=sweep.sizes.batch, task=task)
+            jobs.append(Job(kind="dense", **common))
+            jobs += [Job(kind="variant", variants=group, **common) for group in groups]
+    return jobs
+
+
+# ---- rough time estimates (dry runs and the progress bar's ETA) ----------------------------------
+MACS_PER_SECOND_PER_THREAD = 5e10  # fp32 forward throughput of a 2-core AVX-512 EPYC, per thread
+JOB_OVERHEAD_S = 0.5  # counting, records
+COMPRESS_S = 1.0  # per variant
+TIMING_OVERHEAD_S = 5.0  # the GEMM peak before and after
+VARIANT_SHARE = 0.7  # a variant's forward against the dense model's
+ROUNDS = 30  # lock-step rounds a timed job typically needs (fewer when the budget runs out first)
+QUALITY_EXAMPLES = {"text": (1500, 32), "speech": (3000, 1.0)}  # examples evaluated, their typical size
+QUALITY_OVERHEAD_S = 2.0
+
+
+@lru_cache(maxsize=64)
+def dense_macs(model: str, modality: str, size: float, batch: int) -> int | None:
+    """MACs of the dense model at this size, counted on a meta copy (no weights); None if unknown."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from compbench.counting.macs import count_macs
+    from compbench.models import PRESETS, InputSpec, ModelAdapter
+
+    try:
+        config = PRESETS.get(model).make_config() if model in PRESETS else AutoConfig.from_pretrained(model)
+        with torch.device("meta"):
+            meta = AutoModel.from_config(config)
+        adapter = ModelAdapter(meta)
+        return count_macs(meta, adapter.build_inputs(InputSpec(modality, size, batch), "meta")).total
+    except Exception:  # an estimate only: a model that cannot be built here has no estimate
+        return None
+
+
+def estimate_seconds(job: Job, threads: int) -> float:
+    """A rough wall-clock estimate of one job on ``threads`` cores (scaled by measured jobs when known)."""
+    if job.kind == "unresolved":
+        return 5.0
+    rate = MACS_PER_SECOND_PER_THREAD * max(1, job.measure.threads or threads)
+    macs = dense_macs(job.model.model, job.modality, job.size, job.batch) or 10**10
+    forward = macs / rate
+    variants = len(job.variants)
+    seconds = JOB_OVERHEAD_S + COMPRESS_S * variants
+    if job.timed:  # lock-step rounds of the dense model and every variant (each about VARIANT_SHARE of dense)
+        per_round = forward * (1 + VARIANT_SHARE * variants)
+        rounds = min(ROUNDS, job.measure.budget / forward, job.measure.max_runs)
+        seconds += TIMING_OVERHEAD_S + 2 * per_round + rounds * per_round
+        if job.measure.memory:
+            seconds += 2 * per_round
+    if job.task:  # each variant's quality (the dense model's only in the dense job) and fidelity
+        examples, typical = QUALITY_EXAMPLES[job.modality]
+        examples = min(examples, job.measure.task_limit or examples)
+        seconds += max(1, variants) * (examples * forward * typical / job.size + QUALITY_OVERHEAD_S)
+    return seconds

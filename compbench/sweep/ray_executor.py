@@ -1,0 +1,131 @@
+"""Running sweep jobs as Ray tasks (``compbench sweep --executor ray``; ``pip install 'compbench[ray]'``).
+
+Placement:
+- A job that times gets a whole node to itself: the driver sends it to a node with no other
+  timing job (node affinity, never soft) and asks for every CPU (and, on CUDA, a GPU) of that
+  node, so neither a second timing job nor a cost-only job can run beside it.
+- Cost-only and quality jobs pack by ``num_cpus`` (the sweep's ``threads``, default 1), anywhere.
+
+Records stream back to the driver as jobs end; the driver alone writes the results file, so a
+restarted driver resumes like a local rerun. Every node needs the same compbench version (a
+worker with another version fails its jobs with that message) and, for tasks and fine-tuning,
+the data root and the cache folder at the same paths (shared storage on a multi-node cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from compbench import __version__
+from compbench.errors import InvalidInputError
+from compbench.sweep.execute import CachedLoader, JobContext
+from compbench.sweep.plan import Job
+
+_WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its jobs of one model load it once
+
+
+def _ray_job(job: Job, context: JobContext, driver_version: str, threads: int):
+    """The Ray task: run one job in a worker (imported by reference, so workers need compbench installed)."""
+    global _WORKER_LOADER
+    from compbench.sweep.run import JobOutcome, execute
+
+    if __version__ != driver_version:
+        return JobOutcome(job.key, None, 0.0, "VersionMismatch",
+                          f"this Ray worker runs compbench {__version__}, the driver {driver_version}: "
+                          "install the same version on every node")
+    _WORKER_LOADER = _WORKER_LOADER or CachedLoader()
+    return execute(job, replace(context, loader=_WORKER_LOADER, threads=threads))
+
+
+@dataclass
+class _Node:
+    node_id: str
+    cpus: int
+    gpus: int
+
+
+def _alive_nodes(ray) -> list[_Node]:
+    nodes = [_Node(n["NodeID"], int(n["Resources"].get("CPU", 0)), int(n["Resources"].get("GPU", 0)))
+             for n in ray.nodes() if n.get("Alive")]
+    return [n for n in nodes if n.cpus > 0]
+
+
+def _init_ray(address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise InvalidInputError("--executor ray needs Ray: pip install 'compbench[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    settings = dict(logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        if address:
+            ray.init(address=address, **settings)
+        else:
+            ray.init(include_dashboard=False, **settings)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise InvalidInputError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {err}") from None
+    return ray, True
+
+
+def run_on_ray(pending: list, context: JobContext, events, finished: Callable[[object, object], bool],
+               address: str | None) -> None:
+    """Run ``pending`` (PlannedJobs) as Ray tasks; ``finished(planned, outcome)`` writes each as it ends."""
+    ray, started_here = _init_ray(address)
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = _alive_nodes(ray)
+        if not nodes:
+            raise InvalidInputError("the Ray cluster has no node with CPUs")
+        task = ray.remote(max_retries=0)(_ray_job)
+        context = replace(context, loader=None)  # each worker keeps its own
+        timing = [p for p in pending if p.job.timed]
+        others = [p for p in pending if not p.job.timed]
+        free_nodes = list(nodes)
+        in_flight: dict = {}
+
+        def submit(planned, options: dict, threads: int, node: _Node | None) -> None:
+            job = planned.job
+            if job.measure.device == "cuda":
+                options["num_gpus"] = 1
+            ref = task.options(**options).remote(job, context, __version__, job.measure.threads or threads)
+            in_flight[ref] = (planned, node)
+            events.job_started(planned)
+
+        for planned in others:  # Ray queues them; they pack by num_cpus
+            threads = planned.job.measure.threads or 1
+            submit(planned, {"num_cpus": threads}, threads, None)
+
+        def submit_timing() -> None:
+            while timing and free_nodes:
+                node, planned = free_nodes.pop(0), timing.pop(0)
+                strategy = NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False)
+                submit(planned, {"num_cpus": node.cpus, "scheduling_strategy": strategy}, node.cpus, node)
+
+        submit_timing()
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            planned, node = in_flight.pop(ref)
+            outcome = _outcome(ray, ref, planned)
+            if node is not None:
+                free_nodes.append(node)
+            if finished(planned, outcome):
+                for other in in_flight:
+                    ray.cancel(other, force=True)
+                return
+            submit_timing()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _outcome(ray, ref, planned):
+    from compbench.sweep.run import JobOutcome
+
+    try:
+        return ray.get(ref)
+    except Exception as err:  # the worker died (out of memory, a lost node): the job failed
+        return JobOutcome(planned.job.key, None, 0.0, type(err).__name__, f"Ray task failed: {err}")

@@ -1,0 +1,298 @@
+"""The sweep file schema (version 1), written down as types and checked strictly.
+
+A sweep file is YAML read with ``yaml.safe_load``. It declares models, input sizes, an optional
+task, compressors with lists of amounts and their options, explicit pipelines and measurement
+settings. Everything is checked before any job runs: unknown keys, wrong types, unknown models,
+compressors, options or tasks, and amounts out of range are errors that name the file and the
+key (``quick.yaml: compressors.head_pruning.amounts[1]: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from compbench.checks import check_choice, check_document, check_keys, check_type, load_yaml_file
+from compbench.compressors import COMPRESSORS, Step
+from compbench.compressors.base import check_pipeline
+from compbench.compressors.spec import parse_step
+from compbench.errors import CompbenchError, InvalidInputError
+from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
+from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_source
+from compbench.quality.finetune import FinetuneOptions
+from compbench.tasks import find_task
+from compbench.timing.device import DEVICES
+from compbench.timing.wallclock import TimingPolicy
+
+SWEEP_SCHEMA_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# fine-tuning options a sweep may set (the data root is a machine setting, not part of the sweep)
+FINETUNE_OPTION_NAMES = tuple(f.name for f in fields(FinetuneOptions) if f.name != "data_root")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the sweep: a preset, hub id or directory, optionally fine-tuned first."""
+
+    model: str
+    weights: str | None = None  # None: random for presets, pretrained for checkpoints
+    finetune: str | None = None  # a text task: fine-tune on it first (cached by key), then measure that
+    finetune_options: dict = field(default_factory=dict)  # FinetuneOptions fields
+    task: str | None = None  # overrides the sweep's task for this model
+    task_set: bool = False  # whether ``task`` was written (``task: null`` turns quality off)
+
+    def describe(self) -> dict:
+        """The entry as it identifies jobs (canonical: defaults resolved)."""
+        weights = self.weights or ("pretrained" if self.finetune or model_source(self.model) != "preset"
+                                   else "random")
+        entry: dict[str, Any] = {"model": self.model, "weights": weights}
+        if self.finetune:
+            entry["finetune"] = {"task": self.finetune, "options": self.full_finetune_options()}
+        return entry
+
+    def full_finetune_options(self) -> dict:
+        defaults = FinetuneOptions()
+        return {name: self.finetune_options.get(name, getattr(defaults, name)) for name in FINETUNE_OPTION_NAMES}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    seconds: tuple[float, ...] = DEFAULT_SECONDS
+    tokens: tuple[int, ...] = DEFAULT_TOKENS
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class CompressorEntry:
+    """A compressor at each of its amounts (one ``None`` for a compressor that takes no amount)."""
+
+    name: str
+    amounts: tuple[float | None, ...]
+    options: dict
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How every job measures; the same fields as ``compbench measure``'s flags."""
+
+    latency: bool = True
+    memory: bool = True
+    threads: int | None = None  # None: every core of the machine that runs the job
+    device: str = "cpu"
+    budget: float = TimingPolicy.budget_s
+    rel_ci: float = TimingPolicy.rel_ci
+    max_runs: int = TimingPolicy.max_runs  # at most this many lock-step rounds per job
+    attn: str = "sdpa"
+    steady_allocator: bool = True
+    seed: int = 0
+    task_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    models: tuple[ModelEntry, ...]
+    sizes: Sizes
+    compressors: tuple[CompressorEntry, ...]
+    pipelines: tuple[tuple[Step, ...], ...]
+    measure: MeasureSettings
+    task: str | None = None
+    description: str = ""
+    file: str = ""
+
+
+_TOP_KEYS = {"version": (int, True), "name": (str, True), "description": (str, False), "models": (list, True),
+             "sizes": (dict, False), "task": (str, False), "compressors": (dict, False),
+             "pipelines": (list, False), "measure": (dict, False)}
+_MODEL_KEYS = {"model": (str, True), "weights": (str, False), "finetune": (str, False),
+               "finetune_options": (dict, False), "task": ((str, type(None)), False)}
+_SIZE_KEYS = {"seconds": (list, False), "tokens": (list, False), "batch": (int, False)}
+_COMPRESSOR_KEYS = {"amounts": (list, False), "options": (dict, False)}
+_STEP_KEYS = {"name": (str, True), "amount": ((int, float, type(None)), False), "options": (dict, False)}
+_MEASURE_KEYS = {"latency": (bool, False), "memory": (bool, False), "threads": (int, False), "device": (str, False),
+                 "budget": (float, False), "rel_ci": (float, False), "max_runs": (int, False), "attn": (str, False),
+                 "steady_allocator": (bool, False), "seed": (int, False), "task_limit": (int, False)}
+_FINETUNE_TYPES = {"epochs": int, "batch_size": int, "learning_rate": float, "warmup": float, "max_tokens": int,
+                   "freeze_word_embeddings": bool, "seed": int}
+
+
+def _rethrow(where: str, err: CompbenchError) -> InvalidInputError:
+    return InvalidInputError(f"{where}: {err}")
+
+
+def _task(where: str, name: str):
+    try:
+        return find_task(name)
+    except CompbenchError as err:
+        raise _rethrow(where, err) from None
+
+
+def _model_entry(where: str, data: Any) -> ModelEntry:
+    if isinstance(data, str):
+        data = {"model": data}
+    check_type(where, data, (str, dict))
+    check_keys(where, data, _MODEL_KEYS)
+    try:
+        model_source(data["model"])
+    except CompbenchError as err:
+        raise _rethrow(f"{where}.model", err) from None
+    if "weights" in data:
+        check_choice(where, "weights", data["weights"], WEIGHTS)
+    finetune, options = data.get("finetune"), data.get("finetune_options", {})
+    if options and not finetune:
+        raise InvalidInputError(f"{where}: 'finetune_options' needs 'finetune: TASK'")
+    if finetune:
+        task = _task(f"{where}.finetune", finetune)
+        if task.input != "text" or task.protocol != "finetune":
+            raise InvalidInputError(f"{where}.finetune: task {task.name} is evaluated by {task.protocol} on "
+                                    f"{task.input}; fine-tuning in a sweep trains text classifiers")
+        if data.get("weights") == "random":
+            raise InvalidInputError(f"{where}: 'finetune' starts from pretrained weights; drop 'weights: random'")
+        check_keys(f"{where}.finetune_options", options, {name: (t, False) for name, t in _FINETUNE_TYPES.items()})
+    if data.get("task") is not None:
+        _task(f"{where}.task", data["task"])
+    return ModelEntry(model=data["model"], weights=data.get("weights"), finetune=finetune,
+                      finetune_options=dict(options), task=data.get("task"), task_set="task" in data)
+
+
+def _number_list(where: str, values: list, kind: type, positive: bool = True) -> tuple:
+    if not values:
+        raise InvalidInputError(f"{where}: give at least one value")
+    for index, value in enumerate(values):
+        check_type(f"{where}[{index}]", value, kind)
+        if positive and value <= 0:
+            raise InvalidInputError(f"{where}[{index}]: must be > 0, got {value!r}")
+    if len(set(values)) != len(values):
+        raise InvalidInputError(f"{where}: values are listed twice: {values}")
+    return tuple(kind(v) for v in values)
+
+
+def _sizes(where: str, data: dict) -> Sizes:
+    check_keys(where, data, _SIZE_KEYS)
+    seconds = _number_list(f"{where}.seconds", data["seconds"], float) if "seconds" in data else DEFAULT_SECONDS
+    tokens = _number_list(f"{where}.tokens", data["tokens"], int) if "tokens" in data else DEFAULT_TOKENS
+    batch = data.get("batch", 1)
+    if batch < 1:
+        raise InvalidInputError(f"{where}.batch: must be >= 1, got {batch}")
+    return Sizes(seconds=seconds, tokens=tokens, batch=batch)
+
+
+def _compressor(where: str, name: str, data: Any) -> CompressorEntry:
+    try:
+        compressor = COMPRESSORS.get(name)
+    except CompbenchError as err:
+        raise _rethrow(where, err) from None
+    data = {} if data is None else data
+    check_type(where, data, dict)
+    check_keys(where, data, _COMPRESSOR_KEYS)
+    try:
+        options = compressor.check_options(data.get("options"))
+    except CompbenchError as err:
+        raise _rethrow(f"{where}.options", err) from None
+    if not compressor.takes_amount:
+        if "amounts" in data:
+            raise InvalidInputError(f"{where}.amounts: {name} takes no amount; write `{name}: {{}}`")
+        return CompressorEntry(name, (None,), options)
+    if "amounts" not in data:
+        raise InvalidInputError(f"{where}: missing key 'amounts' (a list of fractions in [0, 1))")
+    amounts = []
+    for index, amount in enumerate(data["amounts"]):
+        try:
+            amounts.append(compressor.check_amount(amount))
+        except CompbenchError as err:
+            raise _rethrow(f"{where}.amounts[{index}]", err) from None
+    if not amounts:
+        raise InvalidInputError(f"{where}.amounts: give at least one amount")
+    if len(set(amounts)) != len(amounts):
+        raise InvalidInputError(f"{where}.amounts: an amount is listed twice: {data['amounts']}")
+    return CompressorEntry(name, tuple(amounts), options)
+
+
+def _pipeline(where: str, data: Any, options_by_name: dict[str, dict]) -> tuple[Step, ...]:
+    check_type(where, data, list)
+    if not data:
+        raise InvalidInputError(f"{where}: a pipeline needs at least one step")
+    steps = []
+    for index, entry in enumerate(data):
+        at = f"{where}[{index}]"
+        check_type(at, entry, (str, dict))
+        try:
+            if isinstance(entry, str):  # options come from the compressors section, never the string
+                name = entry.partition("=")[0].strip()
+                steps.append(check_pipeline([parse_step(entry, options_by_name.get(name), where=at)])[0])
+            else:
+                check_keys(at, entry, _STEP_KEYS)
+                steps.append(check_pipeline([Step(entry["name"], entry.get("amount"), entry.get("options", {}))])[0])
+        except CompbenchError as err:
+            message = str(err)
+            raise (err if message.startswith(at) else _rethrow(at, err)) from None
+    return tuple(steps)
+
+
+def _measure(where: str, data: dict) -> MeasureSettings:
+    check_keys(where, data, _MEASURE_KEYS)
+    if "device" in data:
+        check_choice(where, "device", data["device"], DEVICES)
+    if "attn" in data:
+        check_choice(where, "attn", data["attn"], ATTN_IMPLEMENTATIONS)
+    for key in ("threads", "task_limit"):
+        if key in data and data[key] < 1:
+            raise InvalidInputError(f"{where}.{key}: must be >= 1, got {data[key]}")
+    if "max_runs" in data and data["max_runs"] < 6:
+        raise InvalidInputError(f"{where}.max_runs: must be >= 6 (the fewest runs with a 95% interval), "
+                                f"got {data['max_runs']}")
+    if "budget" in data and not data["budget"] > 0:
+        raise InvalidInputError(f"{where}.budget: must be > 0 seconds, got {data['budget']}")
+    if "rel_ci" in data and not 0 < data["rel_ci"] < 1:
+        raise InvalidInputError(f"{where}.rel_ci: must be between 0 and 1, got {data['rel_ci']}")
+    values = {key: float(v) if key in ("budget", "rel_ci") else v for key, v in data.items()}
+    return MeasureSettings(**values)
+
+
+def _refuse_repeated_variants(where: str, compressors: tuple[CompressorEntry, ...],
+                              pipelines: tuple[tuple[Step, ...], ...]) -> None:
+    """Two declarations of one variant would be one job twice."""
+    seen: dict[str, str] = {}
+    declared = [(f"compressors.{c.name} at {a}" if a is not None else f"compressors.{c.name}",
+                 (Step(c.name, a, c.options),)) for c in compressors for a in c.amounts]
+    declared += [(f"pipelines[{i}]", steps) for i, steps in enumerate(pipelines)]
+    for label, steps in declared:
+        key = repr([s.to_dict() for s in steps])
+        if key in seen:
+            raise InvalidInputError(f"{where}: {label} is the same variant as {seen[key]}")
+        seen[key] = label
+
+
+def sweep_from_dict(data: object, where: str) -> Sweep:
+    """A validated Sweep from parsed YAML; ``where`` names the file in error messages."""
+    data = check_document(where, data, "sweep file", _TOP_KEYS, "version", SWEEP_SCHEMA_VERSION)
+    if not _NAME.match(data["name"]):
+        raise InvalidInputError(f"{where}: 'name' must be letters, digits, '.', '_' or '-', got {data['name']!r}")
+    if not data["models"]:
+        raise InvalidInputError(f"{where}: 'models' must list at least one model")
+    models = tuple(_model_entry(f"{where}: models[{i}]", entry) for i, entry in enumerate(data["models"]))
+    seen = {}
+    for index, entry in enumerate(models):
+        key = repr(entry.describe())
+        if key in seen:
+            raise InvalidInputError(f"{where}: models[{index}] repeats models[{seen[key]}]")
+        seen[key] = index
+    if data.get("task") is not None:
+        _task(f"{where}: task", data["task"])
+    compressors = tuple(_compressor(f"{where}: compressors.{name}", name, entry)
+                        for name, entry in (data.get("compressors") or {}).items())
+    options_by_name = {c.name: c.options for c in compressors}
+    pipelines = tuple(_pipeline(f"{where}: pipelines[{i}]", p, options_by_name)
+                      for i, p in enumerate(data.get("pipelines") or []))
+    _refuse_repeated_variants(where, compressors, pipelines)
+    return Sweep(name=data["name"], description=data.get("description", ""), models=models,
+                 sizes=_sizes(f"{where}: sizes", data.get("sizes") or {}), compressors=compressors,
+                 pipelines=pipelines, measure=_measure(f"{where}: measure", data.get("measure") or {}),
+                 task=data.get("task"), file=where)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file; every problem is an InvalidInputError naming the file and key."""
+    return sweep_from_dict(load_yaml_file(path, "sweep file"), str(path))

@@ -1,0 +1,237 @@
+"""The landscape report: Pareto marks checked independently, machines never mixed, all outputs written."""
+
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from sample_records import make_record
+
+from compbench.cli.main import main
+from compbench.errors import CorruptResultsError, InvalidInputError
+from compbench.report import (
+    group_tables,
+    landscape_frame,
+    load_landscape,
+    pareto_mask,
+    plot_quality_vs_macs,
+    write_report,
+)
+from compbench.store import append_records, record_failure
+
+REPO = Path(__file__).resolve().parents[1]
+MACHINE_A = {"cpu": "AMD EPYC 9B14", "cores": 2, "torch": "2.13.0+cpu", "torch_build": "cpu", "gpu": None}
+MACHINE_B = {**MACHINE_A, "cpu": "Intel Xeon 8480", "cores": 8}
+
+
+def latency(median, runs=12):
+    return {"median": median, "iqr": 0.1, "ci95_low": median * 0.98, "ci95_high": median * 1.02, "runs": runs,
+            "samples": [median] * runs, "converged": True, "budget_exhausted": False}
+
+
+def variant(name, amount, macs, params, quality=None, median=None, environment=MACHINE_A, **extra):
+    record = make_record(model="minilm-l6", modality="text", family="bert", weights="pretrained",
+                         input={"kind": "text", "tokens": 128, "batch": 1}, macs=macs, macs_effective=macs,
+                         params=params, params_nonzero=params, environment=environment,
+                         compression=[{"name": name, "amount": amount, "options": {}}] if name else None,
+                         macs_by_component={"attention": macs // 3, "ffn": macs - macs // 3}, **extra)
+    if median is None:
+        del record["latency_ms"]
+    else:
+        record["latency_ms"] = latency(median)
+    if quality is not None:
+        record["quality"] = {"task": "rt-polarity", "task_version": 1, "metric": "accuracy", "split": "test",
+                             "value": quality, "protocol": "finetune"}
+    return record
+
+
+def landscape_records():
+    dense = variant(None, None, 1000, 100, quality=0.83, median=10.0)
+    return [dense,
+            variant("head_pruning", 0.25, 900, 95, quality=0.82, median=9.5, speedup=10 / 9.5,
+                    predicted_speedup=1000 / 900),
+            variant("head_pruning", 0.5, 800, 90, quality=0.79, median=9.6, speedup=10 / 9.6, predicted_speedup=1.25),
+            variant("layer_drop", 0.5, 500, 70, quality=0.60, median=5.0, speedup=2.0, predicted_speedup=2.0),
+            variant("ffn_pruning", 0.5, 800, 80, quality=0.78, median=8.0, speedup=1.25, predicted_speedup=1.25),
+            variant("weight_pruning", 0.5, 1000, 100, quality=0.83, median=10.0, speedup=1.0, predicted_speedup=1.0),
+            variant("low_rank", 0.5, 700, 60, quality=None, median=7.0)]  # no quality: off the quality fronts
+
+
+def test_pareto_mask_on_hand_made_points():
+    points = [(0.9, 10), (0.8, 5), (0.85, 12), (0.8, 5), (0.7, 6), (0.95, 20)]
+    # (0.85, 12) is beaten by (0.9, 10); (0.7, 6) by (0.8, 5); the two (0.8, 5) tie and both stay
+    assert pareto_mask(points, ["max", "min"]) == [True, True, False, True, False, True]
+    assert pareto_mask([(1, 1)], ["min", "min"]) == [True]
+    assert pareto_mask([(1, 2), (2, 1), (2, 2)], ["min", "min"]) == [True, True, False]
+
+
+def independent_front(rows: list[dict], objectives: list[tuple[str, str]]) -> set[int]:
+    """Brute force over all pairs, written without pareto_mask: i is on the front unless some j beats it."""
+    def at_least_as_good(a, b, key, sense):
+        return a[key] >= b[key] if sense == "max" else a[key] <= b[key]
+
+    front = set()
+    for i, a in enumerate(rows):
+        beaten = False
+        for j, b in enumerate(rows):
+            if i != j and all(at_least_as_good(b, a, k, s) for k, s in objectives) and any(
+                    b[k] != a[k] for k, _ in objectives):
+                beaten = True
+        if not beaten:
+            front.add(i)
+    return front
+
+
+def record_values(record):
+    """The objectives, read from the record; latency relative to the dense model of the same run."""
+    relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None
+    return {"quality": (record.get("quality") or {}).get("value"), "macs": record["macs"],
+            "params": record["params"], "latency": relative}
+
+
+def test_pareto_marks_match_an_independent_computation_from_the_records():
+    records = landscape_records()
+    frame = landscape_frame(records)
+    with_quality = [(i, record_values(r)) for i, r in enumerate(records) if "quality" in r]
+    expected = {i for n, (i, _) in enumerate(with_quality)
+                if n in independent_front([v for _, v in with_quality], [("quality", "max"), ("macs", "min")])}
+    # by hand: dense and weight pruning tie at the top; head pruning 0.5 beats FFN pruning 0.5 (same MACs)
+    assert set(frame.index[frame["pareto_quality_macs"].fillna(False).astype(bool)]) == expected == {0, 1, 2, 3, 5}
+    expected = {i for n, (i, _) in enumerate(with_quality)
+                if n in independent_front([v for _, v in with_quality], [("quality", "max"), ("latency", "min")])}
+    # by hand, latency relative to the dense model in the same run: head pruning 0.5 (0.96 of dense) loses to
+    # head pruning 0.25 (0.95) with better quality; the rest stay
+    assert set(frame.index[frame["pareto_quality_latency"].fillna(False).astype(bool)]) == expected == {0, 1, 3, 4, 5}
+    assert frame.loc[6, "pareto_quality_macs"] == False  # noqa: E712  (no quality: never on a quality front)
+    assert frame["pareto_macs_params"].isna().all()  # a group with quality gets the quality fronts
+    assert frame.loc[3, "pareto"] == "quality/MACs, quality/latency"
+
+
+def test_pareto_marks_of_a_real_sweep_match_an_independent_computation(tmp_path):
+    from compbench.sweep.run import SweepOptions, run_sweep
+
+    results = tmp_path / "quick.jsonl"
+    run_sweep(REPO / "sweeps" / "quick.yaml", SweepOptions(out=results))
+    landscape = load_landscape([results])
+    frame = landscape_frame(landscape)
+    for model in ("minilm-l6", "distilhubert"):
+        indices = [i for i, r in enumerate(landscape.records) if r["model"] == model]
+        values = [record_values(landscape.records[i]) for i in indices]
+        expected = {indices[n] for n in independent_front(values, [("macs", "min"), ("params", "min")])}
+        marked = set(frame.index[frame["pareto_macs_params"].fillna(False).astype(bool)]) & set(indices)
+        assert marked == expected and expected  # cost only: MACs against params
+    assert frame["pareto_quality_macs"].isna().all()
+
+
+def test_quality_change_is_against_the_dense_model_and_speedups_are_the_records_own():
+    frame = landscape_frame(landscape_records())
+    assert frame.loc[3, "quality_delta"] == pytest.approx(0.60 - 0.83)
+    assert math.isnan(frame.loc[6, "quality_delta"])
+    assert frame.loc[3, "speedup"] == 2.0 and frame.loc[3, "speedup_vs_predicted"] == 1.0
+    assert math.isnan(frame.loc[0, "speedup"])  # dense: no speedup
+
+
+def test_machines_are_never_mixed_in_one_table():
+    records = landscape_records()
+    other = [dict(r, environment=MACHINE_B) for r in records[:3]]
+    frame = landscape_frame(records + other)
+    tables = dict(group_tables(frame))
+    assert len(tables) == 2
+    titles = sorted(tables)
+    assert "AMD EPYC 9B14, 2 cores" in titles[0] and "Intel Xeon 8480, 8 cores" in titles[1]
+    assert len(tables[titles[0]]) == 7 and len(tables[titles[1]]) == 3
+    for table in tables.values():
+        assert table.loc[0, "variant"] == "dense" and "speedup [95% CI]" in table.columns
+
+
+def test_write_report_writes_tables_four_charts_and_a_self_contained_page(tmp_path):
+    results = tmp_path / "r.jsonl"
+    append_records(results, landscape_records())
+    record_failure(results, {"sweep": "s", "job": "deadbeefdeadbeef", "label": "hubert-base 10s low_rank 0.5",
+                             "config": {}, "error_type": "RuntimeError", "error": "out of memory",
+                             "timestamp": "2026-11-21T00:00:00+00:00"})
+    files = write_report([results], tmp_path / "report")
+    names = sorted(p.name for p in files)
+    charts = ["latency_vs_params", "macs_by_component", "quality_vs_gmacs", "speedup_measured_vs_predicted"]
+    assert names == sorted([f"{c}.{s}" for c in charts for s in ("png", "svg")] +
+                           ["landscape.csv", "landscape.html", "landscape.md"])
+    for chart in charts:
+        assert (tmp_path / "report" / f"{chart}.png").read_bytes().startswith(b"\x89PNG")
+    page = (tmp_path / "report" / "landscape.html").read_text()
+    assert page.count("<svg") == 4 and "<script" not in page and "<link" not in page
+    assert not re.search(r"""(src|href)=["']?https?://""", page)  # nothing to fetch: opens offline as it is
+    assert "out of memory" in page and "★" in page
+    markdown = (tmp_path / "report" / "landscape.md").read_text()
+    assert "| dense |" in markdown and "![Quality against GMACs](quality_vs_gmacs.png)" in markdown
+    assert "## Failed jobs" in markdown
+    csv_header = (tmp_path / "report" / "landscape.csv").read_text().splitlines()[0].split(",")
+    assert {"pareto_quality_macs", "speedup_ci_low", "macs_attention", "quality_delta"} <= set(csv_header)
+    # the report is rebuilt in place
+    assert sorted(p.name for p in write_report([results], tmp_path / "report", ["csv"])) == sorted(
+        [f"{c}.{s}" for c in charts for s in ("png", "svg")] + ["landscape.csv"])
+
+
+def test_charts_without_the_measurement_say_so():
+    records = [variant(None, None, 1000, 100), variant("layer_drop", 0.5, 500, 60, predicted_speedup=2.0)]
+    figure = plot_quality_vs_macs(landscape_frame(records))
+    texts = [t.get_text() for axis in figure.axes for t in axis.texts]
+    assert any("no task quality" in t for t in texts)
+
+
+def test_failures_that_later_succeeded_are_not_reported(tmp_path):
+    results = tmp_path / "r.jsonl"
+    append_records(results, [variant(None, None, 1000, 100, job="aaaa")])
+    record_failure(results, {"sweep": "s", "job": "aaaa", "label": "x", "config": {}, "error_type": "E",
+                             "error": "e", "timestamp": "t"})
+    assert load_landscape([results]).failures == []
+
+
+def test_report_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and not (tmp_path / "out").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["report", str(empty), "--out", str(tmp_path / "out")]) == 2
+    assert "no records" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    with pytest.raises(CorruptResultsError):
+        load_landscape([tmp_path / "missing.jsonl"])
+    with pytest.raises(InvalidInputError, match="--format"):
+        write_report([empty], tmp_path / "out", ["pdf"])
+
+
+def test_report_works_on_records_written_before_this_version():
+    path = REPO / "results" / "hubert-base-compression-cpu.jsonl"  # written by compbench before sweeps existed
+    frame = landscape_frame(load_landscape([path]))
+    assert len(frame) == 7 and frame["speedup_ci_low"].isna().all()  # no interval was recorded then
+    assert frame["pareto_latency_params"].notna().all()
+    [(title, table)] = group_tables(frame)
+    assert "hubert-base (random weights) · 10 s" in title and table.loc[0, "variant"] == "dense"
+    assert table.loc[1, "speedup [95% CI]"] == f"{json.loads(path.read_text().splitlines()[1])['speedup']:.2f}"
+
+
+def test_group_tables_are_what_the_markdown_shows(tmp_path):
+    results = tmp_path / "r.jsonl"
+    append_records(results, landscape_records())
+    write_report([results], tmp_path / "report", ["md"])
+    markdown = (tmp_path / "report" / "landscape.md").read_text()
+    [(title, table)] = group_tables(landscape_frame(load_landscape([results])))
+    assert f"## {title}" in markdown
+    for row in table.itertuples(index=False):
+        assert " | ".join(str(v) for v in row) in markdown
+    assert list(itertools.islice(table["variant"], 2)) == ["dense", "head_pruning=0.25"]
+
+
+def test_latency_across_runs_is_compared_through_same_run_ratios():
+    # the dense job ran while the machine was slow; the variant's own run had a faster dense model
+    dense = variant(None, None, 1000, 100, median=37.5)
+    int8 = variant("int8_dynamic", None, 1000, 100, median=30.1, speedup=29.2 / 30.1, predicted_speedup=1.0,
+                   speedup_ci95=[0.95, 0.99], baseline_latency_ms={"median": 29.2})
+    frame = landscape_frame([dense, int8])
+    assert frame.loc[1, "relative_latency"] == pytest.approx(30.1 / 29.2)  # slower than its dense model
+    assert frame.loc[1, "relative_latency_low"] == pytest.approx(1 / 0.99)
+    assert list(frame["pareto_latency_params"]) == [True, False]  # not ahead of dense, whatever 30.1 < 37.5 says
+    [(_, table)] = group_tables(frame)
+    assert table.loc[1, "dense ms, same run"] == "29.20" and table.loc[1, "median ms [95% CI]"].startswith("30.10")

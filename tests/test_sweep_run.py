@@ -1,0 +1,450 @@
+"""Running sweeps: resumable, exactly once per job, failures recorded, the same on Ray as locally."""
+
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import needs_minilm
+from sample_records import append_many, make_record
+from tiny_models import build_tiny
+
+from compbench.cli.main import main
+from compbench.errors import CorruptResultsError
+from compbench.store import append_records, failures_path, read_failures, read_records
+from compbench.sweep import run as sweep_run
+from compbench.sweep.plan import plan_jobs
+from compbench.sweep.run import SweepEvents, SweepOptions, run_sweep
+from compbench.sweep.schema import load_sweep
+from compbench.timing.stats import paired_ratio_ci
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "sweeps" / "quick.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    for name in ("bert", "hubert", "wavlm"):
+        build_tiny(name).save_pretrained(root / name)
+    return root
+
+
+def tiny_sweep(path: Path, tiny_dirs: Path, **changes) -> Path:
+    data = {"version": 1, "name": "tiny",
+            "models": [str(tiny_dirs / "bert"), {"model": str(tiny_dirs / "hubert"), "weights": "random"}],
+            "sizes": {"seconds": [0.25], "tokens": [8]},
+            "compressors": {"head_pruning": {"amounts": [0.25, 0.5]}, "layer_drop": {"amounts": [0.5]}},
+            "pipelines": [["ffn_pruning=0.5", "layer_drop=0.5"]],
+            "measure": {"latency": False, "memory": False}, **changes}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def records_per_job(results: Path) -> Counter:
+    return Counter(r["job"] for r in read_records(results))
+
+
+def cost_of(results: Path) -> dict:
+    return {(r["job"], json.dumps(r["compression"])): (r["params"], r["params_nonzero"], r["macs"], r["macs_effective"])
+            for r in read_records(results)}
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """The issue's quick sweep, run once, uninterrupted (its acceptance: well under 3 minutes)."""
+    results = tmp_path_factory.mktemp("quick") / "quick.jsonl"
+    start = time.perf_counter()
+    report = run_sweep(QUICK, SweepOptions(out=results))
+    return results, report, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_quick_sweep_records_every_job_once(quick_results):
+    results, report, seconds = quick_results
+    jobs = plan_jobs(load_sweep(QUICK))
+    assert not report.failed and len(report.outcomes) == len(jobs) == 10
+    counts = records_per_job(results)
+    assert counts == {job.key: max(1, len(job.variants)) for job in jobs}  # dense: 1; variant jobs: one per variant
+    records = read_records(results)
+    assert len(records) == 18 and {r["sweep"] for r in records} == {"quick"}
+    assert all(r["job_seconds"] > 0 and "latency_ms" not in r and "memory" not in r for r in records)
+    heads = [r for r in records if r["model"] == "distilhubert" and r["compression"]
+             and r["compression"][0]["name"] == "head_pruning" and len(r["compression"]) == 1]
+    assert [r["manifest"][0]["removed"] for r in heads] == [6, 12, 18]  # 24 heads
+    assert all(r["predicted_speedup"] > 1 for r in records if r["compression"])
+    print(f"quick sweep: {seconds:.1f} s")
+
+
+def test_a_rerun_runs_nothing_and_leaves_the_file_byte_identical(quick_results, tmp_path):
+    results = tmp_path / "quick.jsonl"
+    shutil.copy(quick_results[0], results)
+    before = results.read_bytes()
+    report = run_sweep(QUICK, SweepOptions(out=results))
+    assert report.outcomes == [] and all(p.state == "done" for p in report.planned)
+    assert results.read_bytes() == before
+    assert not failures_path(results).exists()
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_random_moment_then_resume(quick_results, tmp_path):
+    results = tmp_path / "quick.jsonl"
+    command = [sys.executable, "-m", "compbench.cli.main", "sweep", str(QUICK), "--out", str(results)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})  # cwd: import compbench as installed
+    rng = random.Random()
+    kill_after = rng.randint(1, 12)  # records written (of 18): a random moment, always seconds before the end
+    deadline = time.time() + 240
+    while not (results.exists() and results.read_text().count("\n") >= kill_after) and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.3))  # anywhere in the next job: loading, compressing, counting or writing
+    assert process.poll() is None, "the sweep ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted = records_per_job(results)  # readable: no partial line
+    assert 0 < sum(interrupted.values()) < 18
+    assert main(["sweep", str(QUICK), "--out", str(results)]) == 0
+    assert records_per_job(results) == records_per_job(quick_results[0])  # every job exactly once
+    assert cost_of(results) == cost_of(quick_results[0])  # params and MACs as an uninterrupted run's
+
+
+def test_an_interrupt_keeps_the_finished_jobs_and_a_rerun_completes(tiny_dirs, tmp_path):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
+    results = tmp_path / "r.jsonl"
+
+    class StopAfterTwo(SweepEvents):
+        finished = 0
+
+        def job_finished(self, planned, outcome):
+            self.finished += 1
+            if self.finished == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, SweepOptions(out=results), StopAfterTwo())
+    assert len(records_per_job(results)) == 2
+    report = run_sweep(sweep, SweepOptions(out=results))
+    assert len(report.outcomes) == len(report.planned) - 2
+    assert set(records_per_job(results).values()) <= {1, 2} and len(records_per_job(results)) == len(report.planned)
+
+
+def test_a_failing_job_is_recorded_and_the_others_complete(tiny_dirs, tmp_path, capsys):
+    # WavLM keeps its relative position bias in layer 0: dropping the bottom layers fails at run time
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs,
+                       models=[{"model": str(tiny_dirs / "wavlm"), "weights": "random"}, "no-such-org/no-such-model"],
+                       compressors={"layer_drop": {"amounts": [0.5], "options": {"which": "bottom"}},
+                                    "head_pruning": {"amounts": [0.5]}}, pipelines=[])
+    results = tmp_path / "r.jsonl"
+    assert main(["sweep", str(sweep), "--out", str(results)]) == 1
+    out, err = capsys.readouterr()
+    assert "2 jobs ran, 2 failed" in out and "--retry-failed" in err
+    failures = read_failures(results)
+    assert sorted(f["label"] for f in failures) == [
+        f"{tiny_dirs / 'wavlm'} 0.25s layer_drop=0.5",
+        "no-such-org/no-such-model (unresolved): layer_drop=0.5, head_pruning=0.5 and dense"]
+    assert any("WavLM's first layer" in f["error"] for f in failures)
+    assert any("no-such-org/no-such-model" in f["error"] for f in failures)
+    assert all("cores" in f["machine"] and f["traceback"] for f in failures)  # where it failed, and how
+    assert len(read_records(results)) == 2  # the dense job and head pruning of the WavLM model
+    # a rerun skips the failed jobs; --retry-failed runs them again (one entry per job, replaced)
+    assert main(["sweep", str(sweep), "--out", str(results)]) == 0
+    assert "2 failed earlier" in capsys.readouterr().out
+    assert main(["sweep", str(sweep), "--out", str(results), "--retry-failed"]) == 1
+    assert len(read_failures(results)) == 2 and len(read_records(results)) == 2
+
+
+def test_retry_failed_removes_the_failure_once_the_job_succeeds(tiny_dirs, tmp_path, monkeypatch):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
+    results = tmp_path / "r.jsonl"
+    real_run_job = sweep_run.run_job
+    flaky = plan_jobs(load_sweep(sweep))[1].key
+
+    def failing_once(job, context, progress=None):
+        if job.key == flaky:
+            raise RuntimeError("the machine ran out of memory")
+        return real_run_job(job, context, progress)
+
+    monkeypatch.setattr(sweep_run, "run_job", failing_once)
+    report = run_sweep(sweep, SweepOptions(out=results))
+    assert [o.key for o in report.failed] == [flaky]
+    assert read_failures(results)[0]["error"] == "RuntimeError: the machine ran out of memory"
+    monkeypatch.setattr(sweep_run, "run_job", real_run_job)
+    assert run_sweep(sweep, SweepOptions(out=results)).outcomes == []  # failed jobs wait for --retry-failed
+    report = run_sweep(sweep, SweepOptions(out=results, retry_failed=True))
+    assert [o.key for o in report.outcomes] == [flaky] and not report.failed
+    assert read_failures(results) == [] and flaky in records_per_job(results)
+
+
+def test_fail_fast_stops_at_the_first_failure(tiny_dirs, tmp_path):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=["no-such-org/no-such-model", str(tiny_dirs / "bert")])
+    results = tmp_path / "r.jsonl"
+    report = run_sweep(sweep, SweepOptions(out=results, fail_fast=True))
+    assert report.stopped_early and len(report.outcomes) == 1 and not results.exists()
+
+
+def test_force_runs_every_job_again_and_replaces_its_records(tiny_dirs, tmp_path):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
+    results = tmp_path / "r.jsonl"
+    run_sweep(sweep, SweepOptions(out=results))
+    first = read_records(results)
+    report = run_sweep(sweep, SweepOptions(out=results, force=True))
+    again = read_records(results)
+    assert len(report.outcomes) == len(report.planned) and len(again) == len(first)
+    assert records_per_job(results) == Counter(r["job"] for r in first)
+    assert {r["run_id"] for r in again}.isdisjoint(r["run_id"] for r in first)
+
+
+def test_bad_input_is_refused_before_any_job_runs(tiny_dirs, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"version": 1, "name": "bad", "models": ["distilhubert"],
+                                   "compressors": {"head_pruning": {"amounts": [1.5]}}}))
+    results = tmp_path / "r.jsonl"
+    assert main(["sweep", str(bad), "--out", str(results)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"compbench: error: {bad}: compressors.head_pruning.amounts[0]:")
+    results.write_text("not json\n")
+    assert main(["sweep", str(tiny_sweep(tmp_path / "s.yaml", tiny_dirs)), "--out", str(results)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err and results.read_text() == "not json\n"
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--out", "/proc/compbench.jsonl"]) == 2
+    assert "cannot write results to /proc/compbench.jsonl" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "x.jsonl"), "--address", "a:1"]) == 2
+    assert "--address" in capsys.readouterr().err
+    with_task = tiny_sweep(tmp_path / "t.yaml", tiny_dirs, task="rt-polarity")
+    assert main(["sweep", str(with_task), "--out", str(tmp_path / "x.jsonl"), "--data-root", str(tmp_path / "no")]) == 2
+    assert "data root" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "r.jsonl", "s.yaml", "t.yaml"]
+
+
+def test_dry_run_lists_jobs_and_writes_nothing(tiny_dirs, tmp_path, capsys):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
+    results = tmp_path / "r.jsonl"
+    assert main(["sweep", str(sweep), "--out", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    jobs = plan_jobs(load_sweep(sweep))
+    assert all(job.key in out for job in jobs)
+    assert f"{len(jobs)} jobs: 0 done, 0 failed, {len(jobs)} pending; {len(jobs)} would run, about" in out
+    assert not results.exists()
+    run_sweep(sweep, SweepOptions(out=results))
+    assert main(["sweep", str(sweep), "--out", str(results), "--dry-run"]) == 0
+    assert f"{len(jobs)} jobs: {len(jobs)} done, 0 failed, 0 pending; 0 would run" in capsys.readouterr().out
+
+
+def test_timed_variants_share_lock_step_rounds_with_their_dense_model(tiny_dirs, tmp_path):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
+                       compressors={"head_pruning": {"amounts": [0.25, 0.5]}},
+                       measure={"threads": 1, "budget": 0.2, "memory": False})
+    results = tmp_path / "r.jsonl"
+    run_sweep(sweep, SweepOptions(out=results))
+    dense, quarter, half = read_records(results)
+    assert dense["compression"] is None and "speedup" not in dense
+    for variant in (quarter, half):
+        baseline = variant["baseline_latency_ms"]
+        assert variant["latency_ms"]["runs"] == baseline["runs"] >= 6
+        assert variant["speedup"] == pytest.approx(baseline["median"] / variant["latency_ms"]["median"])
+        assert variant["speedup_ci95"][0] <= variant["speedup_ci95"][1]
+        assert variant["timing"]["interleaved_with"] == 3 and variant["threads"] == 1
+        assert variant["speedup_ci95"] == list(paired_ratio_ci(baseline["samples"], variant["latency_ms"]["samples"]))
+    assert quarter["run_id"] == half["run_id"] != dense["run_id"]  # the dense job ran on its own
+
+
+def test_two_processes_appending_to_one_file_lose_no_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=append_many, args=(str(path), w, 40)) for w in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    run_ids = [r["run_id"] for r in read_records(path)]
+    assert len(run_ids) == 80 and set(run_ids) == {f"{w}-{i}" for w in range(2) for i in range(40)}
+
+
+def test_an_interrupted_append_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "r.jsonl"
+    append_records(path, [make_record(run_id="a")])
+    before = path.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        append_records(path, [make_record(run_id="b")])
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.jsonl.lock", "r.jsonl"]  # no temporary file left
+    with pytest.raises(CorruptResultsError):
+        append_records(tmp_path / "bad.jsonl", [{"schema_version": 1}])
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_jobs_params_and_macs(quick_results, local_ray, tmp_path):
+    results = tmp_path / "quick-ray.jsonl"
+    report = run_sweep(QUICK, SweepOptions(out=results, executor="ray"))
+    assert not report.failed and len(report.outcomes) == 10
+    assert records_per_job(results) == records_per_job(quick_results[0])
+    assert cost_of(results) == cost_of(quick_results[0])
+    assert run_sweep(QUICK, SweepOptions(out=results, executor="ray")).outcomes == []  # a restarted driver resumes
+
+
+@pytest.mark.slow
+def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ray, tmp_path):
+    from test_task_quality import AUDIO_TASK, write_tones
+
+    write_tones(tmp_path / "data" / "tones")
+    (tmp_path / "tones.yaml").write_text(yaml.safe_dump(AUDIO_TASK))
+    hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
+                       task=str(tmp_path / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
+                       pipelines=[], measure={"threads": 1, "budget": 0.2, "memory": False})
+    runs = {}
+    for executor in ("local", "ray"):
+        results = tmp_path / f"{executor}.jsonl"
+        report = run_sweep(sweep, SweepOptions(out=results, executor=executor, data_root=str(tmp_path / "data")))
+        assert not report.failed
+        runs[executor] = read_records(results)
+    for local, remote in zip(runs["local"], runs["ray"], strict=True):
+        assert (remote["job"], remote["params"], remote["macs"]) == (local["job"], local["params"], local["macs"])
+        assert remote["quality"]["value"] == local["quality"]["value"]
+        assert remote["latency_ms"]["runs"] >= 6 and remote["threads"] == 1
+    assert runs["ray"][1]["speedup_ci95"] is not None and "fidelity" in runs["ray"][1]
+
+
+@needs_minilm
+def test_a_model_fine_tuned_by_the_sweep_is_cached_by_its_key(text_task, tmp_path):
+    task_file, data_root = text_task
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "version": 1, "name": "ft", "sizes": {"tokens": [16]}, "measure": {"latency": False, "memory": False},
+        "models": [{"model": "minilm-l6", "finetune": task_file,
+                    "finetune_options": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-4}}],
+        "compressors": {"layer_drop": {"amounts": [0.5]}}}))
+    results, cache = tmp_path / "r.jsonl", tmp_path / "cache"
+    report = run_sweep(sweep, SweepOptions(out=results, data_root=data_root, cache_dir=cache))
+    assert not report.failed
+    dense, dropped = read_records(results)
+    assert dense["model"] == dropped["model"] == "minilm-l6" and dense["weights"] == "pretrained"
+    key = dense["finetune"]["key"]
+    assert dense["checkpoint"] == str((cache / "finetune" / key).resolve())
+    assert (dense["finetune"]["cached"], dropped["finetune"]["cached"]) == (False, True)  # trained once
+    assert dense["finetune"]["task"] == "toy-text" and dense["finetune"]["train_seconds"] > 0
+    assert dense["quality"]["task"] == "toy-text" and "fidelity" in dropped and "quality" in dropped
+    report = run_sweep(sweep, SweepOptions(out=results, data_root=data_root, cache_dir=cache, force=True))
+    assert {r["finetune"]["cached"] for r in read_records(results)} == {True}  # the cache is reused
+    jobs = plan_jobs(load_sweep(sweep))
+    assert [j.label() for j in jobs] == ["minilm-l6+finetune:" + task_file + " 16tok dense",
+                                         "minilm-l6+finetune:" + task_file + " 16tok layer_drop=0.5"]
+
+
+NODE_A, NODE_B = "a" * 56, "b" * 56  # Ray node ids are 28 bytes in hex
+
+
+class FakeRay:
+    """Two nodes; tasks finish in submission order. Records what each submission asked for."""
+
+    def __init__(self):
+        self.submitted, self.in_flight, self.running_timed = [], [], {}
+        self.most_timed_per_node = Counter()
+
+    def nodes(self):
+        return [{"NodeID": NODE_A, "Alive": True, "Resources": {"CPU": 4.0}},
+                {"NodeID": NODE_B, "Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+                {"NodeID": "c" * 56, "Alive": False, "Resources": {"CPU": 64.0}}]
+
+    def remote(self, **_):
+        fake = self
+
+        class Task:
+            def __init__(self, options=None):
+                self.options_ = options or {}
+
+            def options(self, **options):
+                return Task(options)
+
+            def remote(self, job, context, version, threads):
+                ref = object()
+                node = getattr(self.options_.get("scheduling_strategy"), "node_id", None)
+                if node:
+                    assert node not in fake.running_timed.values(), "two timing jobs on one node"
+                    fake.running_timed[ref] = node
+                fake.submitted.append((job, self.options_, threads))
+                fake.in_flight.append((ref, job))
+                return ref
+        return lambda function: Task()
+
+    def wait(self, refs, num_returns):
+        first = next(ref for ref, _ in self.in_flight if ref in refs)
+        return [first], []
+
+    def get(self, ref):
+        from compbench.sweep.run import JobOutcome
+
+        job = next(j for r, j in self.in_flight if r is ref)
+        self.in_flight = [(r, j) for r, j in self.in_flight if r is not ref]
+        self.running_timed.pop(ref, None)
+        return JobOutcome(job.key, [], 0.1)
+
+    def cancel(self, ref, force):
+        pass
+
+
+def test_ray_placement_gives_each_timing_job_a_whole_node_and_packs_the_rest(tiny_dirs, tmp_path, monkeypatch):
+    from compbench.sweep import ray_executor
+    from compbench.sweep.execute import JobContext
+    from compbench.sweep.run import plan_sweep
+
+    fake = FakeRay()
+    monkeypatch.setattr(ray_executor, "_init_ray", lambda address: (fake, False))
+    timed = plan_sweep(tiny_sweep(tmp_path / "t.yaml", tiny_dirs, measure={"budget": 0.1}),
+                       SweepOptions(out=tmp_path / "t.jsonl")).to_run
+    costs = plan_sweep(tiny_sweep(tmp_path / "c.yaml", tiny_dirs, measure={"latency": False, "threads": 2}),
+                       SweepOptions(out=tmp_path / "c.jsonl")).to_run
+    finished = []
+    ray_executor.run_on_ray(timed + costs, JobContext(), SweepEvents(), lambda p, o: finished.append(p) and False,
+                            None)
+    assert len(finished) == len(timed) + len(costs) and not fake.in_flight
+    node_cpus = {NODE_A: 4, NODE_B: 8}
+    for job, options, threads in fake.submitted:
+        if job.timed:  # a whole node: all its CPUs, pinned there (never soft), threads to match
+            strategy = options["scheduling_strategy"]
+            assert strategy.soft is False and options["num_cpus"] == node_cpus[strategy.node_id] == threads
+        else:  # packed by num_cpus = the sweep's threads, anywhere
+            assert options == {"num_cpus": 2} and threads == 2
+    assert {o["scheduling_strategy"].node_id for j, o, _ in fake.submitted if j.timed} == {NODE_A, NODE_B}
+
+
+def test_the_progress_bar_shows_jobs_done_failed_and_left_with_an_eta(tiny_dirs, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from compbench.cli.sweep import _ProgressEvents
+
+    buffer = StringIO()
+    events = _ProgressEvents(Console(file=buffer, force_terminal=True, width=200))
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert"), "no-such-org/no-such-model"])
+    run_sweep(sweep, SweepOptions(out=tmp_path / "r.jsonl"), events)
+    events.close()
+    screen = buffer.getvalue()
+    assert "0 done · 0 failed · 5 left" in screen and "ETA" in screen
+    assert "4 done · 1 failed · 0 left" in screen
+    assert "[5/5] FAILED no-such-org/no-such-model (unresolved)" in screen

@@ -43,22 +43,31 @@ def _migrate(record: dict, path: Path, line: int) -> dict:
     return record
 
 
-def _parse_records(text: str, path: Path) -> list[dict]:
-    records = []
+def _json_lines(text: str, path: Path) -> list[tuple[int, str, dict]]:
+    """(line number, line, object) for every non-blank line; a line that is no JSON object is refused."""
+    parsed = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as err:
             raise CorruptResultsError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
+        if not isinstance(value, dict):
             raise CorruptResultsError(f"{path}:{number}: expected a JSON object per line")
+        parsed.append((number, line, value))
+    return parsed
+
+
+def _parse_lines(text: str, path: Path) -> list[tuple[str, dict]]:
+    """Each record line with its record, validated and migrated to the current schema."""
+    records = []
+    for number, line, record in _json_lines(text, path):
         record = _migrate(record, path, number)
         problems = validate_record(record)
         if problems:
             raise CorruptResultsError(f"{path}:{number}: invalid record: {'; '.join(problems)}")
-        records.append(record)
+        records.append((line, record))
     return records
 
 
@@ -78,14 +87,18 @@ def _read_text(path: Path) -> str:
 def read_records(path: str | Path) -> list[dict]:
     """All records in ``path``, validated and migrated to the current schema."""
     path = Path(path)
-    return _parse_records(_read_text(path), path)
+    return [record for _, record in _parse_lines(_read_text(path), path)]
+
+
+def _lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
 
 
 @contextlib.contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold the writers' lock of ``path`` (a lock file beside it) for the block."""
     path = Path(path)
-    lock_file = path.parent / f".{path.name}.lock"
+    lock_file = _lock_path(path)
     try:
         lock = FileLock(str(lock_file))
         with lock:
@@ -166,19 +179,15 @@ def append_records(path: str | Path, records: list[dict], replace_jobs: Collecti
         if record["schema_version"] != SCHEMA_VERSION:
             raise SchemaVersionError(f"refusing to write schema_version {record['schema_version']}")
     new_lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    if path.exists():
-        read_records(path)  # bad input writes nothing, not even the lock file
-    else:
+    if not path.exists():
         check_writable(path)
+    elif not _lock_path(path).exists():
+        read_records(path)  # a file compbench never wrote: bad input must not even leave a lock file
     with locked(path):
         kept = ""
-        if path.exists():
-            text = _read_text(path)
-            _parse_records(text, path)  # refuse a corrupt or foreign file before writing
-            lines = [line for line in text.splitlines() if line.strip()]
-            if replace_jobs:
-                lines = [line for line in lines if json.loads(line).get("job") not in replace_jobs]
-            kept = "".join(line + "\n" for line in lines)
+        if path.exists():  # read and checked once, under the lock
+            lines = _parse_lines(_read_text(path), path)
+            kept = "".join(line + "\n" for line, record in lines if record.get("job") not in replace_jobs)
         write_text_atomically(path, kept + new_lines)
 
 
@@ -212,14 +221,8 @@ def read_failures(results: str | Path) -> list[dict]:
     if not path.exists():
         return []
     entries = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorruptResultsError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(entry, dict) or any(key not in entry for key in FAILURE_KEYS):
+    for number, _, entry in _json_lines(_read_text(path), path):
+        if any(key not in entry for key in FAILURE_KEYS):
             raise CorruptResultsError(f"{path}:{number}: not a failure record (keys: {', '.join(FAILURE_KEYS)})")
         if entry["failures_version"] != FAILURES_VERSION:
             raise SchemaVersionError(f"{path}:{number}: failures_version {entry['failures_version']}; this "

@@ -68,6 +68,15 @@ def test_output_fidelity_of_a_layer_dropped_model_compares_with_the_dense_output
     assert [(x["variant_layer"], x["dense_layer"]) for x in fidelity["layers"]] == [(0, 0), (1, 1)]
     assert fidelity["last_cka"] == pytest.approx(1.0, abs=1e-9)  # layer 1 is the dense model's layer 1, unchanged
     assert fidelity["output_cka"] < 1 - 1e-6  # but the dense model's output is layer 2
+    # independently: the variant's output is the dense model's layer 1, so output CKA = CKA(dense layer 2, layer 1)
+    from compbench.models import load_model
+    from compbench.quality.evaluate import hidden_states, prepare_task
+    from compbench.quality.fidelity import linear_cka
+    from compbench.tasks import find_task
+
+    dense = load_model(str(tmp_path / "tiny"))
+    states = hidden_states(dense.model, prepare_task(find_task(task_file), "speech", dense.checkpoint, data_root))
+    assert fidelity["output_cka"] == pytest.approx(linear_cka(states[2], states[1]), abs=1e-9)
 
 
 def test_task_and_model_must_share_a_modality(tone_task):

@@ -68,15 +68,15 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--out", metavar="FILE", help="append the records to this JSONL results file")
 
 
+TIMING_FLAGS = {"budget_s": "--budget", "rel_ci": "--rel-ci", "max_runs": "--max-runs"}
+
+
 def options_from_args(args: argparse.Namespace) -> MeasureOptions:
-    if args.budget <= 0:
-        raise InvalidInputError(f"--budget must be > 0 seconds, got {args.budget:g}")
+    timing = TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci, max_runs=args.max_runs)
+    for field, problem in timing.problems().items():
+        raise InvalidInputError(f"{TIMING_FLAGS[field]} {problem}")
     if args.task_limit is not None and args.task_limit < 1:
         raise InvalidInputError(f"--task-limit must be >= 1, got {args.task_limit}")
-    if args.max_runs < 6:
-        raise InvalidInputError(f"--max-runs must be >= 6 (the fewest runs with a 95% interval), got {args.max_runs}")
-    if not 0 < args.rel_ci < 1:
-        raise InvalidInputError(f"--rel-ci must be between 0 and 1, got {args.rel_ci:g}")
     options_by_name = load_options_file(args.compress_options) if args.compress_options else {}
     return MeasureOptions(
         models=args.model or DEFAULT_MODELS,
@@ -91,7 +91,7 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         memory=args.memory,
         audit=args.audit,
         attn_implementation=args.attn,
-        timing=TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci, max_runs=args.max_runs),
+        timing=timing,
         steady_allocator=args.steady_allocator,
         task=args.task,
         data_root=args.data_root,

@@ -165,12 +165,8 @@ def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
 def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
     """For each variant, its GMACs split by component (feature encoder or embeddings, attention, FFN, other, head)."""
     groups = list(dict.fromkeys(frame["group"]))
-    heights = [max(2.5, 0.32 * (frame["group"] == g).sum() + 1.2) for g in groups]
-    columns = 1 if len(groups) == 1 else 2
-    figure = Figure(figsize=(7.0 * columns, max(heights) * math.ceil(len(groups) / columns)), layout="constrained")
-    axes = figure.subplots(math.ceil(len(groups) / columns), columns, squeeze=False).ravel().tolist()
-    for extra in axes[len(groups):]:
-        extra.set_visible(False)
+    height = max(max(2.5, 0.32 * (frame["group"] == g).sum() + 1.2) for g in groups)  # room for every bar
+    figure, axes = _panels(groups, width=7.0, height=height)
     components = [c for c in COMPONENT_ORDER if any(c in d for d in frame["macs_by_component"])]
     components += sorted({c for d in frame["macs_by_component"] for c in d} - set(components))
     colours = {c: f"C{i}" for i, c in enumerate(components)}

@@ -24,13 +24,11 @@ from compbench.measure import MeasureOptions, measure
 from compbench.models import LoadedModel, load_model
 from compbench.quality.finetune import REPORT_FILE, FinetuneOptions, finetune
 from compbench.sweep.plan import Job
-from compbench.timing.wallclock import TimingPolicy
+from compbench.tasks import find_task
 
 
 def finetune_key(entry_description: dict) -> str:
     """Key of a fine-tuned checkpoint: source model, weights, task (with its version), options, compbench."""
-    from compbench.tasks import find_task
-
     finetune_spec = entry_description["finetune"]
     payload = {"model": entry_description["model"], "weights": entry_description["weights"],
                "task": finetune_spec["task"], "task_version": find_task(finetune_spec["task"]).version,
@@ -111,7 +109,7 @@ def measure_options(job: Job, model: str, weights: str | None, context: JobConte
         models=[model], compress=[list(steps) for steps in job.variants], weights=weights, batch=job.batch,
         device=settings.device, threads=settings.threads or context.threads, latency=settings.latency,
         memory=settings.memory, attn_implementation=settings.attn,
-        timing=TimingPolicy(budget_s=settings.budget, rel_ci=settings.rel_ci, max_runs=settings.max_runs),
+        timing=settings.timing_policy(),
         steady_allocator=settings.steady_allocator, task=job.task, data_root=context.data_root,
         task_limit=settings.task_limit, seed=settings.seed,
         dense_quality=not job.variants,  # a variant job keeps the variants' records; the dense job has its quality

@@ -10,9 +10,9 @@ key (``quick.yaml: compressors.head_pruning.amounts[1]: ...``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from compbench.checks import check_choice, check_document, check_keys, check_type, load_yaml_file
 from compbench.compressors import COMPRESSORS, Step
@@ -28,8 +28,8 @@ from compbench.timing.wallclock import TimingPolicy
 
 SWEEP_SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# fine-tuning options a sweep may set (the data root is a machine setting, not part of the sweep)
-FINETUNE_OPTION_NAMES = tuple(f.name for f in fields(FinetuneOptions) if f.name != "data_root")
+# fine-tuning options a sweep may set, with their types (the data root is a machine setting, not part of a sweep)
+_FINETUNE_TYPES = {name: hint for name, hint in get_type_hints(FinetuneOptions).items() if name != "data_root"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ModelEntry:
 
     def full_finetune_options(self) -> dict:
         defaults = FinetuneOptions()
-        return {name: self.finetune_options.get(name, getattr(defaults, name)) for name in FINETUNE_OPTION_NAMES}
+        return {name: self.finetune_options.get(name, getattr(defaults, name)) for name in _FINETUNE_TYPES}
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ class MeasureSettings:
     seed: int = 0
     task_limit: int | None = None
 
+    def timing_policy(self) -> TimingPolicy:
+        return TimingPolicy(budget_s=self.budget, rel_ci=self.rel_ci, max_runs=self.max_runs)
+
 
 @dataclass(frozen=True)
 class Sweep:
@@ -114,8 +117,6 @@ _STEP_KEYS = {"name": (str, True), "amount": ((int, float, type(None)), False), 
 _MEASURE_KEYS = {"latency": (bool, False), "memory": (bool, False), "threads": (int, False), "device": (str, False),
                  "budget": (float, False), "rel_ci": (float, False), "max_runs": (int, False), "attn": (str, False),
                  "steady_allocator": (bool, False), "seed": (int, False), "task_limit": (int, False)}
-_FINETUNE_TYPES = {"epochs": int, "batch_size": int, "learning_rate": float, "warmup": float, "max_tokens": int,
-                   "freeze_word_embeddings": bool, "seed": int}
 
 
 def _rethrow(where: str, err: CompbenchError) -> InvalidInputError:
@@ -157,12 +158,12 @@ def _model_entry(where: str, data: Any) -> ModelEntry:
                       finetune_options=dict(options), task=data.get("task"), task_set="task" in data)
 
 
-def _number_list(where: str, values: list, kind: type, positive: bool = True) -> tuple:
+def _number_list(where: str, values: list, kind: type) -> tuple:
     if not values:
         raise InvalidInputError(f"{where}: give at least one value")
     for index, value in enumerate(values):
         check_type(f"{where}[{index}]", value, kind)
-        if positive and value <= 0:
+        if value <= 0:
             raise InvalidInputError(f"{where}[{index}]: must be > 0, got {value!r}")
     if len(set(values)) != len(values):
         raise InvalidInputError(f"{where}: values are listed twice: {values}")
@@ -240,15 +241,11 @@ def _measure(where: str, data: dict) -> MeasureSettings:
     for key in ("threads", "task_limit"):
         if key in data and data[key] < 1:
             raise InvalidInputError(f"{where}.{key}: must be >= 1, got {data[key]}")
-    if "max_runs" in data and data["max_runs"] < 6:
-        raise InvalidInputError(f"{where}.max_runs: must be >= 6 (the fewest runs with a 95% interval), "
-                                f"got {data['max_runs']}")
-    if "budget" in data and not data["budget"] > 0:
-        raise InvalidInputError(f"{where}.budget: must be > 0 seconds, got {data['budget']}")
-    if "rel_ci" in data and not 0 < data["rel_ci"] < 1:
-        raise InvalidInputError(f"{where}.rel_ci: must be between 0 and 1, got {data['rel_ci']}")
-    values = {key: float(v) if key in ("budget", "rel_ci") else v for key, v in data.items()}
-    return MeasureSettings(**values)
+    settings = MeasureSettings(**{key: float(v) if key in ("budget", "rel_ci") else v for key, v in data.items()})
+    for field_name, problem in settings.timing_policy().problems().items():
+        key = "budget" if field_name == "budget_s" else field_name
+        raise InvalidInputError(f"{where}.{key}: {problem}")
+    return settings
 
 
 def _refuse_repeated_variants(where: str, compressors: tuple[CompressorEntry, ...],

@@ -38,6 +38,9 @@ def _binomial_cdf(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
+MIN_CI_RUNS = 6  # the fewest samples with a distribution-free 95 % interval of the median (see below)
+
+
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     """0-based ranks (lo, hi) of sorted samples bracketing the median with >= ``confidence``.
 
@@ -84,10 +87,10 @@ def paired_ratio_ci(numerator_ms: list[float], denominator_ms: list[float], conf
     Whole rounds are resampled with replacement (a paired bootstrap, seeded, so the interval is
     reproducible) and the percentile interval of the ratio of medians is returned. Resampling
     rounds keeps each pair together, so a slow spell of the machine that hit both targets in one
-    round cancels in the ratio instead of widening the interval. None below 6 pairs (as for
-    :func:`median_ci_ranks`)."""
+    round cancels in the ratio instead of widening the interval. None below ``MIN_CI_RUNS`` pairs
+    (as for :func:`median_ci_ranks`)."""
     pairs = min(len(numerator_ms), len(denominator_ms))
-    if pairs < 6:
+    if pairs < MIN_CI_RUNS:
         return None
     top = np.asarray(numerator_ms[:pairs], dtype=float)
     bottom = np.asarray(denominator_ms[:pairs], dtype=float)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from compbench.timing.device import synchronize
-from compbench.timing.stats import LatencyStats, ci_within, summarize
+from compbench.timing.stats import MIN_CI_RUNS, LatencyStats, ci_within, summarize
 
 
 @dataclass
@@ -43,6 +43,17 @@ class TimingPolicy:
     warmup_s: float = 0.5  # keep warming up until this much time has passed (capped at 50 runs)
     paired: bool = True  # lock-step rounds: all targets stop together, every round is a pair
 
+    def problems(self) -> dict[str, str]:
+        """Settings a user gave that cannot work, by field name: ``{"budget_s": "must be > 0 seconds, got 0"}``."""
+        found = {}
+        if not self.budget_s > 0:
+            found["budget_s"] = f"must be > 0 seconds, got {self.budget_s:g}"
+        if not 0 < self.rel_ci < 1:
+            found["rel_ci"] = f"must be between 0 and 1, got {self.rel_ci:g}"
+        if self.max_runs < MIN_CI_RUNS:
+            found["max_runs"] = f"must be >= {MIN_CI_RUNS} (the fewest runs with a 95% interval), got {self.max_runs}"
+        return found
+
 
 Clock = Callable[[], float]
 
@@ -59,17 +70,20 @@ def _converged(target: TimingTarget, policy: TimingPolicy) -> bool:
     return len(target.samples_ms) >= policy.min_runs and ci_within(target.samples_ms, policy.rel_ci)
 
 
+def _exhausted(target: TimingTarget, policy: TimingPolicy) -> bool:
+    return target.spent_s >= policy.budget_s or len(target.samples_ms) >= policy.max_runs
+
+
 def _stop_alone(target: TimingTarget, policy: TimingPolicy) -> None:
     if _converged(target, policy):
         target.done = target.converged = True
-    elif target.spent_s >= policy.budget_s or len(target.samples_ms) >= policy.max_runs:
+    elif _exhausted(target, policy):
         target.done = True
 
 
 def _stop_together(targets: list[TimingTarget], policy: TimingPolicy) -> None:
     converged = [_converged(t, policy) for t in targets]
-    out_of_budget = any(t.spent_s >= policy.budget_s or len(t.samples_ms) >= policy.max_runs for t in targets)
-    if all(converged) or out_of_budget:
+    if all(converged) or any(_exhausted(t, policy) for t in targets):
         for target, ok in zip(targets, converged, strict=True):
             target.done, target.converged = True, ok
 

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from compbench.compressors import Step, apply_pipeline
+from compbench.compressors.base import COMPRESSORS, check_task_given
+from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
 from compbench.counting.macs import count_macs
@@ -21,6 +23,7 @@ from compbench.counting.params import ParamCount, count_params
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
+from compbench.quality.context import build_context
 from compbench.quality.evaluate import (
     MODALITY_OF_INPUT,
     check_model_for_task,
@@ -186,6 +189,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
     threads = options.threads if options.threads is not None else default_threads()
     run_id = uuid.uuid4().hex
     env = environment()
+    check_task_given([list(steps) for steps in options.compress], options.task)
     task = find_task(options.task) if options.task else None
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
@@ -199,6 +203,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
             loaded = load(name, options.weights, options.attn_implementation, options.seed)
             specs = _sizes_for(loaded, options)
             variants = [(loaded.model, loaded.adapter, loaded.compression)]
+            context = _context(loaded, task, options, device, progress)
             for steps in options.compress:
                 cpu_only = [s for s in steps
                             if s.name == "int8_dynamic" and resolve_backend(s.options["backend"]) == "torch.ao"]
@@ -206,7 +211,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
                     raise InvalidInputError("int8_dynamic with the torch.ao backend runs on CPU only; install "
                                             "torchao or measure it with --device cpu")
                 progress(f"compressing {name}", 0.2 * index / len(options.models))
-                variant = apply_pipeline(loaded.model, list(steps))
+                variant = apply_pipeline(loaded.model, list(steps), context)
                 variant.model.eval()
                 variants.append((variant.model, ModelAdapter(variant.model),
                                  (loaded.compression or []) + variant.manifest))
@@ -236,6 +241,18 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
             _time_jobs(jobs, device, options, progress)
     progress("done", 1.0)
     return [job.record for job in jobs]
+
+
+def _context(loaded: LoadedModel, task, options: MeasureOptions, device: torch.device,
+             progress: ProgressCallback) -> CompressionContext:
+    """The compression context for ``loaded``'s pipelines: built only when a step uses data and a task is given."""
+    uses_data = any(COMPRESSORS.get(step.name).uses_context for steps in options.compress for step in steps)
+    if task is None or not uses_data:
+        return NO_CONTEXT
+    if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
+        check_model_for_task(loaded.model, task)  # "fine-tune first" before any data or compression
+    return build_context(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, device, options.seed,
+                         progress, options.task_limit)
 
 
 def _qualities(loaded: LoadedModel, variants: list, task, options: MeasureOptions,

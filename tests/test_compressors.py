@@ -224,7 +224,7 @@ def test_bad_specs(spec, error, message):
 
 
 def test_unknown_and_mistyped_options():
-    known = "known options: batches, importance, normalize, scope"
+    known = "known options: batch_size, batches, importance, normalize, scope"
     with pytest.raises(InvalidInputError, match=f"unknown option.*'sope'.*{known}"):
         parse_spec("head_pruning=0.5", {"head_pruning": {"sope": "layer"}})
     with pytest.raises(InvalidInputError, match="'scope' must be one of global, layer"):
@@ -296,11 +296,15 @@ def test_sensitivity_ranks_a_dead_head_last_and_prunes_it(family):
 
 def test_sensitivity_equals_a_finite_difference_of_the_loss():
     """|dL/dg| for one FFN neuron, against (L(1 + e) - L(1 - e)) / 2e on the same inputs (float64)."""
-    from compbench.compressors.sensitivity import SENSITIVITY_SIZE, gate_sensitivity
+    from compbench.compressors.context import NO_CONTEXT
+    from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, SENSITIVITY_SIZE, gate_importance
 
     model = build_tiny("bert").double()
     adapter = ModelAdapter(model)
-    scores = gate_sensitivity(adapter, lambda i: adapter.ffn(i)[1], [64, 64], 1, batches=1, seed=0)
+    options = {name: option.default for name, option in IMPORTANCE_OPTIONS.items()}
+    scores, seen = gate_importance(adapter, lambda i: adapter.ffn(i)[1], [64, 64], 1,
+                                   {**options, "importance": "sensitivity", "batches": 1}, NO_CONTEXT)
+    assert seen == {"importance_loss": "label-free", "data": {"inputs": "generated", "batches": 1, "seed": 0}}
     inputs = adapter.build_inputs(InputSpec("text", SENSITIVITY_SIZE["text"]), seed=0)
 
     def loss(neuron, scale):

@@ -75,7 +75,8 @@ def test_variants_are_measured_beside_the_dense_model():
     dense, heads, layers = records
     assert dense["compression"] is None and "speedup" not in dense
     assert heads["compression"] == [{"name": "head_pruning", "amount": 0.5,
-                                     "options": {"importance": "magnitude", "batches": 4, "scope": "global",
+                                     "options": {"importance": "magnitude", "batches": 4, "batch_size": 8,
+                                                 "scope": "global",
                                                  "normalize": True}}]
     assert heads["manifest"][0]["removed"] == 12 and layers["manifest"][0]["removed"] == 1
     for variant in (heads, layers):

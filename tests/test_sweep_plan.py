@@ -106,9 +106,23 @@ def test_the_sweep_task_applies_to_models_of_its_modality(tmp_path):
     assert {(j.model.model, j.task) for j in jobs} == {("distilhubert", None), ("minilm-l6", "rt-polarity")}
     with pytest.raises(InvalidInputError, match=r"models\[0\]: task rt-polarity takes text; distilhubert is a speech"):
         plan_jobs(load_sweep(write(tmp_path, {**BASE, "models": [{"model": "distilhubert", "task": "rt-polarity"}]})))
-    with pytest.raises(InvalidInputError, match=r"models\[0\]: 'finetune' trains text classifiers; distilhubert is"):
-        speech_finetune = {"model": "distilhubert", "finetune": "rt-polarity"}
-        plan_jobs(load_sweep(write(tmp_path, {**BASE, "models": [speech_finetune]})))
+    with pytest.raises(InvalidInputError, match=r"models\[0\].finetune: task rt-polarity takes text; distilhubert is"):
+        load_sweep(write(tmp_path, {**BASE, "models": [{"model": "distilhubert", "finetune": "rt-polarity"}]}))
+    speech = load_sweep(write(tmp_path, {**BASE, "models": [{"model": "distilhubert", "finetune": "fsdd-digits"}]}))
+    described = speech.models[0].describe()
+    assert described["weights"] == "random"  # a speech preset trains from its random initialisation
+    assert described["finetune"]["options"]["learning_rate"] == 3e-4  # the speech recipe's defaults
+    assert {j.task for j in plan_jobs(speech)} == {"fsdd-digits"}
+
+
+def test_a_data_driven_compressor_needs_a_task_for_every_model(tmp_path):
+    sweep = {**BASE, "models": ["distilhubert", "minilm-l6"], "task": "fsdd-digits",
+             "sizes": {"seconds": [1], "tokens": [8]}, "compressors": {}, "pipelines": [["layer_drop=0.5", "distill"]]}
+    with pytest.raises(InvalidInputError, match=r"models\[1\]: distill needs task data; give the model \(or the "
+                                                r"sweep\) a task for text"):
+        plan_jobs(load_sweep(write(tmp_path, sweep)))
+    jobs = plan_jobs(load_sweep(write(tmp_path, {**sweep, "models": ["distilhubert"]})))
+    assert [(j.kind, j.task) for j in jobs] == [("dense", "fsdd-digits"), ("variant", "fsdd-digits")]
 
 
 def test_a_model_that_cannot_be_resolved_is_one_job_that_will_fail(tmp_path):
@@ -138,7 +152,7 @@ def test_a_local_directory_is_a_model(tmp_path):
     ({"models": [{"model": "distilhubert", "weight": "random"}]}, r"models\[0\]: unknown key\(s\) 'weight'"),
     ({"models": [{"model": "distilhubert", "weights": "real"}]}, r"models\[0\]: 'weights' must be one of"),
     ({"models": [{"model": "minilm-l6", "finetune": "rt-polarity", "weights": "random"}]},
-     r"models\[0\]: 'finetune' starts from pretrained weights"),
+     r"models\[0\]: 'finetune' on a text task starts from pretrained weights"),
     ({"models": [{"model": "minilm-l6", "finetune": "fsdd-digits"}]}, r"models\[0\].finetune: task fsdd-digits"),
     ({"models": ["distilhubert", "distilhubert"]}, r"models\[1\] repeats models\[0\]"),
     ({"task": "rt-polarty"}, r"sweep.yaml: task: unknown task 'rt-polarty'. Did you mean: rt-polarity"),

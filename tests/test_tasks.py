@@ -132,7 +132,10 @@ def test_audio_folder_with_split_and_label_folders(tmp_path):
 def test_shipped_task_data_has_the_documented_splits():
     report = {r["task"]: r["examples"] for r in validate_tasks(data_root=SHARED_DATA, check_data=True)}
     assert report["rt-polarity"] == {"train": 10283, "dev": 1116, "test": 1409}
-    assert report["fsdd-digits"] == report["fsdd-speakers"] == {"train": 2700, "test": 300}
+    assert report["fsdd-digits"] == report["fsdd-speakers"] == {"train": 2400, "dev": 300, "test": 300}
+    digits = find_task("fsdd-digits")
+    splits = {split: set(load_split(digits, split, SHARED_DATA).ids) for split in report["fsdd-digits"]}
+    assert not (splits["train"] & splits["dev"]) and not (splits["dev"] & splits["test"])
     test = load_split(find_task("fsdd-speakers"), "test", SHARED_DATA)
     assert np.bincount(test.labels).tolist() == [50] * 6
     assert all(name.split("_")[2].removesuffix(".wav") in {"0", "1", "2", "3", "4"} for name in test.ids)

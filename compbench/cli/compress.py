@@ -5,19 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 
+from compbench.cli.output import progress_bar
 from compbench.compressors import apply_pipeline
+from compbench.compressors.base import check_task_given
+from compbench.compressors.context import NO_CONTEXT
 from compbench.compressors.persist import save_variant
 from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.models import load_model
 from compbench.models.loading import WEIGHTS
+from compbench.quality.context import build_context
+from compbench.tasks import find_task, resolve_data_root
 
 
 def compress_model(model: str, spec: str, out_dir: str, weights: str | None = None,
-                   options_file: str | None = None, seed: int = 0) -> dict:
-    """Compress ``model`` with the pipeline ``spec`` and save it to ``out_dir``; return the manifest."""
+                   options_file: str | None = None, seed: int = 0, task: str | None = None,
+                   data_root: str | None = None, progress=None) -> dict:
+    """Compress ``model`` with the pipeline ``spec`` and save it to ``out_dir``; return the manifest.
+
+    With ``task``, data-driven steps learn from its train split (and evaluate on its dev split)."""
     steps = parse_spec(spec, load_options_file(options_file) if options_file else {})
+    check_task_given([steps], task)
+    if task is not None:
+        find_task(task)
+        resolve_data_root(data_root)  # a missing data root fails before the model loads
     loaded = load_model(model, weights, seed=seed)
-    variant = apply_pipeline(loaded.model, steps)
+    context = NO_CONTEXT
+    if task is not None:
+        context = build_context(task, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
+                                progress=progress)
+    variant = apply_pipeline(loaded.model, steps, context)
     source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights}
     save_variant(variant, out_dir, source)
     return {"source": source, "compression": (loaded.compression or []) + variant.manifest}
@@ -33,10 +49,16 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--compress-options", metavar="FILE", help="YAML/JSON mapping from compressor to options")
     p.add_argument("--weights", choices=WEIGHTS)
     p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) directory")
+    p.add_argument("--task", metavar="T", help="task whose train split feeds data-driven steps (sensitivity, fisher, "
+                                               "distill)")
+    p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
+    p.add_argument("--seed", type=int, default=0, help="seeds random weights and every sampling of task data")
 
 
 def run(args: argparse.Namespace) -> int:
-    manifest = compress_model(args.model, args.compress, args.out, args.weights, args.compress_options)
+    with progress_bar() as update:
+        manifest = compress_model(args.model, args.compress, args.out, args.weights, args.compress_options,
+                                  args.seed, args.task, args.data_root, update)
     summary = [{k: v for k, v in step.items() if k in ("name", "amount", "removed", "total", "dtype")}
                for step in manifest["compression"]]
     print(json.dumps({"out": args.out, "steps": summary}, indent=2))

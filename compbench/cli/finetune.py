@@ -1,40 +1,50 @@
-"""``compbench finetune``: fine-tune a text encoder on a task and save it with its head."""
+"""``compbench finetune``: train an encoder with a classification head on a task and save it with its head."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from compbench.quality.finetune import FinetuneOptions, finetune
+from compbench.cli.output import progress_bar
+from compbench.models.loading import WEIGHTS
+from compbench.quality.finetune import MODALITY_DEFAULTS, POOLINGS, PRECISIONS, FinetuneOptions, finetune
 
 
 def add_parser(commands, name: str) -> None:
     defaults = FinetuneOptions()
-    p = commands.add_parser(name, help="fine-tune a text model with a classification head on a task",
-                            description="Fine-tune on the task's train split, keep the best dev epoch, save to DIR "
-                                        "(measure it with compbench measure --model DIR --task TASK).")
+    text, speech = MODALITY_DEFAULTS["text"], MODALITY_DEFAULTS["speech"]
+    p = commands.add_parser(name, help="train a text or speech model with a classification head on a task",
+                            description="Train on the task's train split, keep the best dev epoch, save to DIR "
+                                        "(measure it with compbench measure --model DIR --task TASK). Speech "
+                                        "presets start from random initialisation unless --weights pretrained.")
     p.add_argument("--model", required=True, metavar="M")
     p.add_argument("--task", required=True, metavar="T")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.learning_rate)
-    p.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    p.add_argument("--weights", choices=WEIGHTS, help="random or pretrained (default: random for speech presets, "
+                                                      "pretrained otherwise)")
+    p.add_argument("--epochs", type=int, help=f"default {text['epochs']} (text), {speech['epochs']} (speech)")
+    p.add_argument("--batch-size", type=int,
+                   help=f"default {text['batch_size']} (text), {speech['batch_size']} (speech)")
+    p.add_argument("--lr", type=float, help=f"peak learning rate; default {text['learning_rate']:g} (text), "
+                                            f"{speech['learning_rate']:g} (speech)")
+    p.add_argument("--max-tokens", type=int, default=defaults.max_tokens, help="text: truncate longer inputs")
+    p.add_argument("--max-seconds", type=float, help=f"speech: training crops at most this long "
+                                                     f"(default {speech['max_seconds']:g})")
+    p.add_argument("--pooling", choices=POOLINGS, default=defaults.pooling,
+                   help="speech: mean over frames, or a learned weighted sum of layers")
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast (default: bf16 for speech, "
+                                                           "fp32 for text)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
 
 
 def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                              max_tokens=args.max_tokens, seed=args.seed, data_root=args.data_root)
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("loading", total=1.0)
-        report = finetune(args.model, args.task, args.out, options,
-                          lambda text, done: bar.update(task, description=text, completed=done))
-    print(json.dumps({k: report[k] for k in ("task", "history", "best_epoch", "dev_accuracy")}, indent=2))
+                              max_tokens=args.max_tokens, max_seconds=args.max_seconds, pooling=args.pooling,
+                              precision=args.precision, weights=args.weights, seed=args.seed,
+                              data_root=args.data_root)
+    with progress_bar("loading") as update:
+        report = finetune(args.model, args.task, args.out, options, update)
+    print(json.dumps({k: report[k] for k in ("task", "initialisation", "history", "best_epoch", "dev_accuracy",
+                                             "seconds")}, indent=2))
     return 0

@@ -6,10 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from compbench.cli.output import FORMATS, render
+from compbench.cli.output import FORMATS, progress_bar, render
 from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
@@ -103,12 +100,8 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     if args.out:  # refuse an unwritable place, or a corrupt or foreign results file, before measuring
         read_records(args.out) if Path(args.out).exists() else check_writable(args.out)
-    console = Console(stderr=True)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                  TimeElapsedColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
-        task = bar.add_task("starting", total=1.0)
-        records = measure(options, lambda text, done: bar.update(task, description=text, completed=done))
+    with progress_bar() as update:
+        records = measure(options, update)
     if args.out:
         append_records(args.out, records)
     sys.stdout.write(render(records, args.format))

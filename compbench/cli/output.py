@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from compbench.record import compression_label, input_label
 from compbench.store import records_to_frame
 
 FORMATS = ("table", "json", "csv")
+
+
+@contextmanager
+def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], None]]:
+    """A transient progress bar on stderr (when it is a terminal); yields ``update(description, fraction)``."""
+    console = Console(stderr=True)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(start, total=1.0)
+        yield lambda text, done: bar.update(task, description=text, completed=done)
 
 
 def records_table(records: list[dict]) -> Table:

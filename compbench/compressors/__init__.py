@@ -1,7 +1,8 @@
-"""Compressors: pure functions (model, amount, options) -> Variant, registered by name."""
+"""Compressors: pure functions (model, amount, options[, context]) -> Variant, registered by name."""
 
 from compbench.compressors import (  # noqa: F401  (registers each compressor)
     casts,
+    distill,
     ffn_pruning,
     head_pruning,
     int8_dynamic,

@@ -1,8 +1,11 @@
-"""The compressor contract: a pure function ``(model, amount, options) -> Variant``.
+"""The compressor contract: a pure function ``(model, amount, options[, context]) -> Variant``.
 
 A compressor never mutates its input; it returns a new model and a manifest of what it
 removed or changed, per layer. Compressors are registered by name with their options
 declared, so unknown options, wrong types and amounts out of range fail with one clear error.
+A compressor that uses data declares it (``uses_context``) and receives the caller's
+:class:`~compbench.compressors.context.CompressionContext`; ``needs_task`` says, from its
+options, whether it cannot run without task data.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.errors import InvalidInputError
 from compbench.registry import Registry
 
@@ -50,7 +54,11 @@ class Variant:
     manifest: list[dict]  # one entry per pipeline step, in order
 
 
-Compress = Callable[[nn.Module, float | None, dict], tuple[nn.Module, dict]]
+Compress = Callable[..., tuple[nn.Module, dict]]  # (model, amount, options[, context]) -> (model, changes)
+
+
+def _data_free(options: dict) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class Compressor:
     description: str
     options: dict[str, Option] = field(default_factory=dict)
     takes_amount: bool = True
+    uses_context: bool = False  # compress() takes a fourth argument, the CompressionContext
+    needs_task: Callable[[dict], bool] = _data_free  # (checked options) -> True if it cannot run without a task
 
     def check_amount(self, amount: float | None) -> float | None:
         if not self.takes_amount:
@@ -82,10 +92,18 @@ class Compressor:
         return {name: spec.check(self.name, name, options.get(name, spec.default))
                 for name, spec in self.options.items()}
 
-    def __call__(self, model: nn.Module, amount: float | None = None, options: dict | None = None) -> Variant:
+    def check_context(self, options: dict, context: CompressionContext) -> None:
+        """The one error for a compressor that needs task data and has none (options already checked)."""
+        if self.needs_task(options):
+            context.require_data(self.name + _options_phrase(options))
+
+    def __call__(self, model: nn.Module, amount: float | None = None, options: dict | None = None,
+                 context: CompressionContext = NO_CONTEXT) -> Variant:
         amount = self.check_amount(amount)
         options = self.check_options(options)
-        compressed, changes = self.compress(copy.deepcopy(model), amount, options)
+        self.check_context(options, context)
+        arguments = (copy.deepcopy(model), amount, options) + ((context,) if self.uses_context else ())
+        compressed, changes = self.compress(*arguments)
         step = {"name": self.name, "amount": amount, "options": options, **changes}
         return Variant(compressed, [step])
 
@@ -109,6 +127,23 @@ class Step:
         return {"name": self.name, "amount": self.amount, "options": dict(self.options)}
 
 
+def _options_phrase(options: dict) -> str:
+    return f" with importance: {options['importance']}" if options.get("importance") else ""
+
+
+def steps_needing_task(steps: list[Step]) -> list[str]:
+    """Labels of the (checked) steps that cannot run without task data."""
+    return [step.name + _options_phrase(step.options) for step in steps
+            if COMPRESSORS.get(step.name).needs_task(step.options)]
+
+
+def check_task_given(pipelines: list[list[Step]], task: str | None) -> None:
+    """Fail before any model loads when a pipeline needs task data and no task was given."""
+    needing = [label for steps in pipelines for label in steps_needing_task(steps)]
+    if needing and task is None:
+        NO_CONTEXT.require_data(needing[0])
+
+
 def check_pipeline(steps: list[Step]) -> list[Step]:
     """Validate every step (names, amounts, options) before anything runs."""
     if not steps:
@@ -121,12 +156,16 @@ def check_pipeline(steps: list[Step]) -> list[Step]:
     return checked
 
 
-def apply_pipeline(model: nn.Module, steps: list[Step]) -> Variant:
-    """Apply the steps in order; the input model is left unchanged."""
+def apply_pipeline(model: nn.Module, steps: list[Step], context: CompressionContext = NO_CONTEXT) -> Variant:
+    """Apply the steps in order; the input model is left unchanged and is every step's teacher."""
     manifest: list[dict] = []
     current = model
-    for step in check_pipeline(steps):
-        variant = COMPRESSORS.get(step.name)(current, step.amount, step.options)
+    context = context.with_teacher(model)
+    checked = check_pipeline(steps)
+    for step in checked:  # a step that needs data fails before any step runs
+        COMPRESSORS.get(step.name).check_context(step.options, context)
+    for step in checked:
+        variant = COMPRESSORS.get(step.name)(current, step.amount, step.options, context)
         current = variant.model
         manifest.extend(variant.manifest)
     return Variant(current, manifest)

@@ -1,8 +1,9 @@
 """ffn_pruning: remove FFN intermediate neurons (rows of the first Linear, columns of the second).
 
 Importance is ``|row of W_in| * |column of W_out|`` per neuron (``importance: magnitude``,
-data-free, the default) or its gradient sensitivity over a few batches (``importance:
-sensitivity``, see :mod:`compbench.compressors.sensitivity`). ``scope: layer``
+data-free, the default), its gradient sensitivity over a few batches (``importance:
+sensitivity``) or its Fisher information under the task loss (``importance: fisher``, needs a
+task; see :mod:`compbench.compressors.sensitivity`). ``scope: layer``
 (default) removes the same fraction from every layer; ``scope: global`` ranks all neurons.
 Every layer keeps at least one neuron.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_sensitivity
+from compbench.compressors.context import CompressionContext
+from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.compressors.structure import effective_weight, keep_neurons, units_to_remove
 from compbench.models.families import ModelAdapter
 
@@ -22,12 +24,13 @@ def neuron_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
     return effective_weight(ffn_in).float().norm(dim=1) * effective_weight(ffn_out).float().norm(dim=0)
 
 
-def prune_neurons(model, amount: float, options: dict):
+def prune_neurons(model, amount: float, options: dict, context: CompressionContext):
     adapter = ModelAdapter(model)
     layers = range(len(adapter.layers()))
-    if options["importance"] == "sensitivity":
-        importance = gate_sensitivity(adapter, lambda i: adapter.ffn(i)[1],
-                                      [adapter.ffn(i)[0].out_features for i in layers], 1, options["batches"])
+    seen = {}
+    if options["importance"] in ("sensitivity", "fisher"):
+        importance, seen = gate_importance(adapter, lambda i: adapter.ffn(i)[1],
+                                           [adapter.ffn(i)[0].out_features for i in layers], 1, options, context)
     else:
         importance = [neuron_importance(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
@@ -37,12 +40,12 @@ def prune_neurons(model, amount: float, options: dict):
             keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in set(neurons)])
     after = [adapter.ffn(i)[0].out_features for i in layers]
     return model, {"neurons_before": before, "neurons_after": after,
-                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed"}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed", **seen}
 
 
 register(Compressor(
-    name="ffn_pruning", compress=prune_neurons,
-    description="remove FFN intermediate neurons by magnitude or sensitivity (amount: fraction of neurons)",
+    name="ffn_pruning", compress=prune_neurons, uses_context=True, needs_task=importance_needs_task,
+    description="remove FFN intermediate neurons by magnitude, sensitivity or Fisher (amount: fraction of neurons)",
     options={
         **IMPORTANCE_OPTIONS,
         "scope": Option(str, "layer", "the same fraction per layer, or one ranking across layers",

@@ -1,8 +1,9 @@
 """head_pruning: remove whole attention heads (q/k/v rows and output-projection columns).
 
 Importance is the L2 norm of a head's q, k, v rows and output columns (``importance:
-magnitude``, data-free, the default) or its gradient sensitivity over a few batches
-(``importance: sensitivity``, see :mod:`compbench.compressors.sensitivity`), optionally
+magnitude``, data-free, the default), its gradient sensitivity over a few batches
+(``importance: sensitivity``) or its Fisher information under the task loss (``importance:
+fisher``, needs a task; see :mod:`compbench.compressors.sensitivity`), optionally
 normalised per layer as Michel et al. 2019 do. ``scope: global``
 ranks all heads together; ``scope: layer`` removes the same fraction from every layer. Every
 layer keeps at least one head.
@@ -13,7 +14,8 @@ from __future__ import annotations
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_sensitivity
+from compbench.compressors.context import CompressionContext
+from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.compressors.structure import (
     effective_weight,
     head_dim,
@@ -39,16 +41,17 @@ def head_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
     return squares.sqrt()
 
 
-def prune_heads(model, amount: float, options: dict):
+def prune_heads(model, amount: float, options: dict, context: CompressionContext):
     adapter = ModelAdapter(model)
     layers = range(len(adapter.layers()))
-    if options["importance"] == "sensitivity":
+    seen = {}
+    if options["importance"] in ("sensitivity", "fisher"):
         output_path = adapter.layout.attention_output
         for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
             make_attention_modular(adapter, layer)
-        importance = gate_sensitivity(adapter, lambda i: adapter.layers()[i].get_submodule(output_path),
-                                      [heads_in_layer(adapter, i) for i in layers], head_dim(adapter),
-                                      options["batches"])
+        importance, seen = gate_importance(adapter, lambda i: adapter.layers()[i].get_submodule(output_path),
+                                           [heads_in_layer(adapter, i) for i in layers], head_dim(adapter),
+                                           options, context)
     else:
         importance = [head_importance(adapter, i) for i in layers]
     if options["normalize"]:
@@ -60,12 +63,12 @@ def prune_heads(model, amount: float, options: dict):
             keep_heads(adapter, layer, [h for h in range(before[layer]) if h not in heads])
     after = [heads_in_layer(adapter, i) for i in layers]
     return model, {"heads_before": before, "heads_after": after, "removed_heads": removed,
-                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "heads removed"}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "heads removed", **seen}
 
 
 register(Compressor(
-    name="head_pruning", compress=prune_heads,
-    description="remove whole attention heads by magnitude or sensitivity (amount: fraction of heads)",
+    name="head_pruning", compress=prune_heads, uses_context=True, needs_task=importance_needs_task,
+    description="remove whole attention heads by magnitude, sensitivity or Fisher (amount: fraction of heads)",
     options={
         **IMPORTANCE_OPTIONS,
         "scope": Option(str, "global", "rank heads across all layers, or remove the same fraction per layer",

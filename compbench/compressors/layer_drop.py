@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import half_up
+from compbench.compressors.structure import half_up, keep_layers
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
@@ -28,10 +26,8 @@ def drop_layers(model, amount: float, options: dict):
     if adapter.config.model_type == "wavlm" and 0 in dropped:
         raise InvalidInputError("layer_drop: WavLM's first layer holds the relative position bias that "
                                 "every layer uses; use which: top or alternate")
-    kept = [layer for i, layer in enumerate(layers) if i not in dropped]
-    adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList(kept))
-    adapter.config.num_hidden_layers = len(kept)
-    return model, {"layers_before": len(layers), "layers_after": len(kept), "dropped_layers": dropped,
+    kept = keep_layers(adapter, [i for i in range(len(layers)) if i not in dropped])
+    return model, {"layers_before": len(layers), "layers_after": kept, "dropped_layers": dropped,
                    "removed": len(dropped), "total": len(layers), "unit": "layers removed"}
 
 

@@ -1,10 +1,16 @@
-"""Gradient sensitivity of heads and FFN neurons (Michel et al. 2019, "Are Sixteen Heads
-Really Better than One?"): put a gate of ones on each unit's output and take the mean
-absolute gradient of a loss with respect to it over a few batches.
+"""Gradient importance of heads and FFN neurons through a gate of ones on each unit's output.
 
-Until tasks supply labels, the loss is label-free: half the squared norm of the last hidden
-state, on inputs built by the family adapter (random waveforms or token ids of a short size).
-That ranks units by how much the representation depends on them.
+- ``sensitivity`` (Michel et al. 2019, "Are Sixteen Heads Really Better than One?"): the mean
+  absolute gradient of a loss with respect to the unit's gate over a few minibatches.
+- ``fisher`` (Kwon et al. 2022, "A Fast Post-Training Pruning Framework for Transformers"): the
+  sum over minibatches of the squared gradient of the task loss with respect to the unit's mask,
+  the diagonal of the empirical Fisher information.
+
+The loss is the task loss (cross-entropy of the model's head on labelled train examples) when the
+compression context has a task and the model has a head for its labels. Otherwise sensitivity
+uses a label-free loss, half the squared norm of the last hidden state (over real tokens only),
+on the task's train inputs when there is a task and on inputs built by the family adapter
+(random waveforms or token ids) when there is none. Fisher needs the task loss.
 """
 
 from __future__ import annotations
@@ -15,25 +21,47 @@ import torch
 from torch import nn
 
 from compbench.compressors.base import Option
+from compbench.compressors.context import (
+    Batch,
+    CompressionContext,
+    examples_in,
+    has_task_head,
+    task_loss,
+)
 from compbench.errors import InvalidInputError
 from compbench.models.families import InputSpec, ModelAdapter
 
-SENSITIVITY_SIZE = {"speech": 1.0, "text": 64}  # seconds / tokens per batch
+SENSITIVITY_SIZE = {"speech": 1.0, "text": 64}  # seconds / tokens per generated batch
 
 # the options every importance-ranked compressor (heads, neurons) takes
 IMPORTANCE_OPTIONS = {
-    "importance": Option(str, "magnitude", "weight magnitude (data-free) or gradient sensitivity",
-                         choices=("magnitude", "sensitivity")),
-    "batches": Option(int, 4, "batches of generated inputs for sensitivity"),
+    "importance": Option(str, "magnitude", "weight magnitude (data-free), gradient sensitivity, or Fisher "
+                         "information of the task loss (needs --task)",
+                         choices=("magnitude", "sensitivity", "fisher")),
+    "batches": Option(int, 4, "minibatches for sensitivity or fisher (of the task's train split with --task, "
+                      "else generated inputs)"),
+    "batch_size": Option(int, 8, "examples per minibatch of task data"),
 }
 
 
-def gate_sensitivity(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int],
-                     unit_size: int, batches: int, seed: int = 0) -> list[torch.Tensor]:
-    """Mean |dL/dgate| per unit for each layer; ``gated(layer)`` is the module whose input
-    (last dimension ``units[layer] * unit_size``) carries the units' outputs."""
-    if batches < 1:
-        raise InvalidInputError(f"sensitivity needs batches >= 1, got {batches}")
+def importance_needs_task(options: dict) -> bool:
+    return options["importance"] == "fisher"
+
+
+def label_free_loss(adapter: ModelAdapter, batch: Batch) -> torch.Tensor:
+    """Half the squared norm of the base model's last hidden state, per example, over real tokens."""
+    hidden = adapter.base(**batch.inputs).last_hidden_state.float()
+    mask = batch.inputs.get("attention_mask")
+    if mask is not None:
+        hidden = hidden * mask[..., None].to(hidden.dtype)
+    return 0.5 * hidden.pow(2).sum() / hidden.shape[0]
+
+
+def gate_gradients(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int], unit_size: int,
+                   batches: list[Batch], loss: Callable[[Batch], torch.Tensor]) -> list[list[torch.Tensor]]:
+    """dL/dgate per minibatch and layer, for a gate of ones on every unit; ``gated(layer)`` is the
+    module whose input (last dimension ``units[layer] * unit_size``) carries the units' outputs.
+    The model's parameters get no gradients and its train/eval flags are restored."""
     model = adapter.model
     gates = [torch.ones(n, requires_grad=True) for n in units]
     handles = []
@@ -42,22 +70,45 @@ def gate_sensitivity(adapter: ModelAdapter, gated: Callable[[int], nn.Module], u
             x = args[0]
             return (x * gate.to(x.dtype).repeat_interleave(unit_size),) + tuple(args[1:])
         handles.append(gated(layer).register_forward_pre_hook(scale))
-    totals = [torch.zeros(n) for n in units]
     training = {m: m.training for m in model.modules()}
     model.eval()
+    gradients = []
     try:
-        for batch in range(batches):
-            spec = InputSpec(adapter.modality, SENSITIVITY_SIZE[adapter.modality])
-            inputs = adapter.build_inputs(spec, next(model.parameters()).device, seed=seed + batch)
+        for batch in batches:
             with torch.enable_grad():
-                hidden = model(**inputs).last_hidden_state
-                loss = 0.5 * hidden.float().pow(2).sum() / hidden.shape[0]
-                grads = torch.autograd.grad(loss, gates)
-            for total, grad in zip(totals, grads, strict=True):
-                total += grad.abs()
+                gradients.append([g.detach() for g in torch.autograd.grad(loss(batch), gates)])
     finally:
         for handle in handles:
             handle.remove()
         for module, flag in training.items():
             module.training = flag
-    return [total / batches for total in totals]
+    return gradients
+
+
+def gate_importance(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int], unit_size: int,
+                    options: dict, context: CompressionContext) -> tuple[list[torch.Tensor], dict]:
+    """Importance per unit for each layer by ``options['importance']``, and what it was computed from."""
+    method, count = options["importance"], options["batches"]
+    if count < 1 or options["batch_size"] < 1:
+        raise InvalidInputError(f"{method} needs batches >= 1 and batch_size >= 1")
+    model = adapter.model
+    device = next(model.parameters()).device
+    if context.data is not None:
+        batches = [b.to(device) for b in context.calibration(count, options["batch_size"])]
+        with_labels = has_task_head(model, context.data) and all(b.labels is not None for b in batches)
+        seen = context.data_seen("train", examples_in(batches), batches=len(batches))
+    else:
+        spec = InputSpec(adapter.modality, SENSITIVITY_SIZE[adapter.modality])
+        batches = [Batch(adapter.build_inputs(spec, device, seed=context.seed + i)) for i in range(count)]
+        with_labels, seen = False, {"inputs": "generated", "batches": count, "seed": context.seed}
+    if method == "fisher" and not with_labels:
+        where = (f"a classifier fine-tuned on {context.data.task} (compbench finetune)" if context.data
+                 else "task data: pass --task T")
+        raise InvalidInputError(f"importance: fisher needs the task loss, so {where}")
+    loss = (lambda b: task_loss(model, b)) if with_labels else (lambda b: label_free_loss(adapter, b))
+    gradients = gate_gradients(adapter, gated, units, unit_size, batches, loss)
+    if method == "fisher":
+        scores = [sum(g[layer].pow(2) for g in gradients) for layer in range(len(units))]
+    else:
+        scores = [sum(g[layer].abs() for g in gradients) / len(gradients) for layer in range(len(units))]
+    return scores, {"importance_loss": "task" if with_labels else "label-free", "data": seen}

@@ -124,6 +124,14 @@ def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
         attention.all_head_size = len(heads) * size
 
 
+def keep_layers(adapter: ModelAdapter, layers: Sequence[int]) -> int:
+    """Keep only the given Transformer layers, in order; returns how many are left."""
+    modules = adapter.layers()
+    adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList([modules[i] for i in layers]))
+    adapter.config.num_hidden_layers = len(layers)
+    return len(layers)
+
+
 def keep_neurons(adapter: ModelAdapter, layer: int, neurons: Sequence[int]) -> None:
     """Keep only FFN intermediate ``neurons``: rows of the first Linear, columns of the second."""
     block = adapter.layers()[layer]

@@ -198,6 +198,13 @@ def floating_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def classifier_labels(model: nn.Module) -> list[str] | None:
+    """The label names of a sequence-classification model's head, or None for a model without one."""
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        return None
+    return [str(v) for v in (getattr(model.config, "id2label", None) or {}).values()]
+
+
 def _receptive_field(config) -> int:
     """Samples the CNN feature encoder needs to emit one frame."""
     field = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForAudioClassification,
     AutoModelForSequenceClassification,
     PretrainedConfig,
     PreTrainedModel,
@@ -123,9 +125,33 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
         model = _from_config(config, attn_implementation)
     else:
         model = _from_pretrained(checkpoint, attn_implementation)
+        if source == "local":
+            source, weights = trained_here(checkpoint) or (source, weights)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
                        model=model, adapter=ModelAdapter(model), compression=compression)
+
+
+FINETUNE_REPORT = "compbench_finetune.json"  # written by compbench finetune beside the weights
+
+
+def trained_here(directory: str | Path) -> tuple[str, str] | None:
+    """(model_source, weights) of a model that compbench finetune trained from random initialisation.
+
+    Such a model is no pretrained checkpoint: its records name the recipe and the task instead,
+    e.g. ``compbench finetune: distilhubert from random init on fsdd-digits v2`` and
+    ``trained-here:fsdd-digits``."""
+    path = Path(directory) / FINETUNE_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
+    if report.get("initialisation") != "random":
+        return None
+    return (f"compbench finetune: {report['source_model']} from random init on {report['task']} "
+            f"v{report['task_version']}", f"trained-here:{report['task']}")
 
 
 def _check_family(config: PretrainedConfig, name: str) -> None:
@@ -162,10 +188,11 @@ def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrain
 
 
 def auto_class(config: PretrainedConfig):
-    """AutoModelForSequenceClassification for a saved classifier (its head is kept), else AutoModel."""
+    """The sequence- or audio-classification auto class for a saved classifier (its head is kept), else AutoModel."""
     architectures = getattr(config, "architectures", None) or []
     if any(name.endswith("ForSequenceClassification") for name in architectures):
-        return AutoModelForSequenceClassification
+        speech = config.model_type in FAMILIES and FAMILIES.get(config.model_type).modality == "speech"
+        return AutoModelForAudioClassification if speech else AutoModelForSequenceClassification
     return AutoModel
 
 

@@ -3,7 +3,9 @@
 Text tasks (protocol ``finetune``) evaluate a fine-tuned classifier (``compbench finetune``)
 on the evaluation split. Speech tasks (protocol ``superb_probe``) train the SUPERB probe on
 the model's own frozen features from the train split and evaluate it; a variant gets its own
-probe, as SUPERB does for every upstream. Fidelity compares hidden states of a variant and its
+probe, as SUPERB does for every upstream. A speech model with a head fine-tuned on the task
+(``compbench finetune``) is evaluated with its own head instead (``protocol: finetune`` in
+the result). Fidelity compares hidden states of a variant and its
 dense model on up to ``FIDELITY_EXAMPLES`` evaluation examples.
 """
 
@@ -15,8 +17,9 @@ import torch
 from torch import nn
 
 from compbench.errors import InvalidInputError
+from compbench.models.families import classifier_labels
+from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
-from compbench.quality.finetune import load_tokenizer, text_accuracy
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
 from compbench.tasks import Examples, Task, load_split
 from compbench.tasks.schema import MODALITY_OF_INPUT
@@ -32,7 +35,8 @@ class TaskData:
     tokenizer: object | None = None
 
 
-def _limit(examples: Examples, limit: int | None) -> Examples:
+def limit_examples(examples: Examples, limit: int | None) -> Examples:
+    """At most ``limit`` examples, spread evenly over the split (deterministic)."""
     if limit is None or len(examples) <= limit:
         return examples
     step = len(examples) / limit  # spread over the split, deterministic
@@ -44,21 +48,25 @@ def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: s
                  limit: int | None = None) -> TaskData:
     if MODALITY_OF_INPUT[task.input] != modality:
         raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
-    evaluation = _limit(load_split(task, task.evaluate_on, data_root), limit)
+    evaluation = limit_examples(load_split(task, task.evaluate_on, data_root), limit)
     if task.protocol == "finetune":
         return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None)
-    return TaskData(task, _limit(load_split(task, "train", data_root), limit), evaluation)
+    return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation)
 
 
 def check_model_for_task(model: nn.Module, task: Task) -> None:
     """A text task (protocol finetune) needs a classifier fine-tuned on it, with the task's labels."""
     if task.protocol != "finetune":
         return
-    labels = list((getattr(model.config, "id2label", None) or {}).values())
-    if not type(model).__name__.endswith("ForSequenceClassification") or labels != task.labels:
+    if not has_head_for(model, task):
         raise InvalidInputError(
             f"task {task.name} is evaluated on a fine-tuned classifier with labels {task.labels}: run "
             f"compbench finetune --model M --task {task.name} --out DIR, then measure --model DIR")
+
+
+def has_head_for(model: nn.Module, task: Task) -> bool:
+    """A classifier whose head was trained on ``task``'s labels (evaluated with its own head)."""
+    return classifier_labels(model) == task.labels
 
 
 def task_quality(model: nn.Module, data: TaskData) -> dict:
@@ -68,6 +76,10 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
     if task.protocol == "finetune":
         check_model_for_task(model, task)
         result["value"] = text_accuracy(model, data.tokenizer, data.evaluation)
+        return result
+    if has_head_for(model, task):  # a speech classifier trained on this task: its own head, no probe
+        result["protocol"] = "finetune"
+        result["value"] = speech_accuracy(model, data.evaluation)
         return result
     train = pooled_layer_features(model, data.train.inputs)
     probe = train_probe(train, data.train.labels, classes=len(task.labels))
@@ -81,7 +93,7 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
 def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
     """Per layer: every frame or (non-padding) token of the first evaluation examples, stacked."""
     model.eval()
-    examples = _limit(data.evaluation, FIDELITY_EXAMPLES)
+    examples = limit_examples(data.evaluation, FIDELITY_EXAMPLES)
     device = next(model.parameters()).device
     collected: list[list[torch.Tensor]] = []
     for item in examples.inputs:

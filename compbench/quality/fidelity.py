@@ -28,7 +28,7 @@ def kept_layers(num_layers: int, manifest: list[dict] | None) -> list[int]:
     """Indices of the dense model's layers that a variant still has, in order."""
     kept = list(range(num_layers))
     for step in manifest or []:
-        if step.get("name") == "layer_drop":
+        if step.get("dropped_layers"):  # layer_drop, or a distill recipe that keeps the first layers
             kept = [layer for i, layer in enumerate(kept) if i not in step["dropped_layers"]]
     return kept
 

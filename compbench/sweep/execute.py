@@ -49,7 +49,8 @@ def ensure_finetuned(job: Job, cache_dir: Path, data_root: str | None,
     with FileLock(str(out_dir.parent / f".{key}.lock")):
         cached = (out_dir / REPORT_FILE).is_file()
         if not cached:
-            options = FinetuneOptions(**description["finetune"]["options"], data_root=data_root)
+            options = FinetuneOptions(**description["finetune"]["options"], weights=description["weights"],
+                                      data_root=data_root)
             finetune(job.model.model, job.model.finetune, out_dir, options, progress)
     report = json.loads((out_dir / REPORT_FILE).read_text(encoding="utf-8"))
     return out_dir, {"source_model": job.model.model, "task": report["task"], "task_version": report["task_version"],

@@ -20,6 +20,7 @@ from functools import cached_property, lru_cache
 
 from compbench import __version__
 from compbench.compressors import Step
+from compbench.compressors.base import steps_needing_task
 from compbench.compressors.spec import spec_label
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.models.loading import model_modality
@@ -129,9 +130,12 @@ def plan_jobs(sweep: Sweep) -> list[Job]:
             every_variant = tuple(steps for group in groups for steps in group)
             jobs.append(Job(sweep.name, "unresolved", entry, sweep.measure, problem=str(err), variants=every_variant))
             continue
-        if entry.finetune and modality != "text":
-            raise InvalidInputError(f"{where}: 'finetune' trains text classifiers; {entry.model} is a {modality} model")
         task = _model_task(sweep, entry, modality, where)
+        if task is None:
+            needing = [label for group in groups for steps in group for label in steps_needing_task(list(steps))]
+            if needing:
+                raise InvalidInputError(f"{where}: {needing[0]} needs task data; give the model (or the sweep) "
+                                        f"a task for {modality}")
         sizes = sweep.sizes.seconds if modality == "speech" else sweep.sizes.tokens
         for size in sizes:
             common = dict(sweep=sweep.name, model=entry, measure=sweep.measure, modality=modality, size=size,

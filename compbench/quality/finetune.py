@@ -97,6 +97,9 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     modality = "text" if task.input == "text" else "speech"
     options = resolved_options(options, modality)
     weights = options.weights or ("pretrained" if modality == "text" else default_weights(model_name))
+    if modality == "text" and weights != "pretrained":
+        raise InvalidInputError("fine-tuning a text model starts from its pretrained weights (and tokenizer); "
+                                "drop --weights random")
     loaded = load_model(model_name, weights, seed=options.seed)
     if loaded.adapter.modality != modality:
         raise InvalidInputError(f"{model_name} is a {loaded.adapter.modality} model; "

@@ -25,13 +25,13 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
     With ``task``, data-driven steps learn from its train split (and evaluate on its dev split)."""
     steps = parse_spec(spec, load_options_file(options_file) if options_file else {})
     check_task_given([steps], task)
-    if task is not None:
-        find_task(task)
+    task_spec = find_task(task) if task is not None else None
+    if task_spec is not None:
         resolve_data_root(data_root)  # a missing data root fails before the model loads
     loaded = load_model(model, weights, seed=seed)
     context = NO_CONTEXT
-    if task is not None:
-        context = build_context(task, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
+    if task_spec is not None:
+        context = build_context(task_spec, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
                                 progress=progress)
     variant = apply_pipeline(loaded.model, steps, context)
     source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights}

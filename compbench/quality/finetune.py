@@ -31,7 +31,7 @@ from compbench.errors import InvalidInputError
 from compbench.models import load_model
 from compbench.models.loading import FINETUNE_REPORT, default_weights
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
-from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy  # noqa: F401 (re-exported)
+from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
 from compbench.tasks import Examples, find_task, load_split
 
 REPORT_FILE = FINETUNE_REPORT
@@ -168,7 +168,17 @@ def _speech_classifier(loaded, labels: dict[int, str], options: FinetuneOptions)
     return model
 
 
-class _TextTrainer:
+class _Trainer:
+    """One modality's batches, accuracy and parameter groups for :func:`_train`."""
+
+    train: Examples
+    options: FinetuneOptions
+
+    def steps(self) -> int:
+        return -(-len(self.train) // self.options.batch_size)
+
+
+class _TextTrainer(_Trainer):
     clip_norm = None  # as the reference fine-tune of minilm-l6 was trained
 
     def __init__(self, tokenizer, train: Examples, options: FinetuneOptions):
@@ -181,9 +191,6 @@ class _TextTrainer:
             inputs = text_inputs(self.tokenizer, [self.train.inputs[i] for i in index], self.options.max_tokens)
             yield inputs, torch.as_tensor(self.train.labels[index])
 
-    def steps(self) -> int:
-        return -(-len(self.train) // self.options.batch_size)
-
     def accuracy(self, model, examples: Examples) -> float:
         return text_accuracy(model, self.tokenizer, examples, max_tokens=self.options.max_tokens)
 
@@ -191,7 +198,7 @@ class _TextTrainer:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
 
-class _SpeechTrainer:
+class _SpeechTrainer(_Trainer):
     clip_norm = 1.0  # training from random initialisation
 
     def __init__(self, train: Examples, options: FinetuneOptions):
@@ -208,9 +215,6 @@ class _SpeechTrainer:
                 level = torch.rand(len(index), 1, generator=generator) * self.options.noise
                 crops = crops + level * crops.std(dim=1, keepdim=True) * torch.randn(crops.shape, generator=generator)
             yield {"input_values": crops}, torch.as_tensor(self.train.labels[index])
-
-    def steps(self) -> int:
-        return -(-len(self.train) // self.options.batch_size)
 
     def accuracy(self, model, examples: Examples) -> float:
         return speech_accuracy(model, examples)

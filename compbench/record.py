@@ -39,11 +39,11 @@ class Record(TypedDict):
     run_id: str
     timestamp: str  # ISO 8601, UTC
     model: str  # preset name, hub id or directory, as asked for
-    model_source: str  # "preset" | "hub" | "local" | "compbench finetune: M from random init on T vN"
+    model_source: str  # "preset" | "hub" | "local" | "compbench finetune: M from random init on T vN" (see loading)
     checkpoint: str | None
     family: str  # config.model_type
     modality: str  # "speech" | "text"
-    weights: str  # "random" | "pretrained" | "trained-here:TASK" (compbench finetune from random init)
+    weights: str  # "random" | "pretrained" | "trained-here:TASK" (trained by compbench finetune, not pretrained)
     compression: list[dict] | None  # None for the dense model; else [{name, amount, options}]
     manifest: NotRequired[list[dict] | None]  # per step: what was removed or changed, per layer
     input: dict  # kind, seconds/samples/sample_rate or tokens, batch

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from tiny_models import TINY_CONFIGS, build_tiny
-from transformers import AutoModel
+from transformers import AutoModel, HubertForSequenceClassification
 
 from compbench.compressors import COMPRESSORS, Step, apply_pipeline
 from compbench.compressors.persist import MANIFEST_FILE, save_variant
@@ -432,3 +432,25 @@ def test_low_rank_macs_equal_a_count_of_the_factor_shapes():
                  + 2 * rows * rank * (hidden + inner))  # FFN in and out as two factors each
     pooler = batch * hidden * hidden  # first token of each sequence, not factorised
     assert count_macs(variant.model, inputs_for(model, tokens)).total == 2 * per_layer + pooler
+
+
+def test_layer_drop_keeps_a_weighted_layer_sum_head_working(tmp_path):
+    config = TINY_CONFIGS["hubert"]()
+    config.update({"num_hidden_layers": 4, "use_weighted_layer_sum": True, "num_labels": 3})
+    torch.manual_seed(0)
+    model = HubertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.layer_weights.copy_(torch.tensor([0.3, -1.0, 2.0, 0.5, 1.5]))
+    variant = apply_pipeline(model, [Step("layer_drop", 0.5)])  # which: top keeps layers 0 and 1
+    assert torch.equal(variant.model.layer_weights.detach(), torch.tensor([0.3, -1.0, 2.0]))
+    assert model.layer_weights.shape == (5,)
+    inputs = ModelAdapter(model).build_inputs(InputSpec("speech", 0.2))
+    with torch.no_grad():
+        states = model(**inputs, output_hidden_states=True).hidden_states[:3]
+        mixed = sum(w * s for w, s in zip(torch.softmax(torch.tensor([0.3, -1.0, 2.0]), 0), states, strict=True))
+        expected = model.classifier(model.projector(mixed).mean(dim=1))
+        got = variant.model(**inputs).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    save_variant(variant, tmp_path / "v", {"model": "tiny"})
+    with torch.no_grad():
+        assert torch.equal(load_model(str(tmp_path / "v")).model(**inputs).logits, got)

@@ -8,13 +8,14 @@ import yaml
 from test_task_quality import AUDIO_TASK, write_tones
 from tiny_models import build_tiny
 
+from compbench.cli.compress import compress_model
 from compbench.cli.main import main
 from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions, measure
 from compbench.models import load_model
 from compbench.quality.classify import speech_accuracy
-from compbench.quality.finetune import FinetuneOptions, finetune
+from compbench.quality.finetune import FinetuneOptions, finetune, resolved_options
 from compbench.tasks import find_task, load_split
 
 TONES_WITH_DEV = {**AUDIO_TASK, "source": {**AUDIO_TASK["source"],
@@ -38,7 +39,8 @@ def test_finetune_trains_a_speech_classifier_from_random_init_and_measure_report
     assert report["initialisation"] == "random" and report["modality"] == "speech"
     assert [h["epoch"] for h in report["history"]] == [1, 2] and report["dev_examples"] == 4
     assert report["dev_accuracy"] == max(h["dev_accuracy"] for h in report["history"])
-    assert report["options"]["max_seconds"] == 0.6 and report["options"]["pooling"] == "mean"
+    assert report["options"]["max_seconds"] == 0.6 and report["options"]["pooling"] == "weighted"
+    assert report["options"]["label_smoothing"] == 0.1
     loaded = load_model(str(tmp_path / "ft"))
     assert type(loaded.model).__name__ == "HubertForSequenceClassification"
     assert loaded.weights == "trained-here:tones"
@@ -69,6 +71,20 @@ def test_weighted_pooling_and_augmentation_are_saved_with_the_model(tmp_path, to
     assert model.config.use_weighted_layer_sum and model.layer_weights.shape == (3,)
     assert (model.config.mask_time_length, model.config.mask_time_prob, model.config.layerdrop) == (3, 0.05, 0.0)
     assert report["options"]["noise"] == 0.2 and report["options"]["time_mask_frames"] == 3
+
+
+def test_label_smoothing_reaches_training_and_is_checked(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    for run, smoothing in (("plain", 0.0), ("smooth", 0.5)):
+        finetune(tiny, task_file, tmp_path / run, FinetuneOptions(
+            **{**QUICK, "epochs": 1}, label_smoothing=smoothing, pooling="mean", data_root=data_root))
+    plain, smooth = (load_model(str(tmp_path / run)).model.state_dict() for run in ("plain", "smooth"))
+    assert not torch.equal(plain["classifier.weight"], smooth["classifier.weight"])
+    assert resolved_options(FinetuneOptions(), "text").label_smoothing == 0.0
+    with pytest.raises(InvalidInputError, match=r"label smoothing must be in \[0, 1\), got 1.0"):
+        finetune(tiny, task_file, tmp_path / "bad", FinetuneOptions(**QUICK, label_smoothing=1.0,
+                                                                    data_root=data_root))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_finetune_needs_a_dev_split_and_a_matching_modality(tmp_path, tones):
@@ -137,3 +153,40 @@ def test_the_context_evaluates_on_dev_and_calibrates_on_train(tmp_path, tones):
     assert all(torch.equal(a.inputs["input_values"], b.inputs["input_values"]) for a, b in pairs)
     with pytest.raises(InvalidInputError, match="task tones takes audio; the model is a text model"):
         build_context(task_file, "text", None, data_root)
+
+
+def test_finetune_cli_passes_its_options_and_refuses_bad_ones(tmp_path, tones, capsys):
+    task_file, data_root, tiny = tones
+    common = ["finetune", "--model", tiny, "--task", task_file, "--data-root", data_root, "--epochs", "1",
+              "--batch-size", "4", "--lr", "1e-3", "--precision", "fp32"]
+    assert main([*common, "--label-smoothing", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    _, err = capsys.readouterr()
+    assert err.strip().splitlines() == ["compbench: error: label smoothing must be in [0, 1), got 1.5"]
+    assert not (tmp_path / "bad").exists()
+    assert main([*common, "--label-smoothing", "0.2", "--pooling", "mean", "--out", str(tmp_path / "ft")]) == 0
+    options = json.loads((tmp_path / "ft" / "compbench_finetune.json").read_text())["options"]
+    assert (options["label_smoothing"], options["pooling"], options["epochs"], options["batch_size"]) == (
+        0.2, "mean", 1, 4)
+
+
+def test_variants_and_fine_tunes_of_models_trained_here_keep_saying_so(tmp_path, tones):
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    options = tmp_path / "options.yaml"
+    options.write_text(yaml.safe_dump({"distill": {"recipe": "distilhubert", "student_layers": 1, "steps": 2,
+                                                   "batch_size": 4}}))
+    compress_model(str(tmp_path / "ft"), "distill", str(tmp_path / "student"), options_file=str(options),
+                   task=task_file, data_root=data_root)
+    student = load_model(str(tmp_path / "student"))
+    assert student.weights == "trained-here:tones"
+    assert student.source == f"compbench finetune: {tiny} from random init on tones v1"
+    report = finetune(str(tmp_path / "student"), task_file, tmp_path / "student-ft",
+                      FinetuneOptions(**{**QUICK, "weights": None, "epochs": 1}, data_root=data_root))
+    assert report["initialisation"] == "trained-here:tones"
+    tuned = load_model(str(tmp_path / "student-ft"))
+    assert tuned.weights == "trained-here:tones" and len(tuned.adapter.layers()) == 1
+    assert tuned.source == f"compbench finetune: {tmp_path / 'student'} (trained-here:tones) on tones v1"
+    compress_model(tiny, "layer_drop=0.5", str(tmp_path / "random-variant"), weights="random")
+    assert load_model(str(tmp_path / "random-variant")).weights == "random"
+    compress_model(tiny, "layer_drop=0.5", str(tmp_path / "variant"))
+    assert load_model(str(tmp_path / "variant")).weights == "pretrained"

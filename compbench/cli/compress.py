@@ -34,7 +34,8 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
         context = build_context(task_spec, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
                                 progress=progress)
     variant = apply_pipeline(loaded.model, steps, context)
-    source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights}
+    source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,
+              "model_source": loaded.source}
     save_variant(variant, out_dir, source)
     return {"source": source, "compression": (loaded.compression or []) + variant.manifest}
 

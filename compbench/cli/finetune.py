@@ -30,8 +30,11 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--max-tokens", type=int, default=defaults.max_tokens, help="text: truncate longer inputs")
     p.add_argument("--max-seconds", type=float, help=f"speech: training crops at most this long "
                                                      f"(default {speech['max_seconds']:g})")
-    p.add_argument("--pooling", choices=POOLINGS, default=defaults.pooling,
-                   help="speech: mean over frames, or a learned weighted sum of layers")
+    p.add_argument("--pooling", choices=POOLINGS, help=f"speech: mean over frames, or a learned weighted sum of "
+                                                       f"layers (default {speech['pooling']})")
+    p.add_argument("--label-smoothing", type=float, help=f"of the cross-entropy; default "
+                                                         f"{text['label_smoothing']:g} (text), "
+                                                         f"{speech['label_smoothing']:g} (speech)")
     p.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast (default: bf16 for speech, "
                                                            "fp32 for text)")
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -41,8 +44,8 @@ def add_parser(commands, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                               max_tokens=args.max_tokens, max_seconds=args.max_seconds, pooling=args.pooling,
-                              precision=args.precision, weights=args.weights, seed=args.seed,
-                              data_root=args.data_root)
+                              label_smoothing=args.label_smoothing, precision=args.precision,
+                              weights=args.weights, seed=args.seed, data_root=args.data_root)
     with progress_bar("loading") as update:
         report = finetune(args.model, args.task, args.out, options, update)
     print(json.dumps({k: report[k] for k in ("task", "initialisation", "history", "best_epoch", "dev_accuracy",

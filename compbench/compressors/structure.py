@@ -125,10 +125,18 @@ def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
 
 
 def keep_layers(adapter: ModelAdapter, layers: Sequence[int]) -> int:
-    """Keep only the given Transformer layers, in order; returns how many are left."""
+    """Keep only the given Transformer layers, in order; returns how many are left.
+
+    A head that reads a learned weighted sum of every hidden state (``use_weighted_layer_sum``) keeps
+    the weights of the states that remain: the embeddings' and the kept layers' outputs."""
     modules = adapter.layers()
     adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList([modules[i] for i in layers]))
     adapter.config.num_hidden_layers = len(layers)
+    weights = getattr(adapter.model, "layer_weights", None)
+    if adapter.base is not adapter.model and isinstance(weights, nn.Parameter):
+        states = torch.as_tensor([0] + [i + 1 for i in layers])
+        adapter.model.layer_weights = nn.Parameter(weights.detach()[states].clone(),
+                                                   requires_grad=weights.requires_grad)
     return len(layers)
 
 

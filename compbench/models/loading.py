@@ -119,6 +119,7 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
                                         "weights; measure it with --weights pretrained")
             model = load_structured(checkpoint, config, attn_implementation)
             model.eval()
+            source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
             return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
                                model=model, adapter=ModelAdapter(model), compression=compression)
     if weights == "random":
@@ -126,21 +127,23 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
     else:
         model = _from_pretrained(checkpoint, attn_implementation)
         if source == "local":
-            source, weights = trained_here(checkpoint) or (source, weights)
+            source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
                        model=model, adapter=ModelAdapter(model), compression=compression)
 
 
 FINETUNE_REPORT = "compbench_finetune.json"  # written by compbench finetune beside the weights
+TRAINED_HERE = "trained-here"  # weights that compbench trained, from no pretrained checkpoint
 
 
 def trained_here(directory: str | Path) -> tuple[str, str] | None:
-    """(model_source, weights) of a model that compbench finetune trained from random initialisation.
+    """(model_source, weights) of a model that compbench finetune trained from no pretrained checkpoint.
 
     Such a model is no pretrained checkpoint: its records name the recipe and the task instead,
     e.g. ``compbench finetune: distilhubert from random init on fsdd-digits v2`` and
-    ``trained-here:fsdd-digits``."""
+    ``trained-here:fsdd-digits``. Fine-tuning a model that was itself trained here (or a variant
+    of one) says what it started from: ``compbench finetune: DIR (trained-here:fsdd-digits) on ...``."""
     path = Path(directory) / FINETUNE_REPORT
     if not path.is_file():
         return None
@@ -148,10 +151,31 @@ def trained_here(directory: str | Path) -> tuple[str, str] | None:
         report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
-    if report.get("initialisation") != "random":
+    start, model = report.get("initialisation"), report["source_model"]
+    if start == "random":
+        origin = f"{model} from random init"
+    elif isinstance(start, str) and start.startswith(f"{TRAINED_HERE}:"):
+        origin = f"{model} ({start})"
+    else:
         return None
-    return (f"compbench finetune: {report['source_model']} from random init on {report['task']} "
-            f"v{report['task_version']}", f"trained-here:{report['task']}")
+    return (f"compbench finetune: {origin} on {report['task']} v{report['task_version']}",
+            f"{TRAINED_HERE}:{report['task']}")
+
+
+def saved_provenance(directory: str | Path, manifest: dict | None) -> tuple[str, str] | None:
+    """(model_source, weights) of saved weights that are not a pretrained checkpoint's.
+
+    A model trained here says so (:func:`trained_here`); a variant that ``compbench compress``
+    saved keeps the provenance of the model it was compressed from (random or trained-here
+    weights stay so after compression)."""
+    trained = trained_here(directory)
+    if trained is not None:
+        return trained
+    origin = (manifest or {}).get("source") or {}
+    weights = origin.get("weights")
+    if weights == "random" or (isinstance(weights, str) and weights.startswith(f"{TRAINED_HERE}:")):
+        return origin.get("model_source", "local"), weights
+    return None
 
 
 def _check_family(config: PretrainedConfig, name: str) -> None:

@@ -3,8 +3,9 @@
 Text: a pretrained encoder (e.g. minilm-l6), length-bucketed batches (little padding), the
 word-embedding table frozen (half of a small model's parameters, barely moved by fine-tuning).
 Speech: a checkpoint, or a preset's architecture from random initialisation (no pretrained speech
-model exists offline), with mean pooling over frames or a learned weighted sum of layers;
-batches of similar length cropped to a common length (no padding), bfloat16 autocast on CPU.
+model exists offline), pooling a learned weighted sum of its layers (or the last layer) over
+frames; batches of similar length cropped to a common length (no padding), bfloat16 autocast on
+CPU, cross-entropy with label smoothing.
 
 Both: seeded and deterministic for a given machine, AdamW with linear warm-up and decay,
 evaluation on the dev split after each epoch (never the test split), the best epoch kept. The
@@ -51,7 +52,8 @@ class FinetuneOptions:
     freeze_word_embeddings: bool = True  # text
     max_seconds: float | None = None  # speech: training crops are at most this long
     min_seconds: float = 0.3  # speech: shorter utterances are zero-padded to this
-    pooling: str = "mean"  # speech: mean over frames, or a learned weighted sum of layers
+    pooling: str | None = None  # speech: mean over frames, or a learned weighted sum of layers
+    label_smoothing: float | None = None  # of the cross-entropy loss
     feature_encoder_lr_scale: float | None = None  # speech: the CNN's learning rate / learning_rate
     hidden_dropout: float | None = None  # speech: the config's hidden_dropout while training (None: the recipe's)
     time_mask_frames: int | None = None  # speech: SpecAugment time masks of this many frames (0: none)
@@ -63,10 +65,11 @@ class FinetuneOptions:
 
 
 MODALITY_DEFAULTS = {
-    "text": {"epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "warmup": 0.1, "precision": "fp32"},
+    "text": {"epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "warmup": 0.1, "precision": "fp32",
+             "label_smoothing": 0.0, "pooling": "mean"},
     "speech": {"epochs": 5, "batch_size": 8, "learning_rate": 3e-4, "warmup": 0.05, "max_seconds": 0.6,
                "feature_encoder_lr_scale": 1.0, "hidden_dropout": 0.0, "time_mask_frames": 0, "noise": 0.0,
-               "precision": "bf16"},
+               "precision": "bf16", "label_smoothing": 0.1, "pooling": "weighted"},
 }
 
 
@@ -77,6 +80,8 @@ def resolved_options(options: FinetuneOptions, modality: str) -> FinetuneOptions
                                   if getattr(options, f.name) is None and f.name in defaults})
     if options.epochs < 1 or options.batch_size < 1 or not options.learning_rate > 0:
         raise InvalidInputError("epochs and batch size must be >= 1 and the learning rate > 0")
+    if not 0 <= options.label_smoothing < 1:
+        raise InvalidInputError(f"label smoothing must be in [0, 1), got {options.label_smoothing}")
     if options.pooling not in POOLINGS:
         raise InvalidInputError(f"pooling must be one of {', '.join(POOLINGS)}, got {options.pooling!r}")
     if options.precision not in PRECISIONS:
@@ -129,7 +134,7 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
         np.random.set_state(numpy_state)
     model.load_state_dict(best[2])
     report = {"task": task.name, "task_version": task.version, "source_model": model_name,
-              "source_checkpoint": loaded.checkpoint, "initialisation": weights,
+              "source_checkpoint": loaded.checkpoint, "initialisation": loaded.weights,
               "modality": modality, "options": asdict(options), "history": history,
               "best_epoch": best[0], "dev_accuracy": best[1], "train_examples": len(train),
               "dev_examples": len(dev), "seconds": seconds, "threads": torch.get_num_threads()}
@@ -240,7 +245,8 @@ def _train(model, trainer, dev: Examples, options: FinetuneOptions, progress) ->
         model.train()
         for inputs, labels in trainer.epoch(rng):
             with autocast:
-                loss = model(**inputs, labels=labels).loss
+                logits = model(**inputs).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
             loss.backward()
             if trainer.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.clip_norm)

@@ -60,6 +60,16 @@ def test_the_reference_sweep_file_is_valid():
     assert {j.task for j in jobs if j.model.model == "hubert-base"} == {None}  # the text task is not for speech
 
 
+def test_the_speech_sweep_file_trains_its_model_and_reports_its_task():
+    [entry] = load_sweep(REPO / "sweeps" / "speech.yaml").models
+    jobs = plan_jobs(load_sweep(REPO / "sweeps" / "speech.yaml"))
+    assert len(jobs) == 1 + 6 and sum(len(j.variants) for j in jobs) == 3 + 3 + 1 + 1 + 1 + 1
+    assert {j.task for j in jobs} == {"fsdd-digits"}
+    described = entry.describe()
+    assert described["weights"] == "random" and described["finetune"]["task"] == "fsdd-digits"
+    assert described["finetune"]["options"]["pooling"] == "weighted"  # the speech recipe's defaults
+
+
 def test_quick_sweep_jobs():
     jobs = plan_jobs(load_sweep(REPO / "sweeps" / "quick.yaml"))
     assert [j.label() for j in jobs[:5]] == [

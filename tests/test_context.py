@@ -16,6 +16,7 @@ from compbench.compressors.persist import save_variant
 from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_gradients, gate_importance
 from compbench.errors import InvalidInputError
 from compbench.models import ModelAdapter, load_model
+from compbench.schedule import warmup_then_linear_decay
 
 
 def classifier(family: str = "bert", seed: int = 0):
@@ -203,3 +204,15 @@ def test_distill_options_are_checked():
     model = copy.deepcopy(classifier())
     with pytest.raises(InvalidInputError, match="every loss weight is 0"):
         apply_pipeline(model, [Step("distill", None, {"hidden": 0.0, "kl": 0.0, "ce": 0.0})], tiny_context("text"))
+
+
+def test_fine_tuning_and_distillation_warm_up_then_decay_linearly():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_then_linear_decay(optimizer, 0.25, 8)  # 2 warm-up steps, then 6 down to 0
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+    assert optimizer.param_groups[0]["lr"] == 0.0

@@ -40,6 +40,7 @@ from compbench.compressors.structure import keep_layers
 from compbench.counting.weights import needs_real_forward
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
+from compbench.schedule import warmup_then_linear_decay
 
 RECIPES = {  # defaults that options left unset take; None: on where the models allow it
     "layers": {"hidden": 1.0, "kl": None, "ce": None, "lr": 5e-5},
@@ -226,9 +227,7 @@ def _train(setup: _Setup, options: dict, context: CompressionContext) -> tuple[l
     parameters = [p for p in list(setup.student.parameters()) + list(setup.heads.parameters()) if p.requires_grad]
     lr = options["lr"] if options["lr"] is not None else RECIPES[options["recipe"]]["lr"]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=options["weight_decay"])
-    warmup = max(1, int(options["warmup"] * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    schedule = warmup_then_linear_decay(optimizer, options["warmup"], total)
     setup.student.train()
     setup.heads.train()
     history, seen, step, epoch = [], 0, 0, 0

@@ -19,9 +19,8 @@ from compbench.errors import InvalidInputError
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer
 from compbench.quality.evaluate import TaskData as EvaluationData
-from compbench.quality.evaluate import limit_examples, task_quality
+from compbench.quality.evaluate import check_task_modality, limit_examples, task_quality
 from compbench.tasks import Examples, Task, find_task, load_split
-from compbench.tasks.schema import MODALITY_OF_INPUT
 
 SPEECH_MAX_SECONDS = 1.0  # speech batches are cropped to at most this long...
 SPEECH_MIN_SECONDS = 0.3  # ...and padded to at least this long (the CNN and SpecAugment need frames)
@@ -85,8 +84,7 @@ def build_context(task_name: str | Task, modality: str, checkpoint: str | None, 
     """The context for compressing a ``modality`` model (loaded from ``checkpoint``) with ``task``'s data;
     ``limit`` keeps at most that many examples per split."""
     task = find_task(task_name) if isinstance(task_name, str) else task_name
-    if MODALITY_OF_INPUT[task.input] != modality:
-        raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
+    check_task_modality(task, modality)
     data = TaskBatches(task, data_root, checkpoint, limit)
     return CompressionContext(data=data, evaluate=dev_evaluator(data), device=torch.device(device), seed=seed,
                               progress=progress)

@@ -46,12 +46,17 @@ def limit_examples(examples: Examples, limit: int | None) -> Examples:
 
 def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: str | None,
                  limit: int | None = None) -> TaskData:
-    if MODALITY_OF_INPUT[task.input] != modality:
-        raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
+    check_task_modality(task, modality)
     evaluation = limit_examples(load_split(task, task.evaluate_on, data_root), limit)
     if task.protocol == "finetune":
         return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None)
     return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation)
+
+
+def check_task_modality(task: Task, modality: str) -> None:
+    """The one error for a task whose inputs a ``modality`` model cannot take."""
+    if MODALITY_OF_INPUT[task.input] != modality:
+        raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
 
 
 def check_model_for_task(model: nn.Module, task: Task) -> None:

@@ -33,6 +33,7 @@ from compbench.models import load_model
 from compbench.models.loading import FINETUNE_REPORT, default_weights
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
+from compbench.schedule import warmup_then_linear_decay
 from compbench.tasks import Examples, find_task, load_split
 
 REPORT_FILE = FINETUNE_REPORT
@@ -236,9 +237,7 @@ def _train(model, trainer, dev: Examples, options: FinetuneOptions, progress) ->
     rng = random.Random(options.seed)
     total = trainer.steps() * options.epochs
     optimizer = torch.optim.AdamW(trainer.parameter_groups(model), lr=options.learning_rate)
-    warmup = max(1, int(options.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    schedule = warmup_then_linear_decay(optimizer, options.warmup, total)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.precision == "bf16")
     history, best, step, start = [], None, 0, time.perf_counter()
     for epoch in range(1, options.epochs + 1):

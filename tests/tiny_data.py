@@ -20,6 +20,9 @@ class RandomTaskData(CalibrationData):
     def examples(self, split: str) -> int:
         return self.count
 
+    def mean_input_size(self, split: str) -> float:
+        return 12 if self.modality == "text" else 0.1  # every example: 12 tokens, or 1600 samples
+
     def _example(self, split: str, index: int) -> tuple[torch.Tensor, int]:
         generator = torch.Generator().manual_seed(SPLIT_SEEDS[split] * 100_003 + index)  # the same in every process
         if self.modality == "text":

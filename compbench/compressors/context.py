@@ -50,6 +50,10 @@ class CalibrationData:
     def examples(self, split: str) -> int:
         raise NotImplementedError
 
+    def mean_input_size(self, split: str) -> float:
+        """The split's mean input length as the model sees it: tokens (text) or seconds (speech)."""
+        raise NotImplementedError
+
 
 @dataclass
 class CompressionContext:

@@ -7,6 +7,7 @@ rebuilt with the same shapes before its weights are loaded (:func:`apply_structu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -37,8 +38,10 @@ def _sliced(linear: nn.Linear, rows: Sequence[int] | None, cols: Sequence[int] |
         weight = weight[list(rows)]
     if cols is not None:
         weight = weight[:, list(cols)]
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
-                    device=weight.device, dtype=weight.dtype)
+    with warnings.catch_warnings():  # a Linear with no rows or columns left: nothing to initialise
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
+                        device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight)
         if linear.bias is not None:
@@ -103,8 +106,41 @@ def heads_in_layer(adapter: ModelAdapter, layer: int) -> int:
     return adapter.attention_projections(layer)["query"].out_features // head_dim(adapter)
 
 
+class NoHeadsAttention(nn.Module):
+    """An attention module with every head removed: what it passes on is the output projection's
+    bias (a Linear with no input columns), so its matmuls and MACs are gone.
+
+    Mixed in before the family's own attention class (see :func:`keep_heads`), so the module keeps
+    its q/k/v/o Linear layers (with no rows or columns) and loads like any other."""
+
+    output_projection: str | None  # the attribute holding the output projection, if it lives here
+
+    def forward(self, hidden_states, *args, **kwargs):
+        empty = hidden_states.new_zeros(*hidden_states.shape[:-1], 0)
+        if self.output_projection is None:  # BERT: the projection follows in the parent module
+            return empty, None
+        return getattr(self, self.output_projection)(empty), None
+
+
+_NO_HEADS_CLASSES: dict[type, type] = {}
+
+
+def _remove_every_head(adapter: ModelAdapter, attention: nn.Module) -> None:
+    if isinstance(attention, NoHeadsAttention) or adapter.config.model_type == "wavlm":
+        return  # WavLM's subset-capable attention already runs with no heads (and keeps the position bias)
+    cls = type(attention)
+    if cls not in _NO_HEADS_CLASSES:
+        _NO_HEADS_CLASSES[cls] = type(f"NoHeads{cls.__name__}", (NoHeadsAttention, cls), {})
+    owner = adapter.layout.query.rpartition(".")[0]
+    inside = adapter.layout.attention_output.startswith(owner + ".")
+    attention.output_projection = adapter.layout.attention_output[len(owner) + 1:] if inside else None
+    attention.__class__ = _NO_HEADS_CLASSES[cls]
+
+
 def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
-    """Keep only ``heads`` (indices) of one layer's attention: q/k/v rows, output columns."""
+    """Keep only ``heads`` (indices) of one layer's attention: q/k/v rows, output columns.
+
+    With no heads left the attention passes on only its output bias (:class:`NoHeadsAttention`)."""
     size = head_dim(adapter)
     index = [h * size + i for h in heads for i in range(size)]
     block = adapter.layers()[layer]
@@ -122,6 +158,8 @@ def keep_heads(adapter: ModelAdapter, layer: int, heads: Sequence[int]) -> None:
             setattr(attention, attribute, len(heads))
     if hasattr(attention, "all_head_size"):
         attention.all_head_size = len(heads) * size
+    if not heads:
+        _remove_every_head(adapter, attention)
 
 
 def keep_layers(adapter: ModelAdapter, layers: Sequence[int]) -> int:

@@ -200,7 +200,7 @@ class MacCounterMode(TorchDispatchMode):
             density = self._density(operand)
             if density is not None:
                 nonzero, numel = density
-                effective = macs * nonzero // numel
+                effective = macs * nonzero // numel if numel else 0  # a weight with nothing left
                 break
         module = self.module_stack.names[-1] if self.module_stack else ""
         component = self.component_of(module)

@@ -16,6 +16,7 @@ from torch import nn
 
 from compbench.compressors.context import Batch, CalibrationData, CompressionContext
 from compbench.errors import InvalidInputError
+from compbench.models.families import SAMPLE_RATE
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer
 from compbench.quality.evaluate import TaskData as EvaluationData
@@ -55,6 +56,13 @@ class TaskBatches(CalibrationData):
 
     def examples(self, split: str) -> int:
         return len(self.split(split))
+
+    def mean_input_size(self, split: str) -> float:
+        examples = self.split(split)
+        if self.task_spec.input == "text":  # tokens after the tokenizer's special tokens and truncation
+            ids = self.tokenizer(list(examples.inputs), truncation=True, max_length=TEXT_MAX_TOKENS)["input_ids"]
+            return sum(len(i) for i in ids) / len(ids)
+        return sum(len(x) for x in examples.inputs) / len(examples) / SAMPLE_RATE
 
     def batches(self, split: str, batch_size: int, seed: int) -> Iterator[Batch]:
         examples = self.split(split)

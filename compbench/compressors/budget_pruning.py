@@ -1,0 +1,311 @@
+"""budget_pruning: remove heads and FFN neurons until a MAC budget is met, in one shot, with no retraining.
+
+``amount`` is the fraction of the *encoder's* MACs to remove (the attention and FFN components of
+the Transformer layers), counted by compbench's counter at the task's mean input length (mean
+tokens of the train split after tokenisation, or its mean seconds of audio) with batch 1. That
+is the only part head and neuron pruning can touch: a speech model's CNN feature encoder (about
+a third of wav2vec2-base's MACs at 1 s, more of distilhubert's), the embeddings and the
+classifier keep their MACs, so the whole model's MACs fall by less. The manifest records both:
+``encoder_macs`` (before, target, after) and ``model_macs`` (before, after).
+
+The MAC cost of one head and of one neuron in each layer is the counter's difference when one is
+removed (a head: its q/k/v rows, its output columns and its share of the two attention matmuls;
+a neuron: one row and one column). Encoder MACs are linear in the heads and neurons kept, so the
+budget is met to within one unit's cost.
+
+Importance (``importance``):
+
+- ``trajectory`` (OPTIN, Khaki & Plataniotis 2024): each unit masked in turn on the calibration
+  batch, scored by what it changes in every later layer's FFN output and in the logits; see
+  :mod:`compbench.compressors.trajectory`. Needs no labels.
+- ``fisher`` (Kwon et al. 2022): squared gradients of the task loss with respect to each unit's
+  mask, summed over ``batches`` minibatches. Needs a classifier fine-tuned on the task.
+- ``magnitude``: the weight norms of :mod:`head_pruning` and :mod:`ffn_pruning`, normalised per
+  layer; these are not comparable between heads and neurons, so instead of the search below the
+  heads keep the same fraction of their MACs as the encoder (a baseline).
+
+Search (Kwon et al.'s mask search): for every number of heads kept (the best-scored heads,
+after ``min_heads_per_layer`` per layer), the best-scored neurons fill what is left of the budget
+(after ``min_neurons_per_layer`` per layer); the split that keeps the largest total importance
+wins. A layer may lose every head or every neuron (minimum 0): its attention or FFN block then
+adds only its output bias. ``rearrange`` and ``mask_tuning`` are Kwon et al.'s two refinements
+(:mod:`compbench.compressors.mask_tuning`); tuned scales are folded into the output projections.
+Finally the units are removed with the same slicing as head and FFN pruning, so MACs and latency
+fall for real.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from compbench.compressors.base import Compressor, Option, register
+from compbench.compressors.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
+from compbench.compressors.ffn_pruning import neuron_importance
+from compbench.compressors.head_pruning import head_importance
+from compbench.compressors.mask_tuning import rearrange, tune_masks
+from compbench.compressors.structure import heads_in_layer, keep_heads, keep_neurons
+from compbench.compressors.trajectory import trajectory_importance
+from compbench.compressors.unit_gates import HEADS, KINDS, NEURONS, UnitGates, scale_columns
+from compbench.counting.macs import MacCount, count_macs
+from compbench.counting.meta import meta_clone
+from compbench.errors import InvalidInputError
+from compbench.models.families import InputSpec, ModelAdapter
+
+ENCODER_COMPONENTS = ("attention", "ffn")
+
+
+def encoder_macs(count: MacCount) -> int:
+    """MACs of the Transformer layers' attention and FFN blocks: what head and neuron pruning can remove."""
+    return sum(count.by_component.get(component, 0) for component in ENCODER_COMPONENTS)
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """MACs of one head and of one neuron, per layer, at one input size, and the whole model's count."""
+
+    heads: list[int]
+    neurons: list[int]
+    macs: MacCount
+
+    def of(self, kind: str) -> list[int]:
+        return self.heads if kind == HEADS else self.neurons
+
+
+def unit_costs(model, spec: InputSpec) -> UnitCosts:
+    """Each layer's cost of one head and one neuron: the counter's difference when one is removed
+    (counted on meta copies: no weights are touched)."""
+    clone, _ = meta_clone(model)
+    adapter = ModelAdapter(clone)
+    inputs = adapter.build_inputs(spec, "meta")
+    whole = count_macs(clone, inputs, adapter.component_of)
+
+    def removal_cost(remove) -> int:
+        smaller = copy.deepcopy(clone)
+        remove(ModelAdapter(smaller))
+        return whole.total - count_macs(smaller, inputs).total
+
+    heads, neurons = [], []
+    for layer in range(len(adapter.layers())):
+        count = heads_in_layer(adapter, layer)
+        heads.append(removal_cost(lambda a, n=count, i=layer: keep_heads(a, i, range(n - 1))) if count else 0)
+        count = adapter.ffn(layer)[0].out_features
+        neurons.append(removal_cost(lambda a, n=count, i=layer: keep_neurons(a, i, range(n - 1))) if count else 0)
+    return UnitCosts(heads, neurons, whole)
+
+
+def _ranked(scores: list[torch.Tensor], minimum: int) -> list[tuple[int, int, float]]:
+    """(layer, unit, score) in the order units are kept: each layer's best ``minimum`` first, then by score."""
+    forced, rest = [], []
+    for layer, values in enumerate(scores):
+        order = sorted(range(len(values)), key=lambda u: (-float(values[u]), u))
+        for position, unit in enumerate(order):
+            (forced if position < minimum else rest).append((layer, unit, float(values[unit])))
+    rest.sort(key=lambda item: (-item[2], item[0], item[1]))
+    return forced + rest
+
+
+def _prefix_sums(values: list[float]) -> torch.Tensor:
+    return torch.cumsum(torch.as_tensor([0.0] + values, dtype=torch.float64), 0)
+
+
+Kept = dict[str, list[list[int]]]  # per kind (heads, neurons), per layer: the unit indices kept
+
+
+def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget: float,
+                 minimum: dict[str, int], heads_fraction: float | None = None) -> tuple[Kept, dict]:
+    """Units to keep per kind and layer so the kept encoder MACs are at most ``budget``.
+
+    Every number of heads kept is tried (or only the one keeping ``heads_fraction`` of the heads'
+    MACs); neurons fill the rest; the split with the largest total kept score wins."""
+    ranked = {kind: _ranked(scores[kind], minimum[kind]) for kind in KINDS}
+    forced = {kind: sum(min(minimum[kind], len(s)) for s in scores[kind]) for kind in KINDS}
+    cost = {kind: _prefix_sums([costs.of(kind)[layer] for layer, _, _ in ranked[kind]]) for kind in KINDS}
+    value = {kind: _prefix_sums([score for _, _, score in ranked[kind]]) for kind in KINDS}
+    if float(cost[HEADS][forced[HEADS]] + cost[NEURONS][forced[NEURONS]]) > budget:
+        raise InvalidInputError(f"budget_pruning: the budget cannot keep min_heads_per_layer={minimum[HEADS]} "
+                                f"and min_neurons_per_layer={minimum[NEURONS]}; lower the amount or the minimums")
+    if heads_fraction is None:
+        candidates = range(forced[HEADS], len(ranked[HEADS]) + 1)
+    else:
+        allowed = heads_fraction * float(cost[HEADS][-1])
+        fits = int(torch.searchsorted(cost[HEADS], torch.tensor(allowed, dtype=torch.float64), right=True)) - 1
+        candidates = [max(forced[HEADS], fits)]
+    best = None
+    tried = 0
+    for heads in candidates:
+        left = budget - float(cost[HEADS][heads])
+        if left < float(cost[NEURONS][forced[NEURONS]]):
+            break  # more heads only leave less
+        neurons = int(torch.searchsorted(cost[NEURONS], torch.tensor(left, dtype=torch.float64), right=True)) - 1
+        total = float(value[HEADS][heads] + value[NEURONS][neurons])
+        tried += 1
+        if best is None or total > best[0]:
+            best = (total, heads, neurons)
+    _, heads, neurons = best
+    kept: dict[str, list[list[int]]] = {kind: [[] for _ in scores[kind]] for kind in KINDS}
+    for kind, count in ((HEADS, heads), (NEURONS, neurons)):
+        for layer, unit, _ in ranked[kind][:count]:
+            kept[kind][layer].append(unit)
+    kept = {kind: [sorted(units) for units in layers] for kind, layers in kept.items()}
+    return kept, {"heads_kept": heads, "neurons_kept": neurons, "splits_tried": tried,
+                  "kept_score": best[0], "kept_cost": float(cost[HEADS][heads] + cost[NEURONS][neurons])}
+
+
+def mask_gradients(gates: UnitGates, batches: list[Batch]) -> dict[str, list[torch.Tensor]]:
+    """d(task loss)/d(mask) of every head and neuron, one row per minibatch: ``{kind: [(batches, units)]}``."""
+    model = gates.adapter.model
+    values = {kind: [torch.ones(n, requires_grad=True) for n in gates.units(kind)] for kind in KINDS}
+    flat = [v for kind in KINDS for v in values[kind]]
+    rows: list[list[torch.Tensor]] = []
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        gates.values = values
+        with gates:
+            for batch in batches:
+                with torch.enable_grad():
+                    rows.append([g.detach() for g in torch.autograd.grad(task_loss(model, batch), flat)])
+    finally:
+        gates.reset()
+        for module, flag in training.items():
+            module.training = flag
+    layers = len(values[HEADS])
+    return {kind: [torch.stack([row[offset + layer] for row in rows]) for layer in range(layers)]
+            for kind, offset in ((HEADS, 0), (NEURONS, layers))}
+
+
+def remove_units(gates: UnitGates, kept: Kept, fold_gates: bool) -> None:
+    """Physically remove every unit not in ``kept``, after folding the gates' values (tuned scales)
+    into the output projections' columns when ``fold_gates``."""
+    adapter = gates.adapter
+    for kind in KINDS:
+        for layer, units in enumerate(kept[kind]):
+            if fold_gates:
+                values = gates.values[kind][layer]
+                scale_columns(gates.module(kind, layer), values.repeat_interleave(gates.unit_size[kind]))
+            if len(units) < gates.units(kind)[layer]:
+                (keep_heads if kind == HEADS else keep_neurons)(adapter, layer, units)
+
+
+def _summary(scores: list[torch.Tensor]) -> dict:
+    values = torch.cat([s.float().flatten() for s in scores]) if scores else torch.zeros(0)
+    if values.numel() == 0:
+        return {"units": 0}
+    return {"units": values.numel(), "min": float(values.min()), "median": float(values.median()),
+            "max": float(values.max()), "per_layer_mean": [float(s.mean()) if s.numel() else None for s in scores]}
+
+
+def _input_spec(modality: str, size: float) -> InputSpec:
+    return InputSpec(modality, max(1, round(size)) if modality == "text" else round(size, 3))
+
+
+def prune_to_budget(model, amount: float, options: dict, context: CompressionContext):
+    started = time.perf_counter()
+    data = context.require_data("budget_pruning")
+    for name in ("batches", "batch_size", "tokens"):
+        if options[name] < 1:
+            raise InvalidInputError(f"budget_pruning: {name} must be >= 1, got {options[name]}")
+    if options["temperature"] <= 0 or options["kl_weight"] < 0:
+        raise InvalidInputError("budget_pruning: temperature must be > 0 and kl_weight >= 0")
+    minimum = {HEADS: options["min_heads_per_layer"], NEURONS: options["min_neurons_per_layer"]}
+    if min(minimum.values()) < 0:
+        raise InvalidInputError("budget_pruning: min_heads_per_layer and min_neurons_per_layer must be >= 0")
+    method = options["importance"]
+    adapter = ModelAdapter(model)
+    device = next(model.parameters()).device
+    spec = _input_spec(adapter.modality, data.mean_input_size("train"))
+    costs = unit_costs(model, spec)
+    encoder_before = encoder_macs(costs.macs)
+    budget = (1 - amount) * encoder_before
+    batches = [b.to(device) for b in context.calibration(options["batches"], options["batch_size"])]
+    needs_labels = method == "fisher" or options["rearrange"]
+    if needs_labels and not (has_task_head(model, data) and all(b.labels is not None for b in batches)):
+        what = "importance: fisher" if method == "fisher" else "rearrange: true"
+        raise InvalidInputError(f"budget_pruning with {what} needs the task loss, so a classifier fine-tuned "
+                                f"on {data.task} (compbench finetune)")
+    gates = UnitGates(adapter)
+    seconds: dict[str, float] = {"counting": time.perf_counter() - started}
+    details: dict = {}
+
+    mark = time.perf_counter()
+    gradients = mask_gradients(gates, batches) if needs_labels else None
+    if method == "trajectory":
+        report = (lambda f: context.progress(f"trajectory importance {f:.0%}", f)) if context.progress else None
+        scores, details["trajectory"] = trajectory_importance(
+            gates, batches[0], options["tokens"], options["kl_weight"], options["temperature"], context.seed, report)
+    elif method == "fisher":
+        scores = {kind: [g.pow(2).sum(0) for g in gradients[kind]] for kind in KINDS}
+    else:
+        def per_layer(values):
+            return [v / v.norm().clamp_min(1e-12) for v in values]
+        layers = range(len(adapter.layers()))
+        scores = {HEADS: per_layer([head_importance(adapter, i) for i in layers]),
+                  NEURONS: per_layer([neuron_importance(adapter, i) for i in layers])}
+    seconds["importance"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    heads_fraction = 1 - amount if method == "magnitude" else None
+    kept, split = split_budget(scores, costs, budget, minimum, heads_fraction)
+    seconds["search"] = time.perf_counter() - mark
+    if options["rearrange"]:
+        mark = time.perf_counter()
+        searched = kept
+        kept = {kind: [rearrange(gradients[kind][layer], len(units)) for layer, units in enumerate(kept[kind])]
+                for kind in KINDS}
+        details["rearranged_units"] = {kind: sum(len(set(a) - set(b)) for a, b in zip(kept[kind], searched[kind],
+                                                                                       strict=True))
+                                       for kind in KINDS}
+        seconds["rearrange"] = time.perf_counter() - mark
+    if options["mask_tuning"]:
+        mark = time.perf_counter()
+        details["mask_tuning"] = tune_masks(gates, kept, batches)
+        details["layers_tuned"] = sum(r["status"] == "tuned" for r in details["mask_tuning"])
+        seconds["mask_tuning"] = time.perf_counter() - mark
+
+    before = {HEADS: gates.units(HEADS), NEURONS: gates.units(NEURONS)}
+    remove_units(gates, kept, fold_gates=options["mask_tuning"])
+    after = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
+    encoder_after = encoder_macs(after)
+    seconds["total"] = time.perf_counter() - started
+    heads_after = [len(units) for units in kept[HEADS]]
+    neurons_after = [len(units) for units in kept[NEURONS]]
+    seen = context.data_seen("train", examples_in(batches), batches=len(batches))
+    return model, {
+        "macs_at": spec.describe(),
+        "encoder_macs": {"before": encoder_before, "target": round(budget), "after": encoder_after,
+                         "removed_fraction": 1 - encoder_after / encoder_before if encoder_before else 0.0},
+        "model_macs": {"before": costs.macs.total, "after": after.total,
+                       "removed_fraction": 1 - after.total / costs.macs.total},
+        "unit_macs": {HEADS: costs.heads, NEURONS: costs.neurons},
+        "heads_before": before[HEADS], "heads_after": heads_after,
+        "neurons_before": before[NEURONS], "neurons_after": neurons_after,
+        "split": split, "importance_summary": {kind: _summary(scores[kind]) for kind in KINDS},
+        **details, "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "removed": round(1 - encoder_after / encoder_before, 4) if encoder_before else 0.0,
+        "unit": "fraction of encoder MACs removed", "data": seen,
+    }
+
+
+register(Compressor(
+    name="budget_pruning", compress=prune_to_budget, uses_context=True, needs_task=lambda options: True,
+    description="remove heads and FFN neurons to cut the encoder's MACs by amount, one shot, no retraining "
+                "(OPTIN trajectory or Kwon et al. Fisher; needs --task)",
+    options={
+        "importance": Option(str, "trajectory", "trajectory (OPTIN, label-free), fisher (Kwon et al., needs a "
+                             "fine-tuned classifier) or magnitude (baseline)",
+                             choices=("trajectory", "fisher", "magnitude")),
+        "batches": Option(int, 16, "calibration minibatches of the train split (Fisher, rearrangement, mask tuning)"),
+        "batch_size": Option(int, 8, "examples per calibration minibatch; the trajectory uses the first minibatch"),
+        "tokens": Option(int, 256, "trajectory: tokens sampled (once, no padding) for the Gram matrices"),
+        "kl_weight": Option(float, 1.0, "trajectory: weight of the logits' KL divergence"),
+        "temperature": Option(float, 1.0, "trajectory: softmax temperature of the KL term (scaled by its square)"),
+        "min_heads_per_layer": Option(int, 0, "heads every layer keeps"),
+        "min_neurons_per_layer": Option(int, 0, "FFN neurons every layer keeps"),
+        "rearrange": Option(bool, False, "Kwon et al.'s per-layer rearrangement with the block-diagonal Fisher "
+                            "(needs a fine-tuned classifier)"),
+        "mask_tuning": Option(bool, False, "Kwon et al.'s layer-wise least-squares rescaling of the kept units"),
+    }))

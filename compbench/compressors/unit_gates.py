@@ -1,0 +1,99 @@
+"""Gates on attention heads and FFN neurons: one multiplier per unit on each output projection's input.
+
+A gate of 1 leaves the model as it is, 0 masks the unit, any other value rescales what the unit
+adds to the layer (mask tuning folds those values into the projection's columns). A gate may
+also hold one row per example, ``(batch, units)``, so that several masks run in one batched
+forward (the trajectory importance does this). While a :class:`UnitGates` is entered, the inputs
+of chosen projections can be captured (before the gate), and a capture can end the forward early.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compbench.compressors.context import Batch
+from compbench.compressors.structure import LowRankLinear, head_dim, heads_in_layer, make_attention_modular
+from compbench.models.families import ModelAdapter
+
+HEADS, NEURONS = "heads", "neurons"
+KINDS = (HEADS, NEURONS)
+
+
+class StopForward(Exception):
+    """Raised by a capture that has what it needs, to skip the rest of the forward."""
+
+
+class UnitGates:
+    """Gates of ones on every head and neuron of ``adapter``'s model, applied while entered."""
+
+    def __init__(self, adapter: ModelAdapter):
+        self.adapter = adapter
+        layers = range(len(adapter.layers()))
+        for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
+            make_attention_modular(adapter, layer)
+        self.unit_size = {HEADS: head_dim(adapter), NEURONS: 1}
+        self.values: dict[str, list[torch.Tensor]] = {
+            HEADS: [torch.ones(heads_in_layer(adapter, i)) for i in layers],
+            NEURONS: [torch.ones(adapter.ffn(i)[0].out_features) for i in layers],
+        }
+        self.capture: tuple[str, int] | None = None  # (kind, layer) whose gate input to keep
+        self.stop_after_capture = False
+        self.captured: list[torch.Tensor] = []
+        self._handles: list = []
+
+    def module(self, kind: str, layer: int) -> nn.Module:
+        """The projection whose input carries the units' outputs."""
+        if kind == HEADS:
+            return self.adapter.attention_projections(layer)["output"]
+        return self.adapter.ffn(layer)[1]
+
+    def units(self, kind: str) -> list[int]:
+        return [len(v) if v.dim() == 1 else v.shape[1] for v in self.values[kind]]
+
+    def reset(self) -> None:
+        for kind in KINDS:
+            self.values[kind] = [torch.ones(n) for n in self.units(kind)]
+
+    def __enter__(self) -> UnitGates:
+        for kind in KINDS:
+            for layer in range(len(self.values[kind])):
+                self._handles.append(self.module(kind, layer).register_forward_pre_hook(self._hook(kind, layer)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, kind: str, layer: int):
+        size = self.unit_size[kind]
+
+        def hook(module, args):
+            x = args[0]
+            if self.capture == (kind, layer):
+                self.captured.append(x.detach())
+                if self.stop_after_capture:
+                    raise StopForward
+            gate = self.values[kind][layer].to(device=x.device, dtype=x.dtype).repeat_interleave(size, dim=-1)
+            if gate.dim() == 2:  # one row per example
+                gate = gate.reshape(gate.shape[0], *([1] * (x.dim() - 2)), gate.shape[1])
+            return (x * gate,) + tuple(args[1:])
+        return hook
+
+
+def scale_columns(module: nn.Module, scale: torch.Tensor) -> None:
+    """Multiply the input columns of a Linear (or LowRankLinear) by ``scale``: a gate folded in."""
+    linear = module.down if isinstance(module, LowRankLinear) else module
+    with torch.no_grad():
+        linear.weight.mul_(scale.to(linear.weight.dtype)[None, :])
+
+
+def valid_positions(adapter: ModelAdapter, batch: Batch, length: int) -> torch.Tensor:
+    """(batch, length) booleans: the token or frame positions that are not padding."""
+    mask = batch.inputs.get("attention_mask")
+    if mask is None:
+        return torch.ones(batch.size, length, dtype=torch.bool)
+    if adapter.modality == "speech":  # a sample mask: the frames it covers
+        mask = adapter.base._get_feature_vector_attention_mask(length, mask)
+    return mask.bool().cpu()

@@ -1,0 +1,287 @@
+"""budget_pruning on tiny configs: unit costs from the counter, the budget, trajectory and Fisher
+importance, rearrangement, mask tuning, and layers left with no heads or no neurons."""
+
+import copy
+
+import pytest
+import torch
+from tiny_data import tiny_context
+from tiny_models import TINY_CONFIGS, build_tiny
+from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
+
+from compbench.compressors import COMPRESSORS
+from compbench.compressors.budget_pruning import (
+    UnitCosts,
+    encoder_macs,
+    remove_units,
+    split_budget,
+    unit_costs,
+)
+from compbench.compressors.mask_tuning import rearrange, tune_masks
+from compbench.compressors.persist import save_variant
+from compbench.compressors.structure import head_dim, heads_in_layer, keep_heads, keep_neurons
+from compbench.compressors.trajectory import _normalised_gram, trajectory_importance
+from compbench.compressors.unit_gates import HEADS, NEURONS, UnitGates
+from compbench.counting.macs import MacCount, count_macs
+from compbench.errors import InvalidInputError
+from compbench.models import InputSpec, ModelAdapter, load_model
+
+FAMILIES = sorted(TINY_CONFIGS)
+SIZE = {"speech": 0.1, "text": 12}  # the tiny task data's mean input size
+
+
+def classifier(family: str, seed: int = 0):
+    """A tiny model with a two-label head (the tiny task's labels), random weights."""
+    config = build_tiny(family).config
+    config.num_labels, config.id2label, config.label2id = 2, {0: "no", 1: "yes"}, {"no": 0, "yes": 1}
+    torch.manual_seed(seed)
+    auto = AutoModelForSequenceClassification if ModelAdapter(build_tiny(family)).modality == "text" \
+        else AutoModelForAudioClassification
+    return auto.from_config(config).eval()
+
+
+def inputs_of(model, batch=2):
+    adapter = ModelAdapter(model)
+    return adapter.build_inputs(InputSpec(adapter.modality, SIZE[adapter.modality], batch=batch))
+
+
+def logits(model, inputs):
+    with torch.no_grad():
+        return model.eval()(**inputs).logits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_units_cost_is_the_counters_difference_after_removing_it(family):
+    model = build_tiny(family)
+    adapter = ModelAdapter(model)
+    spec = InputSpec(adapter.modality, SIZE[adapter.modality])
+    costs = unit_costs(model, spec)
+    inputs = adapter.build_inputs(spec)
+    whole = count_macs(model, inputs, adapter.component_of)
+    assert costs.macs.total == whole.total
+    for layer in range(2):
+        fewer_heads = copy.deepcopy(model)
+        keep_heads(ModelAdapter(fewer_heads), layer, [0, 1, 3])  # head 2 removed (the costs removed the last)
+        assert whole.total - count_macs(fewer_heads, inputs).total == costs.heads[layer] > 0
+        fewer_neurons = copy.deepcopy(model)
+        keep_neurons(ModelAdapter(fewer_neurons), layer, [n for n in range(64) if n != 5])
+        assert whole.total - count_macs(fewer_neurons, inputs).total == costs.neurons[layer] > 0
+    # the encoder's MACs are linear in the units: heads times their cost plus neurons times theirs
+    assert encoder_macs(whole) == sum(4 * costs.heads[i] + 64 * costs.neurons[i] for i in range(2))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_layer_with_no_heads_or_neurons_keeps_only_its_output_bias(family, tmp_path):
+    model = build_tiny(family)
+    adapter = ModelAdapter(model)
+    inputs = inputs_of(model)
+    costs = unit_costs(model, InputSpec(adapter.modality, SIZE[adapter.modality]))
+    variant = COMPRESSORS.get("head_pruning")(model, 0.0)  # a copy to cut by hand
+    cut = ModelAdapter(variant.model)
+    keep_heads(cut, 0, [])
+    keep_neurons(cut, 1, [])
+    before = count_macs(model, adapter.build_inputs(InputSpec(adapter.modality, SIZE[adapter.modality])),
+                        adapter.component_of)
+    after = count_macs(variant.model, adapter.build_inputs(InputSpec(adapter.modality, SIZE[adapter.modality])),
+                       cut.component_of)
+    assert before.total - after.total == 4 * costs.heads[0] + 64 * costs.neurons[1]
+    # what the emptied blocks add is their output bias: the same as zeroing every weight that feeds it
+    zeroed = copy.deepcopy(model)
+    za = ModelAdapter(zeroed)
+    with torch.no_grad():
+        for name in ("query", "key", "value", "output"):
+            za.attention_projections(0)[name].weight.zero_()
+        for name in ("query", "key", "value"):
+            if za.attention_projections(0)[name].bias is not None:
+                za.attention_projections(0)[name].bias.zero_()
+        za.ffn(1)[1].weight.zero_()
+    with torch.no_grad():
+        expected = zeroed(**inputs).last_hidden_state
+        got = variant.model(**inputs).last_hidden_state
+    assert torch.allclose(got, expected, atol=1e-5)
+    save_variant(variant, tmp_path / "v", {"model": "tiny"})
+    loaded = load_model(str(tmp_path / "v"))
+    assert [heads_in_layer(ModelAdapter(loaded.model), i) for i in range(2)] == [0, 4]
+    with torch.no_grad():
+        assert torch.equal(loaded.model(**inputs).last_hidden_state, got)
+
+
+def _costs(heads, neurons):
+    return UnitCosts(heads=heads, neurons=neurons, macs=MacCount())
+
+
+def test_split_search_keeps_the_best_total_importance_within_the_budget():
+    scores = {HEADS: [torch.tensor([5.0, 1.0]), torch.tensor([4.0, 0.5])],
+              NEURONS: [torch.tensor([3.0, 2.9, 0.1]), torch.tensor([2.8, 0.2, 0.1])]}
+    costs = _costs([10, 10], [4, 4])
+    # budget 28: 2 heads (20) + 2 neurons (8) = 8 + 5.9 = 13.9; 1 head + 4 neurons (26) = 5 + 8.9 = 13.9 ...
+    # 0 heads + 7 neurons? only 6 neurons (24): 9.1; the best is heads [5, 4] with neurons [3, 2.9]
+    kept, split = split_budget(scores, costs, 28, {HEADS: 0, NEURONS: 0})
+    assert kept == {HEADS: [[0], [0]], NEURONS: [[0, 1], []]}
+    assert split["heads_kept"] == 2 and split["neurons_kept"] == 2 and split["kept_cost"] == 28
+    assert split["splits_tried"] == 3  # 0, 1 and 2 heads
+    # a minimum per layer is kept first, whatever its score
+    kept, _ = split_budget(scores, costs, 28, {HEADS: 0, NEURONS: 1})
+    assert all(len(units) >= 1 for units in kept[NEURONS])
+    with pytest.raises(InvalidInputError, match="min_heads_per_layer"):
+        split_budget(scores, costs, 30, {HEADS: 2, NEURONS: 0})
+
+
+def test_rearrangement_uses_how_units_interact():
+    # units 0 and 1 cancel each other (their gradients sum to zero in every batch); unit 2 does not
+    gradients = torch.tensor([[1.0, -1.0, 0.9], [-1.0, 1.0, 0.9]])
+    assert rearrange(gradients, keep=1) == [2]  # the diagonal alone would keep 0 or 1
+    assert rearrange(gradients, keep=3) == [0, 1, 2]
+    assert rearrange(gradients, keep=0) == []
+
+
+@pytest.mark.parametrize("family", ["bert", "hubert", "wavlm", "distilbert"])
+def test_fast_trajectory_equals_masking_each_unit_in_turn(family):
+    model = classifier(family)
+    adapter = ModelAdapter(model)
+    batch = tiny_context(adapter.modality).calibration(1, 4)[0]
+    gates = UnitGates(adapter)
+    scores, info = trajectory_importance(gates, batch, tokens=32, kl_weight=1.0, temperature=2.0, seed=0)
+    features = {}
+    hooks = [adapter.ffn(i)[1].register_forward_hook(lambda m, a, out, i=i: features.__setitem__(i, out))
+             for i in range(2)]
+    try:
+        with torch.no_grad(), gates:
+            gates.reset()
+            dense_logits = model(**batch.inputs).logits
+            dense = dict(features)
+            positions = torch.ones(batch.size, dense[0].shape[1], dtype=torch.bool).nonzero()
+            sample = positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(0))[:32]]
+            rows, cols = sample[:, 0], sample[:, 1]
+            for kind in (HEADS, NEURONS):
+                for layer in range(2):
+                    for unit in (0, 3):
+                        gates.reset()
+                        gates.values[kind][layer][unit] = 0.0
+                        masked = model(**batch.inputs).logits
+                        expected = sum((_normalised_gram(features[i][None], rows, cols)
+                                        - _normalised_gram(dense[i][None], rows, cols)).pow(2).mean()
+                                       for i in range(layer, 2))
+                        p = (dense_logits / 2).softmax(-1)
+                        expected += 4 * (p * (p.log() - (masked / 2).log_softmax(-1))).sum(-1).mean()
+                        assert float(scores[kind][layer][unit]) == pytest.approx(float(expected), rel=1e-3, abs=1e-9)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert info["tokens_sampled"] == 32 < info["token_positions"] and info["kl"]
+
+
+@pytest.mark.parametrize("family", ["bert", "hubert", "distilbert"])
+def test_the_trajectory_importance_of_a_zeroed_head_or_neuron_is_the_lowest(family):
+    model = classifier(family)
+    adapter = ModelAdapter(model)
+    size = head_dim(adapter)
+    with torch.no_grad():
+        adapter.attention_projections(1)["output"].weight[:, 2 * size:3 * size] = 0  # head 2 of layer 1 adds nothing
+        adapter.ffn(0)[1].weight[:, 7] = 0  # neuron 7 of layer 0 adds nothing
+    batch = tiny_context(adapter.modality).calibration(1, 4)[0]
+    scores, _ = trajectory_importance(UnitGates(adapter), batch, 64, 1.0, 1.0, 0)
+    heads = torch.cat(scores[HEADS])
+    neurons = torch.cat(scores[NEURONS])
+    # the lowest, by far (its score is float rounding: the masked copy runs in a larger batch)
+    assert int(heads.argmin()) == 4 + 2 and float(heads.min()) < 0.1 * float(heads.sort().values[1])
+    assert int(neurons.argmin()) == 7 and float(neurons.min()) < 0.1 * float(neurons.sort().values[1])
+
+
+@pytest.mark.parametrize("family", ["bert", "hubert", "wavlm"])
+def test_mask_tuning_with_nothing_removed_changes_nothing(family):
+    model = classifier(family)
+    context = tiny_context(ModelAdapter(model).modality)
+    variant = COMPRESSORS.get("budget_pruning")(model, 0.0, {"mask_tuning": True, "importance": "magnitude"},
+                                                context)
+    step = variant.manifest[0]
+    assert step["heads_after"] == [4, 4] and step["neurons_after"] == [64, 64]
+    assert [r["status"] for r in step["mask_tuning"]] == ["tuned"] * 4
+    for record in step["mask_tuning"]:
+        assert record["scale_min"] == pytest.approx(1.0, abs=1e-4) == record["scale_max"]
+    inputs = inputs_of(model)
+    assert torch.allclose(logits(variant.model, inputs), logits(model, inputs), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bert", "hubert", "wavlm"])
+def test_tuned_gates_fold_into_the_projections_exactly(family):
+    model = classifier(family)
+    adapter = ModelAdapter(model)
+    batches = tiny_context(adapter.modality).calibration(2, 4)
+    gates = UnitGates(adapter)
+    kept = {HEADS: [[0, 2], [1, 2, 3]], NEURONS: [list(range(0, 64, 2)), list(range(40))]}
+    records = tune_masks(gates, kept, batches)
+    assert all(r["status"] == "tuned" and r["tuned_residual"] <= r["plain_residual"] for r in records)
+    inputs = inputs_of(model)
+    with torch.no_grad(), gates:
+        gated = model(**inputs).logits
+    remove_units(gates, kept, fold_gates=True)
+    assert [heads_in_layer(adapter, i) for i in range(2)] == [2, 3]
+    assert torch.allclose(logits(model, inputs), gated, atol=1e-5)
+
+
+@pytest.mark.parametrize("family,importance", [("bert", "trajectory"), ("hubert", "trajectory"),
+                                               ("wavlm", "fisher"), ("distilbert", "magnitude"),
+                                               ("data2vec-audio", "fisher"), ("roberta", "trajectory")])
+@pytest.mark.parametrize("amount", [0.2, 0.5])
+def test_the_budget_is_met_within_one_units_cost(family, importance, amount):
+    model = classifier(family)
+    adapter = ModelAdapter(model)
+    variant = COMPRESSORS.get("budget_pruning")(model, amount, {"importance": importance, "batches": 2,
+                                                                "batch_size": 4}, tiny_context(adapter.modality))
+    step = variant.manifest[0]
+    macs = step["encoder_macs"]
+    largest_unit = max(step["unit_macs"][HEADS] + step["unit_macs"][NEURONS])
+    assert macs["after"] <= macs["target"] < macs["after"] + largest_unit
+    assert macs["after"] == step["split"]["kept_cost"]  # the counter agrees with the linear cost model
+    spec = InputSpec(adapter.modality, SIZE[adapter.modality])
+    counted = count_macs(variant.model, ModelAdapter(variant.model).build_inputs(spec),
+                         ModelAdapter(variant.model).component_of)
+    assert encoder_macs(counted) == macs["after"] and counted.total == step["model_macs"]["after"]
+    assert step["macs_at"] == spec.describe()
+    assert sum(step["heads_after"]) == step["split"]["heads_kept"]
+    assert sum(step["neurons_after"]) == step["split"]["neurons_kept"]
+    assert [heads_in_layer(ModelAdapter(variant.model), i) for i in range(2)] == step["heads_after"]
+    assert [heads_in_layer(adapter, i) for i in range(2)] == [4, 4]  # the input model is untouched
+    with torch.no_grad():
+        variant.model(**inputs_of(variant.model))
+
+
+def test_fisher_is_the_squared_mask_gradient_summed_over_minibatches():
+    model = classifier("bert")
+    context = tiny_context("text")
+    variant = COMPRESSORS.get("budget_pruning")(model, 0.3, {"importance": "fisher", "batches": 3, "batch_size": 4},
+                                                context)
+    summary = variant.manifest[0]["importance_summary"][HEADS]
+    adapter = ModelAdapter(copy.deepcopy(model))
+    size = head_dim(adapter)
+    expected = torch.zeros(2, 4)
+    for batch in context.calibration(3, 4):
+        gates = [torch.ones(4, requires_grad=True) for _ in range(2)]
+        hooks = [adapter.attention_projections(i)["output"].register_forward_pre_hook(
+            lambda m, a, g=g: (a[0] * g.repeat_interleave(size),)) for i, g in enumerate(gates)]
+        loss = adapter.model(**batch.inputs, labels=batch.labels).loss
+        grads = torch.autograd.grad(loss, gates)
+        for hook in hooks:
+            hook.remove()
+        expected += torch.stack(grads).pow(2)
+    assert summary["max"] == pytest.approx(float(expected.max()), rel=1e-4)
+    assert summary["per_layer_mean"] == pytest.approx(expected.mean(1).tolist(), rel=1e-4)
+
+
+def test_bad_input_is_one_clear_error():
+    model = build_tiny("bert")  # no classifier head
+    context = tiny_context("text")
+    prune = COMPRESSORS.get("budget_pruning")
+    with pytest.raises(InvalidInputError, match="pass --task"):
+        prune(model, 0.3, {})
+    with pytest.raises(InvalidInputError, match="fisher needs the task loss"):
+        prune(model, 0.3, {"importance": "fisher"}, context)
+    with pytest.raises(InvalidInputError, match="rearrange: true needs the task loss"):
+        prune(model, 0.3, {"rearrange": True}, context)
+    with pytest.raises(InvalidInputError, match="must be one of"):
+        prune(model, 0.3, {"importance": "optin"}, context)
+    with pytest.raises(InvalidInputError, match="tokens must be >= 1"):
+        prune(model, 0.3, {"tokens": 0}, context)
+    with pytest.raises(InvalidInputError, match="cannot keep min_heads_per_layer"):
+        prune(model, 0.9, {"min_heads_per_layer": 4, "importance": "magnitude"}, context)

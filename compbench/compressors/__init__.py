@@ -1,6 +1,7 @@
 """Compressors: pure functions (model, amount, options[, context]) -> Variant, registered by name."""
 
 from compbench.compressors import (  # noqa: F401  (registers each compressor)
+    accuracy_driven,
     budget_pruning,
     casts,
     distill,

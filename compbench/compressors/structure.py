@@ -16,6 +16,7 @@ from torch import nn
 from compbench.models.families import ModelAdapter
 
 STRUCTURE_KEY = "compbench_structure"
+TOP_K_ATTRIBUTE = "compbench_top_k"  # set on an attention module that runs hard (top-k) attention
 HEAD_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_heads")
 
 
@@ -186,7 +187,8 @@ def keep_neurons(adapter: ModelAdapter, layer: int, neurons: Sequence[int]) -> N
     block.set_submodule(lay.ffn_out, slice_linear(block.get_submodule(lay.ffn_out), cols=neurons))
 
 
-def _attention(adapter: ModelAdapter, layer: int) -> nn.Module:
+def attention_module(adapter: ModelAdapter, layer: int) -> nn.Module:
+    """The module that owns one layer's q/k/v projections (the one that calls the attention function)."""
     return adapter.layers()[layer].get_submodule(adapter.layout.query.rpartition(".")[0])
 
 
@@ -196,7 +198,7 @@ def make_attention_modular(adapter: ModelAdapter, layer: int) -> None:
     if adapter.config.model_type == "wavlm":
         from compbench.compressors.wavlm_attention import make_modular
 
-        make_modular(_attention(adapter, layer))
+        make_modular(attention_module(adapter, layer))
 
 
 def describe_structure(adapter: ModelAdapter) -> dict:
@@ -208,9 +210,12 @@ def describe_structure(adapter: ModelAdapter) -> dict:
         "low_rank": {name: module.rank for name, module in adapter.base.named_modules()
                      if isinstance(module, LowRankLinear)},
     }
-    kept = [getattr(_attention(adapter, i), "kept_heads", None) for i in layers]
+    kept = [getattr(attention_module(adapter, i), "kept_heads", None) for i in layers]
     if any(k is not None for k in kept):  # WavLM: which original heads each layer still has
         structure["kept_heads"] = kept
+    top_k = [getattr(attention_module(adapter, i), TOP_K_ATTRIBUTE, None) for i in layers]
+    if any(k is not None for k in top_k):  # hard attention: keys each query attends to, per layer
+        structure["hard_attention"] = top_k
     return structure
 
 
@@ -224,7 +229,7 @@ def is_plain(adapter: ModelAdapter, structure: dict) -> bool:
     inner = config_intermediate_size(adapter.config)
     return (structure["attention_heads"] == [heads] * layers
             and structure["intermediate_sizes"] == [inner] * layers and not structure["low_rank"]
-            and "kept_heads" not in structure)
+            and "kept_heads" not in structure and "hard_attention" not in structure)
 
 
 def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
@@ -239,6 +244,11 @@ def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
     for layer, size in enumerate(structure.get("intermediate_sizes", [])):
         if size != adapter.ffn(layer)[0].out_features:
             keep_neurons(adapter, layer, range(size))
+    for layer, top_k in enumerate(structure.get("hard_attention", [])):
+        if top_k is not None:
+            from compbench.compressors.hard_attention import set_hard_attention
+
+            set_hard_attention(adapter.model, attention_module(adapter, layer), top_k)
     for name, rank in structure.get("low_rank", {}).items():
         linear = adapter.base.get_submodule(name)
         adapter.base.set_submodule(name, LowRankLinear(linear.in_features, rank, linear.out_features,

@@ -164,6 +164,19 @@ class _ModuleStack:
             handle.remove()
 
 
+_ACTIVE_COUNTERS: list[MacCounterMode] = []
+
+
+def declare_density(tensor: torch.Tensor, nonzero: int) -> None:
+    """Tell the active MAC counters that ``tensor`` (an activation, e.g. attention probabilities
+    kept to the top k per query) has ``nonzero`` nonzero entries by construction: a matmul that
+    multiplies it counts in full in ``macs`` and by that fraction in ``macs_effective``. No-op
+    when nothing is counting. Structural, so it holds on meta tensors too."""
+    for counter in _ACTIVE_COUNTERS:
+        counter.weight_density[id(tensor)] = (nonzero, tensor.numel())
+        counter.declared.append(tensor)  # keep it alive: its id must not be reused during the count
+
+
 class MacCounterMode(TorchDispatchMode):
     """Counts MACs of every operator dispatched while active.
 
@@ -178,11 +191,21 @@ class MacCounterMode(TorchDispatchMode):
         super().__init__()
         self.component_of = component_of
         self.module_stack = module_stack
-        self.weight_density = weight_density or {}
+        self.weight_density = dict(weight_density or {})
+        self.declared: list[torch.Tensor] = []
         self.count = MacCount()
         self._by_component = defaultdict(int)
         self._effective_by_component = defaultdict(int)
         self._by_op = defaultdict(int)
+
+    def __enter__(self):
+        _ACTIVE_COUNTERS.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _ACTIVE_COUNTERS.remove(self)
+        self.declared.clear()
+        return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

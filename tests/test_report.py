@@ -235,3 +235,14 @@ def test_latency_across_runs_is_compared_through_same_run_ratios():
     assert list(frame["pareto_latency_params"]) == [True, False]  # not ahead of dense, whatever 30.1 < 37.5 says
     [(_, table)] = group_tables(frame)
     assert table.loc[1, "dense ms, same run"] == "29.20" and table.loc[1, "median ms [95% CI]"].startswith("30.10")
+
+
+def test_variants_that_differ_only_in_options_are_told_apart():
+    records = [variant(None, None, 100, 10, quality=0.8)]
+    for options in ({"importance": "trajectory"}, {"importance": "fisher", "mask_tuning": True}):
+        record = variant("budget_pruning", 0.4, 60, 8, quality=0.79)
+        record["compression"][0]["options"] = {**options, "batches": 16}  # 16 is the default: not shown
+        records.append(record)
+    labels = list(landscape_frame(records)["variant"])
+    assert labels == ["dense", "budget_pruning=0.4",
+                      'budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)']

@@ -50,8 +50,8 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--compress-options", metavar="FILE", help="YAML/JSON mapping from compressor to options")
     p.add_argument("--weights", choices=WEIGHTS)
     p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) directory")
-    p.add_argument("--task", metavar="T", help="task whose train split feeds data-driven steps (sensitivity, fisher, "
-                                               "distill)")
+    p.add_argument("--task", metavar="T", help="task whose data feeds data-driven steps (sensitivity, fisher, "
+                                               "budget_pruning, accuracy_driven, distill)")
     p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
     p.add_argument("--seed", type=int, default=0, help="seeds random weights and every sampling of task data")
 

@@ -15,6 +15,7 @@ variants of different runs are ranked or drawn against each other by latency, th
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
 from compbench.record import compression_label, input_label, machine_label
 from compbench.store import read_failures, read_records
@@ -68,6 +70,29 @@ def model_label(record: dict) -> str:
     return f"{record['model']} ({record['weights']} weights)"
 
 
+def _changed_options(step: dict) -> list[str]:
+    """A step's options that differ from its compressor's defaults (none for names no longer registered)."""
+    if step["name"] not in COMPRESSORS.names():
+        return []
+    declared = COMPRESSORS.get(step["name"]).options
+    return [f"{name}: {json.dumps(value)}" for name, value in (step.get("options") or {}).items()
+            if name in declared and value != declared[name].default]
+
+
+def variant_label(record: dict) -> str:
+    """The steps as on the command line, each with the options it changed from the defaults:
+    ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``."""
+    steps = record.get("compression") or []
+    if not steps:
+        return compression_label(record)
+    parts = []
+    for step in steps:
+        text = step["name"] if step.get("amount") is None else f"{step['name']}={step['amount']:g}"
+        changed = _changed_options(step)
+        parts.append(f"{text} ({'; '.join(changed)})" if changed else text)
+    return ",".join(parts)
+
+
 def compressor_of(record: dict) -> str:
     steps = record.get("compression") or []
     return "dense" if not steps else steps[0]["name"] if len(steps) == 1 else "pipeline"
@@ -100,7 +125,7 @@ def _row(record: dict) -> dict:
     row = {
         "model": model_label(record), "input": input_label(record),
         "machine": machine_label(record) if latency else NOT_TIMED,
-        "variant": compression_label(record), "compressor": compressor_of(record),
+        "variant": variant_label(record), "compressor": compressor_of(record),
         "amount": _nan(steps[0]["amount"]) if len(steps) == 1 else math.nan,
         "steps": steps_summary(record), "is_dense": not steps,
         "params": record["params"], "params_nonzero": record["params_nonzero"],

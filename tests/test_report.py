@@ -243,6 +243,8 @@ def test_variants_that_differ_only_in_options_are_told_apart():
         record = variant("budget_pruning", 0.4, 60, 8, quality=0.79)
         record["compression"][0]["options"] = {**options, "batches": 16}  # 16 is the default: not shown
         records.append(record)
-    labels = list(landscape_frame(records)["variant"])
-    assert labels == ["dense", "budget_pruning=0.4",
-                      'budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)']
+    frame = landscape_frame(records)
+    assert list(frame["variant"]) == ["dense", "budget_pruning=0.4",
+                                      'budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)']
+    assert list(frame["compressor"]) == ["dense", "budget_pruning",  # what the charts colour by
+                                         'budget_pruning (importance: "fisher"; mask_tuning: true)']

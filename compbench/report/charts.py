@@ -85,7 +85,9 @@ def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
     present = [c for c in styles if c in set(frame["compressor"])]
     handles = [Line2D([], [], linestyle="none", markersize=9 if c != "dense" else 13, label=c, **styles[c])
                for c in present]
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8)
+    longest = max((len(h.get_label()) for h in handles), default=0)
+    columns = min(len(handles), 5 if longest <= 24 else 2 if longest <= 60 else 1)  # long labels: fewer per row
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8)
 
 
 def _interval_error(value: str, low: str, high: str):

@@ -79,23 +79,25 @@ def _changed_options(step: dict) -> list[str]:
             if name in declared and value != declared[name].default]
 
 
+def _with_options(text: str, step: dict) -> str:
+    changed = _changed_options(step)
+    return f"{text} ({'; '.join(changed)})" if changed else text
+
+
 def variant_label(record: dict) -> str:
     """The steps as on the command line, each with the options it changed from the defaults:
     ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``."""
     steps = record.get("compression") or []
     if not steps:
         return compression_label(record)
-    parts = []
-    for step in steps:
-        text = step["name"] if step.get("amount") is None else f"{step['name']}={step['amount']:g}"
-        changed = _changed_options(step)
-        parts.append(f"{text} ({'; '.join(changed)})" if changed else text)
-    return ",".join(parts)
+    return ",".join(_with_options(step["name"] if step.get("amount") is None else
+                                  f"{step['name']}={step['amount']:g}", step) for step in steps)
 
 
 def compressor_of(record: dict) -> str:
+    """What a chart colours by: the one step's compressor with its changed options, ``pipeline`` or ``dense``."""
     steps = record.get("compression") or []
-    return "dense" if not steps else steps[0]["name"] if len(steps) == 1 else "pipeline"
+    return "dense" if not steps else _with_options(steps[0]["name"], steps[0]) if len(steps) == 1 else "pipeline"
 
 
 def steps_summary(record: dict) -> str:

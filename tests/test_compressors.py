@@ -298,12 +298,13 @@ def test_sensitivity_equals_a_finite_difference_of_the_loss():
     """|dL/dg| for one FFN neuron, against (L(1 + e) - L(1 - e)) / 2e on the same inputs (float64)."""
     from compbench.compressors.context import NO_CONTEXT
     from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, SENSITIVITY_SIZE, gate_importance
+    from compbench.compressors.unit_gates import NEURONS
 
     model = build_tiny("bert").double()
     adapter = ModelAdapter(model)
     options = {name: option.default for name, option in IMPORTANCE_OPTIONS.items()}
-    scores, seen = gate_importance(adapter, lambda i: adapter.ffn(i)[1], [64, 64], 1,
-                                   {**options, "importance": "sensitivity", "batches": 1}, NO_CONTEXT)
+    scores, seen = gate_importance(adapter, NEURONS, {**options, "importance": "sensitivity", "batches": 1},
+                                   NO_CONTEXT)
     assert seen == {"importance_loss": "label-free", "data": {"inputs": "generated", "batches": 1, "seed": 0}}
     inputs = adapter.build_inputs(InputSpec("text", SENSITIVITY_SIZE["text"]), seed=0)
 

@@ -13,7 +13,8 @@ from compbench.compressors import COMPRESSORS, Step, apply_pipeline
 from compbench.compressors.base import check_task_given
 from compbench.compressors.context import task_loss
 from compbench.compressors.persist import save_variant
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_gradients, gate_importance
+from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance
+from compbench.compressors.unit_gates import HEADS, UnitGates, gate_gradients
 from compbench.errors import InvalidInputError
 from compbench.models import ModelAdapter, load_model
 from compbench.schedule import warmup_then_linear_decay
@@ -92,8 +93,8 @@ def test_task_loss_importance_equals_a_finite_difference_of_the_task_loss(method
     context = tiny_context("text")
     batch = context.calibration(1, 8)[0]
     output = lambda layer: adapter.attention_projections(layer)["output"]  # noqa: E731
-    scores, seen = gate_importance(adapter, output, [4, 4], 8,
-                                   importance_options(importance=method, batches=1, batch_size=8), context)
+    scores, seen = gate_importance(adapter, HEADS, importance_options(importance=method, batches=1, batch_size=8),
+                                   context)
     assert seen["importance_loss"] == "task"
 
     def loss(head, scale):
@@ -117,16 +118,15 @@ def test_task_loss_importance_equals_a_finite_difference_of_the_task_loss(method
 def test_fisher_sums_and_sensitivity_averages_over_minibatches():
     model = classifier().double()
     adapter = ModelAdapter(model)
-    output = lambda layer: adapter.attention_projections(layer)["output"]  # noqa: E731
     context = tiny_context("text")
     batches = context.calibration(2, 8)
-    per_batch = gate_gradients(adapter, output, [4, 4], 8, batches, lambda b: task_loss(model, b))
-    fisher, _ = gate_importance(adapter, output, [4, 4], 8, importance_options(importance="fisher", batches=2,
-                                                                              batch_size=8), context)
-    sensitivity, _ = gate_importance(adapter, output, [4, 4], 8,
+    per_batch = gate_gradients(UnitGates(adapter, (HEADS,)), batches, lambda b: task_loss(model, b))[HEADS]
+    fisher, _ = gate_importance(adapter, HEADS, importance_options(importance="fisher", batches=2, batch_size=8),
+                                context)
+    sensitivity, _ = gate_importance(adapter, HEADS,
                                      importance_options(importance="sensitivity", batches=2, batch_size=8), context)
     for layer in range(2):
-        first, second = per_batch[0][layer], per_batch[1][layer]
+        first, second = per_batch[layer][0], per_batch[layer][1]
         assert not torch.allclose(first, second)
         assert torch.allclose(fisher[layer], first ** 2 + second ** 2)
         assert torch.allclose(sensitivity[layer], (first.abs() + second.abs()) / 2)

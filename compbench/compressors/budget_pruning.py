@@ -43,13 +43,13 @@ from dataclasses import dataclass
 import torch
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
+from compbench.compressors.context import CompressionContext, examples_in, has_task_head, task_loss
 from compbench.compressors.ffn_pruning import neuron_importance
 from compbench.compressors.head_pruning import head_importance
 from compbench.compressors.mask_tuning import rearrange, tune_masks
 from compbench.compressors.structure import heads_in_layer, keep_heads, keep_neurons
 from compbench.compressors.trajectory import trajectory_importance
-from compbench.compressors.unit_gates import HEADS, KINDS, NEURONS, UnitGates, scale_columns
+from compbench.compressors.unit_gates import HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
 from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.meta import meta_clone
 from compbench.errors import InvalidInputError
@@ -155,29 +155,6 @@ def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget
                   "kept_score": best[0], "kept_cost": float(cost[HEADS][heads] + cost[NEURONS][neurons])}
 
 
-def mask_gradients(gates: UnitGates, batches: list[Batch]) -> dict[str, list[torch.Tensor]]:
-    """d(task loss)/d(mask) of every head and neuron, one row per minibatch: ``{kind: [(batches, units)]}``."""
-    model = gates.adapter.model
-    values = {kind: [torch.ones(n, requires_grad=True) for n in gates.units(kind)] for kind in KINDS}
-    flat = [v for kind in KINDS for v in values[kind]]
-    rows: list[list[torch.Tensor]] = []
-    training = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        gates.values = values
-        with gates:
-            for batch in batches:
-                with torch.enable_grad():
-                    rows.append([g.detach() for g in torch.autograd.grad(task_loss(model, batch), flat)])
-    finally:
-        gates.reset()
-        for module, flag in training.items():
-            module.training = flag
-    layers = len(values[HEADS])
-    return {kind: [torch.stack([row[offset + layer] for row in rows]) for layer in range(layers)]
-            for kind, offset in ((HEADS, 0), (NEURONS, layers))}
-
-
 def remove_units(gates: UnitGates, kept: Kept, fold_gates: bool) -> None:
     """Physically remove every unit not in ``kept``, after folding the gates' values (tuned scales)
     into the output projections' columns when ``fold_gates``."""
@@ -232,7 +209,7 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
     details: dict = {}
 
     mark = time.perf_counter()
-    gradients = mask_gradients(gates, batches) if needs_labels else None
+    gradients = gate_gradients(gates, batches, lambda b: task_loss(model, b)) if needs_labels else None
     if method == "trajectory":
         report = (lambda f: context.progress(f"trajectory importance {f:.0%}", f)) if context.progress else None
         scores, details["trajectory"] = trajectory_importance(

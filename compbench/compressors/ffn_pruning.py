@@ -16,6 +16,7 @@ from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.context import CompressionContext
 from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.compressors.structure import effective_weight, keep_neurons, units_to_remove
+from compbench.compressors.unit_gates import NEURONS
 from compbench.models.families import ModelAdapter
 
 
@@ -29,8 +30,7 @@ def prune_neurons(model, amount: float, options: dict, context: CompressionConte
     layers = range(len(adapter.layers()))
     seen = {}
     if options["importance"] in ("sensitivity", "fisher"):
-        importance, seen = gate_importance(adapter, lambda i: adapter.ffn(i)[1],
-                                           [adapter.ffn(i)[0].out_features for i in layers], 1, options, context)
+        importance, seen = gate_importance(adapter, NEURONS, options, context)
     else:
         importance = [neuron_importance(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]

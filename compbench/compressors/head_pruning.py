@@ -21,9 +21,9 @@ from compbench.compressors.structure import (
     head_dim,
     heads_in_layer,
     keep_heads,
-    make_attention_modular,
     units_to_remove,
 )
+from compbench.compressors.unit_gates import HEADS
 from compbench.models.families import ModelAdapter
 
 
@@ -46,12 +46,7 @@ def prune_heads(model, amount: float, options: dict, context: CompressionContext
     layers = range(len(adapter.layers()))
     seen = {}
     if options["importance"] in ("sensitivity", "fisher"):
-        output_path = adapter.layout.attention_output
-        for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
-            make_attention_modular(adapter, layer)
-        importance, seen = gate_importance(adapter, lambda i: adapter.layers()[i].get_submodule(output_path),
-                                           [heads_in_layer(adapter, i) for i in layers], head_dim(adapter),
-                                           options, context)
+        importance, seen = gate_importance(adapter, HEADS, options, context)
     else:
         importance = [head_importance(adapter, i) for i in layers]
     if options["normalize"]:

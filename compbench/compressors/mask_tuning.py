@@ -22,7 +22,7 @@ import torch
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, StopForward, UnitGates, valid_positions
+from compbench.compressors.unit_gates import HEADS, KINDS, StopForward, UnitGates, evaluating, valid_positions
 
 MAX_SCALE = 10.0
 
@@ -107,7 +107,7 @@ def tune_masks(gates: UnitGates, kept: dict[str, list[list[int]]], batches: list
     """Set the gates of kept units by layer-wise least squares (pruned units' gates are 0); one
     record per layer and kind. The residuals are relative to the unpruned sublayer's output energy."""
     records = []
-    with torch.no_grad(), gates:
+    with torch.no_grad(), evaluating(gates.adapter.model), gates:
         for kind in KINDS:
             for layer, units in enumerate(kept[kind]):
                 gate = torch.zeros(gates.units(kind)[layer])

@@ -15,10 +15,7 @@ on the task's train inputs when there is a task and on inputs built by the famil
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
 from compbench.compressors.base import Option
 from compbench.compressors.context import (
@@ -28,6 +25,7 @@ from compbench.compressors.context import (
     has_task_head,
     task_loss,
 )
+from compbench.compressors.unit_gates import UnitGates, gate_gradients
 from compbench.errors import InvalidInputError
 from compbench.models.families import InputSpec, ModelAdapter
 
@@ -57,37 +55,10 @@ def label_free_loss(adapter: ModelAdapter, batch: Batch) -> torch.Tensor:
     return 0.5 * hidden.pow(2).sum() / hidden.shape[0]
 
 
-def gate_gradients(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int], unit_size: int,
-                   batches: list[Batch], loss: Callable[[Batch], torch.Tensor]) -> list[list[torch.Tensor]]:
-    """dL/dgate per minibatch and layer, for a gate of ones on every unit; ``gated(layer)`` is the
-    module whose input (last dimension ``units[layer] * unit_size``) carries the units' outputs.
-    The model's parameters get no gradients and its train/eval flags are restored."""
-    model = adapter.model
-    gates = [torch.ones(n, requires_grad=True) for n in units]
-    handles = []
-    for layer, gate in enumerate(gates):
-        def scale(module, args, gate=gate):
-            x = args[0]
-            return (x * gate.to(x.dtype).repeat_interleave(unit_size),) + tuple(args[1:])
-        handles.append(gated(layer).register_forward_pre_hook(scale))
-    training = {m: m.training for m in model.modules()}
-    model.eval()
-    gradients = []
-    try:
-        for batch in batches:
-            with torch.enable_grad():
-                gradients.append([g.detach() for g in torch.autograd.grad(loss(batch), gates)])
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.training = flag
-    return gradients
-
-
-def gate_importance(adapter: ModelAdapter, gated: Callable[[int], nn.Module], units: list[int], unit_size: int,
-                    options: dict, context: CompressionContext) -> tuple[list[torch.Tensor], dict]:
-    """Importance per unit for each layer by ``options['importance']``, and what it was computed from."""
+def gate_importance(adapter: ModelAdapter, kind: str, options: dict,
+                    context: CompressionContext) -> tuple[list[torch.Tensor], dict]:
+    """Importance of each head or neuron (``kind``) per layer by ``options['importance']``, and what
+    it was computed from; the gates are :class:`~compbench.compressors.unit_gates.UnitGates`."""
     method, count = options["importance"], options["batches"]
     if count < 1 or options["batch_size"] < 1:
         raise InvalidInputError(f"{method} needs batches >= 1 and batch_size >= 1")
@@ -106,9 +77,9 @@ def gate_importance(adapter: ModelAdapter, gated: Callable[[int], nn.Module], un
                  else "task data: pass --task T")
         raise InvalidInputError(f"importance: fisher needs the task loss, so {where}")
     loss = (lambda b: task_loss(model, b)) if with_labels else (lambda b: label_free_loss(adapter, b))
-    gradients = gate_gradients(adapter, gated, units, unit_size, batches, loss)
+    gradients = gate_gradients(UnitGates(adapter, (kind,)), batches, loss)[kind]  # (batches, units) per layer
     if method == "fisher":
-        scores = [sum(g[layer].pow(2) for g in gradients) for layer in range(len(units))]
+        scores = [g.pow(2).sum(0) for g in gradients]
     else:
-        scores = [sum(g[layer].abs() for g in gradients) / len(gradients) for layer in range(len(units))]
+        scores = [g.abs().mean(0) for g in gradients]
     return scores, {"importance_loss": "task" if with_labels else "label-free", "data": seen}

@@ -27,7 +27,7 @@ from torch import nn
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, UnitGates, valid_positions
+from compbench.compressors.unit_gates import HEADS, KINDS, UnitGates, evaluating, valid_positions
 
 TOKENS_PER_FORWARD = 4096  # masks per batched forward: copies of the batch up to about this many tokens
 # modules before the first Transformer layer whose outputs no gate changes (replayed, not recomputed)
@@ -105,10 +105,8 @@ def trajectory_importance(gates: UnitGates, batch: Batch, tokens: int, kl_weight
                     for i, m in enumerate(ffn_out)]
     feature_hooks = [m.register_forward_hook(lambda module, args, output, i=i: features.__setitem__(i, output))
                      for i, m in enumerate(ffn_out)]
-    training = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        with torch.no_grad(), gates:
+        with torch.no_grad(), evaluating(model), gates:
             gates.reset()
             output = model(**batch.inputs)
             for handle in dense_hooks:
@@ -166,8 +164,6 @@ def trajectory_importance(gates: UnitGates, batch: Batch, tokens: int, kl_weight
     finally:
         for handle in dense_hooks + feature_hooks:
             handle.remove()
-        for module, flag in training.items():
-            module.training = flag
     info = {"examples": batch.size, "tokens_sampled": len(rows), "token_positions": len(positions),
             "kl": dense_logits is not None and kl_weight > 0, "kl_weight": kl_weight, "temperature": temperature,
             "forwards": forwards, "seconds": round(time.perf_counter() - started, 2)}

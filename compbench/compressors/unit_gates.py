@@ -9,6 +9,9 @@ of chosen projections can be captured (before the gate), and a capture can end t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -25,18 +28,20 @@ class StopForward(Exception):
 
 
 class UnitGates:
-    """Gates of ones on every head and neuron of ``adapter``'s model, applied while entered."""
+    """Gates of ones on every head and neuron (or only the ``kinds`` given) of ``adapter``'s model,
+    applied while entered."""
 
-    def __init__(self, adapter: ModelAdapter):
+    def __init__(self, adapter: ModelAdapter, kinds: tuple[str, ...] = KINDS):
         self.adapter = adapter
+        self.kinds = kinds
         layers = range(len(adapter.layers()))
-        for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
-            make_attention_modular(adapter, layer)
+        if HEADS in kinds:
+            for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
+                make_attention_modular(adapter, layer)
         self.unit_size = {HEADS: head_dim(adapter), NEURONS: 1}
-        self.values: dict[str, list[torch.Tensor]] = {
-            HEADS: [torch.ones(heads_in_layer(adapter, i)) for i in layers],
-            NEURONS: [torch.ones(adapter.ffn(i)[0].out_features) for i in layers],
-        }
+        count = {HEADS: lambda i: heads_in_layer(adapter, i), NEURONS: lambda i: adapter.ffn(i)[0].out_features}
+        self.values: dict[str, list[torch.Tensor]] = {kind: [torch.ones(count[kind](i)) for i in layers]
+                                                      for kind in kinds}
         self.capture: tuple[str, int] | None = None  # (kind, layer) whose gate input to keep
         self.stop_after_capture = False
         self.captured: list[torch.Tensor] = []
@@ -52,11 +57,11 @@ class UnitGates:
         return [len(v) if v.dim() == 1 else v.shape[1] for v in self.values[kind]]
 
     def reset(self) -> None:
-        for kind in KINDS:
+        for kind in self.kinds:
             self.values[kind] = [torch.ones(n) for n in self.units(kind)]
 
     def __enter__(self) -> UnitGates:
-        for kind in KINDS:
+        for kind in self.kinds:
             for layer in range(len(self.values[kind])):
                 self._handles.append(self.module(kind, layer).register_forward_pre_hook(self._hook(kind, layer)))
         return self
@@ -80,6 +85,40 @@ class UnitGates:
                 gate = gate.reshape(gate.shape[0], *([1] * (x.dim() - 2)), gate.shape[1])
             return (x * gate,) + tuple(args[1:])
         return hook
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the duration; every module's train/eval flag restored."""
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+
+
+def gate_gradients(gates: UnitGates, batches: list[Batch], loss: Callable[[Batch], torch.Tensor]
+                   ) -> dict[str, list[torch.Tensor]]:
+    """dL/dgate at gates of ones, one row per minibatch: ``{kind: [(batches, units) per layer]}``.
+    The model runs in eval mode; its parameters get no gradients."""
+    gates.values = {kind: [torch.ones(n, requires_grad=True) for n in gates.units(kind)] for kind in gates.kinds}
+    flat = [gate for kind in gates.kinds for gate in gates.values[kind]]
+    rows = []
+    try:
+        with evaluating(gates.adapter.model), gates:
+            for batch in batches:
+                with torch.enable_grad():
+                    rows.append([g.detach() for g in torch.autograd.grad(loss(batch), flat)])
+    finally:
+        gates.reset()
+    gradients, start = {}, 0
+    for kind in gates.kinds:
+        layers = len(gates.values[kind])
+        gradients[kind] = [torch.stack([row[start + layer] for row in rows]) for layer in range(layers)]
+        start += layers
+    return gradients
 
 
 def scale_columns(module: nn.Module, scale: torch.Tensor) -> None:

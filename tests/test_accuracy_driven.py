@@ -9,6 +9,8 @@ from tiny_data import tiny_context
 from tiny_models import build_tiny
 
 from compbench.compressors import COMPRESSORS
+from compbench.compressors.accuracy_driven import LOSS_BATCH_SIZE, dev_loss
+from compbench.compressors.context import task_loss
 from compbench.compressors.hard_attention import set_hard_attention
 from compbench.compressors.persist import save_variant
 from compbench.compressors.structure import attention_module, head_dim
@@ -50,7 +52,7 @@ def test_the_search_removes_what_the_task_does_not_need_coarse_to_fine(family):
         evaluated.append(candidate)
         return marked_metric(candidate)
 
-    variant = COMPRESSORS.get("accuracy_driven")(model, None, {"hard_attention": True, "top_k": 2},
+    variant = COMPRESSORS.get("accuracy_driven")(model, None, {"hard_attention": True, "top_k": 2, "loss_rise": None},
                                                  context_with(model, evaluate))
     step = variant.manifest[0]
     tried = [(c["stage"], c["layer"], c.get("block") or c.get("head"), c["accepted"]) for c in step["candidates"]]
@@ -76,13 +78,13 @@ def test_the_search_removes_what_the_task_does_not_need_coarse_to_fine(family):
 
 def test_epsilon_and_the_evaluation_budget():
     model = mark_needed_units(classifier("bert"))
-    loose = COMPRESSORS.get("accuracy_driven")(model, None, {"epsilon": 0.5},
+    loose = COMPRESSORS.get("accuracy_driven")(model, None, {"epsilon": 0.5, "loss_rise": None},
                                                context_with(model, marked_metric)).manifest[0]
     assert loose["dev_floor"] == 0.5 and loose["dev_final"] == 0.5
     # layer 1 holds both marks (0 < 0.5: kept); its FFN (one mark, 0.5) may go; its attention may not
     assert [(c["stage"], c.get("block"), c["accepted"]) for c in loose["candidates"][:4]] == [
         ("layer", None, False), ("layer", None, True), ("block", "ffn", True), ("block", "attention", False)]
-    capped = COMPRESSORS.get("accuracy_driven")(model, None, {"max_evaluations": 3},
+    capped = COMPRESSORS.get("accuracy_driven")(model, None, {"max_evaluations": 3, "loss_rise": None},
                                                 context_with(model, marked_metric)).manifest[0]
     assert capped["evaluations"] == 3 and capped["stopped_at_max_evaluations"]
 
@@ -90,12 +92,56 @@ def test_epsilon_and_the_evaluation_budget():
 def test_a_removed_block_keeps_only_its_output_bias_and_its_macs_fall_exactly():
     model = classifier("bert")
     # every candidate is accepted: the search empties the model down to one layer with no blocks
-    variant = COMPRESSORS.get("accuracy_driven")(model, None, {}, context_with(model, lambda m: 1.0))
+    variant = COMPRESSORS.get("accuracy_driven")(model, None, {"loss_rise": None},
+                                                 context_with(model, lambda m: 1.0))
     step = variant.manifest[0]
     assert step["layers_kept"] == [0] and step["heads_after"] == [0] and step["neurons_after"] == [0]
     inputs = inputs_of(model)
     counted = count_macs(variant.model, inputs, ModelAdapter(variant.model).component_of)
     assert counted.by_component.get("attention", 0) == 0 and counted.by_component.get("ffn", 0) == 0
+
+
+def fitted_to_dev(model, context, steps: int = 30):
+    """The classifier after a few Adam steps on the tiny task's dev batches: a low dev loss that
+    most removals raise."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        for batch in context.data.batches("dev", LOSS_BATCH_SIZE, context.seed):
+            optimizer.zero_grad()
+            task_loss(model, batch).backward()
+            optimizer.step()
+    return model.eval()
+
+
+def test_the_dev_loss_rule_rejects_what_the_metric_alone_would_keep():
+    """With a dev metric that never falls, only the dev loss of the task head decides: every
+    candidate kept removed has a dev loss at or below the unpruned model's, every one refused above."""
+    model = classifier("bert")
+    context = context_with(model, lambda m: 1.0)
+    model = fitted_to_dev(model, context)
+    dev = list(context.data.batches("dev", LOSS_BATCH_SIZE, context.seed))
+    variant = COMPRESSORS.get("accuracy_driven")(model, None, {}, context)
+    step = variant.manifest[0]
+    assert step["loss_rise"] == 0.0 and step["dev_loss_dense"] == pytest.approx(dev_loss(model, dev))
+    assert step["dev_loss_ceiling"] == step["dev_loss_dense"]
+    decided = [(c["dev_loss"] <= step["dev_loss_ceiling"], c["accepted"]) for c in step["candidates"]]
+    assert all(below == accepted for below, accepted in decided)
+    assert not decided[0][1] and not decided[1][1]  # neither layer may go: the fitted loss rises
+    assert any(accepted for _, accepted in decided)  # some block's removal does not raise it
+    assert dev_loss(variant.model, dev) <= step["dev_loss_dense"]
+    loose = COMPRESSORS.get("accuracy_driven")(model, None, {"loss_rise": 100.0}, context).manifest[0]
+    assert all(c["accepted"] for c in loose["candidates"]) and loose["layers_kept"] == [0]
+
+
+def test_the_dev_loss_rule_needs_the_task_head():
+    model = build_tiny("bert")  # no classification head
+    with pytest.raises(InvalidInputError, match="loss_rise: null"):
+        COMPRESSORS.get("accuracy_driven")(model, None, {}, context_with(model, lambda m: 1.0))
+    with pytest.raises(InvalidInputError, match="loss_rise"):
+        COMPRESSORS.get("accuracy_driven")(model, None, {"loss_rise": -0.1}, context_with(model, lambda m: 1.0))
+    with pytest.raises(InvalidInputError, match="must be float or null"):
+        COMPRESSORS.get("accuracy_driven")(model, None, {"loss_rise": "x"}, context_with(model, lambda m: 1.0))
 
 
 def test_it_needs_a_task_and_hard_attention_refuses_wavlm():

@@ -148,6 +148,8 @@ def test_ls_lists_compressors_with_options(capsys):
     assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers"}
     assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]
     assert compressors["bf16"]["takes_amount"] is False
+    assert compressors["accuracy_driven"]["options"]["loss_rise"]["type"] == "float or null"
+    assert compressors["accuracy_driven"]["options"]["epsilon"]["type"] == "float"
 
 
 def test_validate_command(capsys, tmp_path):

@@ -31,7 +31,7 @@ def list_compressors() -> list[dict]:
     """Every compressor with whether it takes an amount, whether it uses task data, and its options."""
     return [{"name": c.name, "takes_amount": c.takes_amount, "task_data": task_data_use(c),
              "description": c.description,
-             "options": {name: {"type": o.type.__name__ if isinstance(o.type, type) else str(o.type),
+             "options": {name: {"type": o.type_name,
                                 "default": o.default, "choices": list(o.choices) if o.choices else None,
                                 "help": o.help} for name, o in c.options.items()}}
             for _, c in COMPRESSORS.items()]

@@ -31,6 +31,12 @@ class Option:
     help: str
     choices: tuple[Any, ...] | None = None
 
+    @property
+    def type_name(self) -> str:
+        """The accepted types as users write them: ``float``, ``int or null``."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
     def check(self, compressor: str, name: str, value: Any) -> Any:
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         if value is None and self.default is None:
@@ -38,8 +44,7 @@ class Option:
         if float in types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise InvalidInputError(f"{compressor}: option {name!r} must be {names}, got {value!r}")
+            raise InvalidInputError(f"{compressor}: option {name!r} must be {self.type_name}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise InvalidInputError(f"{compressor}: option {name!r} must be one of "
                                     f"{', '.join(map(str, self.choices))}; got {value!r}")

@@ -37,7 +37,7 @@ from torch.nn import functional
 from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.context import Batch, CompressionContext, has_task_head
 from compbench.compressors.structure import keep_layers
-from compbench.counting.weights import needs_real_forward
+from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 from compbench.schedule import warmup_then_linear_decay
@@ -173,7 +173,7 @@ def distill(model, amount, options: dict, context: CompressionContext):
             raise InvalidInputError(f"distill: {name} must be >= 1, got {options[name]}")
     if options["steps"] is not None and options["steps"] < 1:
         raise InvalidInputError(f"distill: steps must be >= 1, got {options['steps']}")
-    if needs_real_forward(model) or not all(p.dtype == torch.float32 for p in model.parameters()):
+    if has_quantized_weights(model) or not all(p.dtype == torch.float32 for p in model.parameters()):
         raise InvalidInputError("distill trains float32 weights: put int8_dynamic, bf16 or fp16 after distill")
     setup = _Setup(model, teacher, options, data)
     student, device = setup.student, context.device

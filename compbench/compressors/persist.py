@@ -12,7 +12,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.compressors.base import Variant
 from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, record_structure
-from compbench.counting.weights import needs_real_forward
+from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError, ModelLoadError
 from compbench.models.families import ModelAdapter
 
@@ -25,7 +25,7 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
     Refuses an existing non-empty directory; writes into a temporary directory beside it and
     renames it into place, so a failure leaves nothing behind.
     """
-    if needs_real_forward(variant.model):
+    if has_quantized_weights(variant.model):
         raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (quantized "
                                 "weights); measure them in-process: compbench measure --compress ...")
     refuse_non_empty(Path(out_dir))

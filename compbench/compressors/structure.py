@@ -17,6 +17,7 @@ from compbench.models.families import ModelAdapter
 
 STRUCTURE_KEY = "compbench_structure"
 TOP_K_ATTRIBUTE = "compbench_top_k"  # set on an attention module that runs hard (top-k) attention
+EXITS_ATTRIBUTE = "compbench_exits"  # early exit: the model's ModuleList of exits (saved with its weights)
 HEAD_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_heads")
 
 
@@ -216,6 +217,11 @@ def describe_structure(adapter: ModelAdapter) -> dict:
     top_k = [getattr(attention_module(adapter, i), TOP_K_ATTRIBUTE, None) for i in layers]
     if any(k is not None for k in top_k):  # hard attention: keys each query attends to, per layer
         structure["hard_attention"] = top_k
+    exits = getattr(adapter.model, EXITS_ATTRIBUTE, None)
+    if exits is not None:  # early exit: an exit after each of the first layers, and when to leave
+        structure["early_exit"] = {"exits": len(exits), "labels": adapter.config.num_labels,
+                                   "pooling": exits[0].pooling if len(exits) else None,
+                                   "threshold": adapter.model.compbench_exit_threshold}
     return structure
 
 
@@ -229,7 +235,8 @@ def is_plain(adapter: ModelAdapter, structure: dict) -> bool:
     inner = config_intermediate_size(adapter.config)
     return (structure["attention_heads"] == [heads] * layers
             and structure["intermediate_sizes"] == [inner] * layers and not structure["low_rank"]
-            and "kept_heads" not in structure and "hard_attention" not in structure)
+            and "kept_heads" not in structure and "hard_attention" not in structure
+            and "early_exit" not in structure)
 
 
 def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
@@ -249,6 +256,13 @@ def apply_structure(adapter: ModelAdapter, structure: dict) -> None:
             from compbench.compressors.hard_attention import set_hard_attention
 
             set_hard_attention(adapter.model, attention_module(adapter, layer), top_k)
+    if structure.get("early_exit") is not None:
+        from compbench.compressors.early_exit import ExitHead, with_exits
+
+        spec = structure["early_exit"]
+        exits = nn.ModuleList(ExitHead(adapter.config.hidden_size, spec["labels"], spec["pooling"])
+                              for _ in range(spec["exits"]))
+        with_exits(adapter.model, exits, spec["threshold"])
     for name, rank in structure.get("low_rank", {}).items():
         linear = adapter.base.get_submodule(name)
         adapter.base.set_submodule(name, LowRankLinear(linear.in_features, rank, linear.out_features,

@@ -42,7 +42,16 @@ def storage_bytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
 
 
-def needs_real_forward(model: nn.Module) -> bool:
-    """True when the model's weights cannot be copied to the meta device for counting."""
+INPUT_DEPENDENT_ATTRIBUTE = "compbench_input_dependent"  # a model whose path through it depends on input values
+
+
+def has_quantized_weights(model: nn.Module) -> bool:
+    """True when some weights are packed or tensor subclasses (quantized): not copyable to the meta device."""
     return any(packed_linear_weight(m) is not None for m in model.modules()) or any(
         is_tensor_subclass(p) for p in model.parameters())
+
+
+def needs_real_forward(model: nn.Module) -> bool:
+    """True when counting needs a real forward: quantized weights, or a model whose path depends on
+    the input's values (early exit), where only a real forward shows what runs."""
+    return bool(getattr(model, INPUT_DEPENDENT_ATTRIBUTE, False)) or has_quantized_weights(model)

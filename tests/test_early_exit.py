@@ -1,0 +1,153 @@
+"""early_exit on tiny configs: exact cost of an example that leaves after layer k, threshold 0 changes nothing."""
+
+import copy
+
+import pytest
+import torch
+from test_budget_pruning import inputs_of
+from tiny_data import tiny_context
+from tiny_models import TINY_CONFIGS
+from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
+
+from compbench.compressors.base import Variant
+from compbench.compressors.context import NO_CONTEXT
+from compbench.compressors.early_exit import (
+    EXITS_ATTRIBUTE,
+    EarlyExitModel,
+    add_early_exit,
+    entropy,
+    with_exits,
+)
+from compbench.compressors.persist import save_variant
+from compbench.compressors.structure import keep_layers
+from compbench.counting.macs import count_macs
+from compbench.errors import InvalidInputError
+from compbench.models import ModelAdapter, load_model
+
+TEXT = ("bert", "distilbert", "roberta")
+FAMILIES = [*TEXT, "hubert", "wav2vec2", "wavlm"]
+OPTIONS = {"threshold": 0.0, "epochs": 2, "batch_size": 8, "examples": 32, "learning_rate": 1e-3}
+
+
+def three_layer_classifier(family: str):
+    """A tiny two-label classifier (the tiny task's labels) with three layers, random weights."""
+    config = TINY_CONFIGS[family]()
+    for name in ("num_hidden_layers", "n_layers"):
+        if hasattr(config, name):
+            setattr(config, name, 3)
+    config.num_labels, config.id2label, config.label2id = 2, {0: "no", 1: "yes"}, {"no": 0, "yes": 1}
+    torch.manual_seed(0)
+    auto = AutoModelForSequenceClassification if family in TEXT else AutoModelForAudioClassification
+    try:
+        return auto.from_config(config, attn_implementation="sdpa").eval()
+    except ValueError:  # WavLM has no SDPA
+        return auto.from_config(config, attn_implementation="eager").eval()
+
+
+def early_exit_variant(model, **options):
+    context = tiny_context(ModelAdapter(model).modality)
+    return add_early_exit(model, None, {**OPTIONS, **options}, context)
+
+
+def force_exit_at(variant, layer: int, threshold: float = 0.5):
+    """Exits before ``layer`` predict uniformly (entropy ln 2 > threshold), the exit after ``layer``
+    is certain (entropy ~0); the threshold is between."""
+    exits = getattr(variant, EXITS_ATTRIBUTE)
+    with torch.no_grad():
+        for index, head in enumerate(exits):
+            head.classifier.weight.zero_()
+            head.classifier.bias.copy_(torch.tensor([30.0, 0.0]) if index + 1 == layer else torch.zeros(2))
+    variant.compbench_exit_threshold = threshold
+    return variant
+
+
+def expected_macs(model, inputs, layers_run: int, exits_run: int, exits) -> int:
+    """Independently: the base model cut to ``layers_run`` layers (no pooler), plus ``exits_run`` exit heads
+    on that layer's output; the model's own head when every layer runs."""
+    if layers_run == len(ModelAdapter(model).layers()):
+        whole = count_macs(model, inputs).total
+    else:
+        cut = copy.deepcopy(model)
+        keep_layers(ModelAdapter(cut), list(range(layers_run)))
+        base = cut.base_model
+        if getattr(base, "pooler", None) is not None:
+            base.pooler = None
+        whole = count_macs(base, inputs).total
+    hidden = model.base_model(**inputs, output_hidden_states=True).hidden_states[1]
+    one_exit = count_macs(exits[0], {"hidden_states": hidden}).total
+    return whole + exits_run * one_exit
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_example_leaving_after_layer_k_costs_the_embeddings_k_layers_and_k_exits(family):
+    model = three_layer_classifier(family)
+    variant, manifest = early_exit_variant(model)
+    assert manifest["exits_after_layers"] == [1, 2] and len(manifest["exit_train_loss"]) == 2
+    inputs = inputs_of(model, batch=1)
+    exits = getattr(variant, EXITS_ATTRIBUTE)
+    for layer in (1, 2):
+        force_exit_at(variant, layer)
+        assert count_macs(variant, inputs).total == expected_macs(model, inputs, layer, layer, exits)
+        assert variant(**inputs).logits.argmax(-1).tolist() == [0] and variant.compbench_exit_layers == [layer]
+    variant.compbench_exit_threshold = 0.0  # nothing leaves: the whole model and both exits ran
+    assert count_macs(variant, inputs).total == expected_macs(model, inputs, 3, 2, exits)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_threshold_zero_runs_every_layer_and_equals_the_model(family):
+    model = three_layer_classifier(family)
+    variant, manifest = early_exit_variant(model)
+    inputs = inputs_of(model, batch=3)
+    if "attention_mask" in inputs:  # the second example is padded: run alone, without its padding
+        inputs["attention_mask"][1, -4:] = 0
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        got = variant(**inputs).logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert variant.compbench_exit_layers == [3, 3, 3] and manifest["threshold"] == 0.0
+    assert not isinstance(model, EarlyExitModel) and not hasattr(model, EXITS_ATTRIBUTE)  # the input is untouched
+
+
+def test_exits_are_trained_on_the_task_and_a_high_threshold_leaves_at_the_first():
+    model = three_layer_classifier("bert")
+    variant, manifest = early_exit_variant(model, epochs=20)
+    assert all(loss < 0.69 for loss in manifest["exit_train_loss"])  # below chance (ln 2)
+    assert manifest["data"]["split"] == "train" and manifest["data"]["examples"] == 32
+    variant.compbench_exit_threshold = 10.0  # above any entropy of two labels: everything leaves at exit 1
+    variant(**inputs_of(model, batch=2))
+    assert variant.compbench_exit_layers == [1, 1]
+
+
+def test_entropy_and_bad_input():
+    assert float(entropy(torch.zeros(1, 2))[0]) == pytest.approx(0.6931, abs=1e-4)
+    model = three_layer_classifier("bert")
+    with pytest.raises(InvalidInputError, match="pass --task"):
+        add_early_exit(model, None, OPTIONS, NO_CONTEXT)
+    headless = copy.deepcopy(model)
+    headless.config.id2label = {0: "a", 1: "b"}
+    with pytest.raises(InvalidInputError, match="fine-tuned on tiny-task"):
+        early_exit_variant(headless)
+    with pytest.raises(InvalidInputError, match="threshold must be >= 0"):
+        early_exit_variant(model, threshold=-1.0)
+    exits = getattr(early_exit_variant(model)[0], EXITS_ATTRIBUTE)
+    again = with_exits(with_exits(copy.deepcopy(model), exits, 0.1), exits, 0.2)
+    assert type(again).__mro__[1] is EarlyExitModel and again.compbench_exit_threshold == 0.2
+
+
+@pytest.mark.parametrize("family", ["bert", "hubert"])
+def test_exits_save_and_reload_with_the_variant(family, tmp_path):
+    model = three_layer_classifier(family)
+    variant, manifest = early_exit_variant(model, threshold=10.0)  # every example leaves at the first exit
+    inputs = inputs_of(model, batch=2)
+    with torch.no_grad():
+        expected = variant(**inputs).logits
+    save_variant(Variant(variant, [manifest]), tmp_path / "v", {"model": "tiny"})
+    loaded = load_model(str(tmp_path / "v")).model
+    assert isinstance(loaded, EarlyExitModel) and loaded.compbench_exit_threshold == 10.0
+    saved, reloaded = getattr(variant, EXITS_ATTRIBUTE).state_dict(), getattr(loaded, EXITS_ATTRIBUTE).state_dict()
+    assert saved.keys() == reloaded.keys() and all(torch.equal(saved[k], reloaded[k]) for k in saved)
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).logits, expected)
+    assert loaded.compbench_exit_layers == [1, 1]
+    one = {k: v[:1] for k, v in inputs.items()}
+    assert count_macs(loaded, one).total == count_macs(variant, one).total

@@ -28,6 +28,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from compbench.compressors.context import Batch, CompressionContext, has_task_head
 from compbench.compressors.structure import EXITS_ATTRIBUTE
 from compbench.compressors.unit_gates import evaluating
+from compbench.counting.weights import INPUT_DEPENDENT_ATTRIBUTE
 from compbench.errors import InvalidInputError
 from compbench.models.families import ModelAdapter
 
@@ -173,7 +174,6 @@ class EarlyExitModel:
 
     compbench_exit_threshold: float
     compbench_exit_layers: list[int]
-    compbench_input_dependent = True  # INPUT_DEPENDENT_ATTRIBUTE: the MAC counter runs it for real
 
     def forward(self, labels: torch.Tensor | None = None, **inputs) -> SequenceClassifierOutput:
         exits = getattr(self, EXITS_ATTRIBUTE)
@@ -186,6 +186,8 @@ class EarlyExitModel:
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+
+setattr(EarlyExitModel, INPUT_DEPENDENT_ATTRIBUTE, True)  # what runs depends on the input: count a real forward
 
 _EARLY_EXIT_CLASSES: dict[type, type] = {}
 

@@ -109,12 +109,17 @@ def input_label(record: dict) -> str:
     return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
 
 
+def step_label(step: dict) -> str:
+    """One compression step as written on the command line: ``head_pruning=0.5``, ``int8_dynamic``."""
+    return step["name"] if step.get("amount") is None else f"{step['name']}={step['amount']:g}"
+
+
 def compression_label(record: dict) -> str:
     """``dense``, or the steps as written on the command line: ``head_pruning=0.5,int8_dynamic``."""
     steps = record.get("compression")
     if not steps:
         return "dense"
-    return ",".join(s["name"] if s.get("amount") is None else f"{s['name']}={s['amount']:g}" for s in steps)
+    return ",".join(step_label(s) for s in steps)
 
 
 def machine_label(record: dict) -> str:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import Batch, CompressionContext, has_task_head, task_loss
+from compbench.compressors.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
 from compbench.compressors.hard_attention import set_hard_attention
 from compbench.compressors.structure import (
     attention_module,
@@ -44,8 +44,8 @@ from compbench.compressors.structure import (
     keep_neurons,
     make_attention_modular,
 )
-from compbench.compressors.unit_gates import evaluating
 from compbench.errors import InvalidInputError
+from compbench.eval_mode import evaluating
 from compbench.models.families import ModelAdapter
 
 LOSS_BATCH_SIZE = 32
@@ -60,7 +60,7 @@ def dev_loss(model: nn.Module, batches: list[Batch]) -> float:
     with evaluating(model), torch.no_grad():
         for batch in batches:
             total += float(task_loss(model, batch)) * batch.size
-    return total / sum(batch.size for batch in batches)
+    return total / examples_in(batches)
 
 
 class _Search:

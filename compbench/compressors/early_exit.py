@@ -27,9 +27,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from compbench.compressors.context import Batch, CompressionContext, has_task_head
 from compbench.compressors.structure import EXITS_ATTRIBUTE
-from compbench.compressors.unit_gates import evaluating
 from compbench.counting.weights import INPUT_DEPENDENT_ATTRIBUTE
 from compbench.errors import InvalidInputError
+from compbench.eval_mode import evaluating
 from compbench.models.families import ModelAdapter
 
 

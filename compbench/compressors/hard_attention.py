@@ -92,7 +92,3 @@ def set_hard_attention(model: nn.Module, attention: nn.Module, top_k: int | None
     if config._attn_implementation != name:
         model.set_attn_implementation(name)
     setattr(attention, TOP_K_ATTRIBUTE, top_k)
-
-
-def top_k_of(attention: nn.Module) -> int | None:
-    return getattr(attention, TOP_K_ATTRIBUTE, None)

@@ -22,7 +22,8 @@ import torch
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, StopForward, UnitGates, evaluating, valid_positions
+from compbench.compressors.unit_gates import HEADS, KINDS, StopForward, UnitGates, valid_positions
+from compbench.eval_mode import evaluating
 
 MAX_SCALE = 10.0
 

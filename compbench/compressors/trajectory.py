@@ -27,7 +27,8 @@ from torch import nn
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, UnitGates, evaluating, valid_positions
+from compbench.compressors.unit_gates import HEADS, KINDS, UnitGates, valid_positions
+from compbench.eval_mode import evaluating
 
 TOKENS_PER_FORWARD = 4096  # masks per batched forward: copies of the batch up to about this many tokens
 # modules before the first Transformer layer whose outputs no gate changes (replayed, not recomputed)

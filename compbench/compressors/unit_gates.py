@@ -9,14 +9,14 @@ of chosen projections can be captured (before the gate), and a capture can end t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import LowRankLinear, head_dim, heads_in_layer, make_attention_modular
+from compbench.eval_mode import evaluating
 from compbench.models.families import ModelAdapter
 
 HEADS, NEURONS = "heads", "neurons"
@@ -85,18 +85,6 @@ class UnitGates:
                 gate = gate.reshape(gate.shape[0], *([1] * (x.dim() - 2)), gate.shape[1])
             return (x * gate,) + tuple(args[1:])
         return hook
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """The model in eval mode (no dropout) for the duration; every module's train/eval flag restored."""
-    training = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, flag in training.items():
-            module.training = flag
 
 
 def gate_gradients(gates: UnitGates, batches: list[Batch], loss: Callable[[Batch], torch.Tensor]

@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from compbench.counting.meta import is_meta, meta_clone, to_meta
 from compbench.counting.weights import count_nonzero, is_tensor_subclass, needs_real_forward, weight_values
 from compbench.errors import UncountedOpError
+from compbench.eval_mode import evaluating
 
 aten = torch.ops.aten
 
@@ -286,13 +287,9 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor],
             weight_density[meta_id] = (int(torch.count_nonzero(real)), real.numel())
     stack = _ModuleStack(clone)
     mode = MacCounterMode(component_of or (lambda name: "other"), stack, weight_density)
-    training = {module: module.training for module in clone.modules()}
-    clone.eval()  # count inference: no dropout or training-time masking
     try:
-        with torch.no_grad(), mode:
+        with torch.no_grad(), evaluating(clone), mode:  # count inference: no dropout or training-time masking
             clone(**run_inputs)
     finally:
         stack.remove()
-        for module, flag in training.items():
-            module.training = flag
     return mode.result()

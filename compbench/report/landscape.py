@@ -25,7 +25,7 @@ import pandas as pd
 
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
-from compbench.record import compression_label, input_label, machine_label
+from compbench.record import compression_label, input_label, machine_label, step_label
 from compbench.store import read_failures, read_records
 
 NOT_TIMED = "not timed"
@@ -90,8 +90,7 @@ def variant_label(record: dict) -> str:
     steps = record.get("compression") or []
     if not steps:
         return compression_label(record)
-    return ",".join(_with_options(step["name"] if step.get("amount") is None else
-                                  f"{step['name']}={step['amount']:g}", step) for step in steps)
+    return ",".join(_with_options(step_label(step), step) for step in steps)
 
 
 def compressor_of(record: dict) -> str:

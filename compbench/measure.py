@@ -1,5 +1,13 @@
 """Measure models: params, exact MACs, wall-clock, peak memory; one record per model and size.
 
+A variant whose work depends on its input (early exit) has no cost at an input size: it is
+measured per example on the task's evaluation split instead, beside the dense model on the same
+examples (one record each, input kind ``examples``). MACs are counted example by example on the
+real inputs (``macs`` is the mean; ``macs_per_example`` the distribution; ``exits`` where the
+examples left), latency is timed example by example, interleaved with the dense model
+(:mod:`compbench.timing.per_example`), and ``speedup`` is the ratio of mean latencies, as
+``predicted_speedup`` is the ratio of mean MACs.
+
 :func:`measure` is the plain public function behind ``compbench measure``.
 """
 
@@ -10,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,18 +27,21 @@ from compbench.compressors.base import COMPRESSORS, check_task_given
 from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
-from compbench.counting.macs import count_macs
+from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.params import ParamCount, count_params
+from compbench.counting.weights import is_input_dependent
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
-from compbench.models import InputSpec, LoadedModel, ModelAdapter, load_model
+from compbench.models import SAMPLE_RATE, InputSpec, LoadedModel, ModelAdapter, load_model
 from compbench.quality.context import build_context
 from compbench.quality.evaluate import (
     MODALITY_OF_INPUT,
+    TaskData,
     check_model_for_task,
     fidelity,
     hidden_states,
     prepare_task,
+    single_example_inputs,
     task_quality,
 )
 from compbench.record import SCHEMA_VERSION
@@ -38,6 +50,7 @@ from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
 from compbench.timing.memory import measure_peak_memory
 from compbench.timing.peak import GemmPeak, measure_gemm_peak
+from compbench.timing.per_example import mean_ratio_ci, per_example_summary, time_per_example
 from compbench.timing.stats import LatencyStats, paired_ratio_ci
 from compbench.timing.wallclock import TimingPolicy, TimingTarget, time_interleaved
 
@@ -73,6 +86,7 @@ class MeasureOptions:
     data_root: str | None = None
     task_limit: int | None = None  # at most this many examples per split (quick runs; recorded)
     dense_quality: bool = True  # False: skip the dense model's quality (its hidden states still feed fidelity)
+    per_example: bool = False  # also measure every model example by example on the task's evaluation split
     seed: int = 0
 
 
@@ -81,10 +95,12 @@ class _Job:
     loaded: LoadedModel
     model: nn.Module  # the dense model, or a compressed variant of it
     adapter: ModelAdapter
-    spec: InputSpec
+    spec: InputSpec | None  # None: measured per example on ``examples``
     inputs: dict
     record: dict
     dense: _Job | None = None  # for a variant: the dense job it is compared with
+    examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
+    example_macs: list[int] | None = None  # per-example jobs: each example's MACs
 
 
 def _sizes_for(loaded: LoadedModel, options: MeasureOptions) -> list[InputSpec]:
@@ -105,10 +121,9 @@ def _compression_steps(manifest: list[dict] | None) -> list[dict] | None:
     return [{"name": s["name"], "amount": s["amount"], "options": s["options"]} for s in manifest]
 
 
-def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, params: ParamCount,
-                 spec: InputSpec, options: MeasureOptions, run_id: str, threads: int, env: dict,
+def _base_record(loaded: LoadedModel, adapter: ModelAdapter, params: ParamCount, macs: MacCount,
+                 described_input: dict, options: MeasureOptions, run_id: str, threads: int, env: dict,
                  manifest: list[dict] | None) -> dict:
-    macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
     dtype = str(adapter.floating_dtype()).removeprefix("torch.")
     for step in manifest or []:
         dtype = step.get("dtype", dtype)  # a cast or quantization step names the weights' dtype
@@ -124,7 +139,7 @@ def _base_record(loaded: LoadedModel, model: nn.Module, adapter: ModelAdapter, p
         "weights": loaded.weights,
         "compression": _compression_steps(manifest),
         "manifest": manifest,
-        "input": spec.describe(),
+        "input": described_input,
         "device": options.device,
         "threads": threads,
         "attn_implementation": loaded.attn_implementation,
@@ -215,27 +230,42 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
                 variant.model.eval()
                 variants.append((variant.model, ModelAdapter(variant.model),
                                  (loaded.compression or []) + variant.manifest))
-            qualities = _qualities(loaded, variants, task, options, progress) if task else None
+            dynamic = [is_input_dependent(model) for model, _, _ in variants]
+            if any(dynamic) and task is None:
+                raise InvalidInputError(f"{name}: a variant's cost depends on its input (early exit): give --task, "
+                                        "it is measured per example on the task's evaluation split")
+            if options.per_example and task is None:
+                raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
+            per_example = [options.per_example or is_dynamic for is_dynamic in dynamic]
+            data = _task_data(loaded, task, options) if task else None
+            qualities = _qualities(loaded, variants, dynamic, data, options, progress) if data else None
             params = [count_params(model, adapter.component_of) for model, adapter, _ in variants]  # size-free
+            common = (options, run_id, threads, env)
             for spec in specs:
                 dense = None
                 for position, (model, adapter, manifest) in enumerate(variants):
-                    record = _base_record(loaded, model, adapter, params[position], spec, options, run_id,
-                                          threads, env, manifest)
+                    if dynamic[position]:
+                        continue
+                    macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
+                    record = _base_record(loaded, adapter, params[position], macs, spec.describe(), *common, manifest)
                     if qualities:
                         record.update(qualities[position])
                     inputs = adapter.build_inputs(spec, "cpu", options.seed)
                     job = _Job(loaded, model, adapter, spec, inputs, record, dense)
                     if position == 0:
                         dense = job
-                    else:  # exact counts: a ratio that needs no timing
+                    elif dense is not None:  # exact counts: a ratio that needs no timing
                         record["predicted_speedup"] = dense.record["macs"] / record["macs"]
                     jobs.append(job)
+            if any(per_example):
+                progress(f"counting {name} example by example", 0.25)
+                jobs.extend(_per_example_jobs(loaded, variants, per_example, params, qualities, data, common))
 
         if options.audit:
             for index, job in enumerate(jobs):
-                progress(f"auditing counters on {job.loaded.name}", 0.2 + 0.1 * index / len(jobs))
-                job.record["audit"] = audit_counts(job.model, job.inputs, job.record["macs"])
+                if job.examples is None:  # per-example jobs: the counts are per example, on real inputs
+                    progress(f"auditing counters on {job.loaded.name}", 0.2 + 0.1 * index / len(jobs))
+                    job.record["audit"] = audit_counts(job.model, job.inputs, job.record["macs"])
 
         if options.latency:
             _time_jobs(jobs, device, options, progress)
@@ -255,22 +285,93 @@ def _context(loaded: LoadedModel, task, options: MeasureOptions, device: torch.d
                          progress, options.task_limit)
 
 
-def _qualities(loaded: LoadedModel, variants: list, task, options: MeasureOptions,
-               progress: ProgressCallback) -> list[dict]:
-    """``quality`` for the dense model (unless ``dense_quality`` is off) and each variant; ``fidelity`` for variants."""
+def _task_data(loaded: LoadedModel, task, options: MeasureOptions) -> TaskData:
     if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
         check_model_for_task(loaded.model, task)  # before loading a tokenizer or any data
-    data = prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
+    return prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
+
+
+def _qualities(loaded: LoadedModel, variants: list, dynamic: list[bool], data: TaskData, options: MeasureOptions,
+               progress: ProgressCallback) -> list[dict]:
+    """``quality`` for the dense model (unless ``dense_quality`` is off) and each variant; ``fidelity`` for
+    variants (not for an early-exit model, which has no last layer's states for every example)."""
     results, dense_states = [], None
     for position, (model, _, manifest) in enumerate(variants):
-        progress(f"evaluating {loaded.name} on {task.name}", 0.2)
-        entry = {"quality": task_quality(model, data)} if position or options.dense_quality else {}
+        progress(f"evaluating {loaded.name} on {data.task.name}", 0.2)
+        entry = {"quality": task_quality(model, data)} if position or options.dense_quality or dynamic[0] else {}
         if position == 0:
-            dense_states = hidden_states(model, data)
-        else:
+            dense_states = None if dynamic[0] else hidden_states(model, data)
+        elif dense_states is not None and not dynamic[position]:
             entry["fidelity"] = fidelity(dense_states, model, data, manifest[len(loaded.compression or []):])
         results.append(entry)
     return results
+
+
+def _example_macs(model: nn.Module, adapter: ModelAdapter, examples: list[dict]) -> tuple[list[MacCount], list[int]]:
+    """Each example's MACs, counted on its real inputs; for an input-dependent model also the layer it left after."""
+    dynamic = is_input_dependent(model)
+    counts, exits, by_shape = [], [], {}
+    for example in examples:
+        if dynamic:
+            counts.append(count_macs(model, example, adapter.component_of))
+            exits.extend(model.compbench_exit_layers)
+            continue
+        shape = tuple((key, tuple(value.shape)) for key, value in example.items())
+        if shape not in by_shape:  # a static model's count depends on the input's shape alone
+            by_shape[shape] = count_macs(model, example, adapter.component_of)
+        counts.append(by_shape[shape])
+    return counts, exits
+
+
+def _mean_count(counts: list[MacCount]) -> MacCount:
+    def mean_of(key: str) -> dict[str, int]:
+        names = dict.fromkeys(name for count in counts for name in getattr(count, key))
+        return {name: round(sum(getattr(c, key).get(name, 0) for c in counts) / len(counts)) for name in names}
+    return MacCount(total=round(sum(c.total for c in counts) / len(counts)),
+                    effective=round(sum(c.effective for c in counts) / len(counts)),
+                    by_component=mean_of("by_component"), effective_by_component=mean_of("effective_by_component"))
+
+
+def _examples_input(data: TaskData, examples: list[dict]) -> dict:
+    """The record's ``input`` for a per-example job: which examples, and their mean size."""
+    described = {"kind": "examples", "task": data.task.name, "split": data.task.evaluate_on,
+                 "examples": len(examples), "batch": 1}
+    if data.task.input == "audio":
+        described["mean_seconds"] = float(np.mean([e["input_values"].shape[-1] / SAMPLE_RATE for e in examples]))
+    else:
+        described["mean_tokens"] = float(np.mean([e["input_ids"].shape[-1] for e in examples]))
+    return described
+
+
+def _per_example_jobs(loaded: LoadedModel, variants: list, per_example: list[bool], params: list[ParamCount],
+                      qualities: list[dict], data: TaskData, common: tuple) -> list[_Job]:
+    """The dense model and each variant measured per example (input-dependent ones, or all with
+    ``per_example``) on the evaluation examples, counted example by example."""
+    examples = single_example_inputs(loaded.model, data)
+    described = _examples_input(data, examples)
+    jobs, dense = [], None
+    for position, (model, adapter, manifest) in enumerate(variants):
+        if position and not per_example[position]:
+            continue
+        counts, exits = _example_macs(model, adapter, examples)
+        record = _base_record(loaded, adapter, params[position], _mean_count(counts), described, *common,
+                              manifest)
+        record.update(qualities[position])
+        totals = [count.total for count in counts]
+        record["macs_per_example"] = {"mean": float(np.mean(totals)), "median": float(np.median(totals)),
+                                      "p90": float(np.percentile(totals, 90)), "max": max(totals),
+                                      "min": min(totals), "samples": totals}
+        if exits:
+            layers = len(adapter.layers())
+            record["exits"] = {str(layer): exits.count(layer) for layer in range(1, layers + 1)}
+            record["mean_exit_layer"] = sum(exits) / len(exits)
+        job = _Job(loaded, model, adapter, None, {}, record, dense, examples, totals)
+        if position == 0:
+            dense = job
+        else:
+            record["predicted_speedup"] = dense.record["macs_per_example"]["mean"] / record["macs_per_example"]["mean"]
+        jobs.append(job)
+    return jobs
 
 
 def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
@@ -278,29 +379,82 @@ def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
     for job in jobs:
         job.model.to(device)
         job.inputs = {k: v.to(device) for k, v in job.inputs.items()}
+        if job.examples is not None:
+            job.examples = [{k: v.to(device) for k, v in example.items()} for example in job.examples]
+    sized = [job for job in jobs if job.examples is None]
     progress("measuring fp32 GEMM peak", 0.3)
     peak = measure_gemm_peak(device, threads=torch.get_num_threads())
     if options.memory:
-        for job in jobs:
+        for job in sized:
             job.record["memory"] = measure_peak_memory(job.model, job.inputs, device).to_dict()
 
-    targets = [TimingTarget(str(i), _forward(job)) for i, job in enumerate(jobs)]
+    targets = [TimingTarget(str(i), _forward(job)) for i, job in enumerate(sized)]
     budget = options.timing.budget_s
 
     def on_round(state: list[TimingTarget]) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
-        running = [jobs[int(t.name)] for t in state if not t.done]
+        running = [sized[int(t.name)] for t in state if not t.done]
         label = ", ".join(f"{j.loaded.name} {j.spec.label()}" for j in running[:2]) or "finishing"
         progress(f"timing {label}", 0.35 + 0.65 * done)
 
-    stats = time_interleaved(targets, device, options.timing, on_round)
+    stats = time_interleaved(targets, device, options.timing, on_round) if targets else {}
+    per_example = [job for job in jobs if job.examples is not None and job.dense is None]  # one group per dense job
+    for dense in per_example:
+        group = [dense] + [job for job in jobs if job.dense is dense]
+        progress(f"timing {dense.loaded.name} example by example", 0.9)
+        _time_per_example(group, device, options)
     progress("measuring fp32 GEMM peak again", 0.99)
     peak = max(peak, measure_gemm_peak(device, threads=torch.get_num_threads()),
                key=lambda p: p.flops_per_s)  # the best of before and after: drift cannot lower it
-    for i, job in enumerate(jobs):  # dense jobs come before their variants
-        _add_latency(job, stats[str(i)], peak, options.timing, interleaved_with=len(jobs))
+    for i, job in enumerate(sized):  # dense jobs come before their variants
+        _add_latency(job, stats[str(i)], peak, options.timing, interleaved_with=len(sized))
+    for job in jobs:
+        if job.examples is not None:
+            _add_example_peak(job, peak)
 
 
 def _forward(job: _Job):
     model, inputs = job.model, job.inputs
     return lambda: model(**inputs)
+
+
+def _time_per_example(group: list[_Job], device: torch.device, options: MeasureOptions) -> None:
+    """Time the dense job and its input-dependent variants example by example, interleaved; fill their latency."""
+    def forward_of(job: _Job):
+        return lambda index: job.model(**job.examples[index])
+
+    with torch.inference_mode():
+        latencies, rounds = time_per_example([forward_of(job) for job in group], len(group[0].examples), device,
+                                             budget_s=options.timing.budget_s * len(group))
+    dense_ms = latencies[0]
+    for job, times in zip(group, latencies, strict=True):
+        record = job.record
+        record["latency_ms"] = per_example_summary(times, rounds)
+        record["timing"] = {"per_example": True, "rounds": rounds, "budget_s": options.timing.budget_s * len(group),
+                            "interleaved_with": len(group), "allocator": allocator_state()}
+        if job is group[0]:
+            continue
+        record["speedup"] = float(np.mean(dense_ms) / np.mean(times))  # as predicted_speedup: a ratio of means
+        ci = mean_ratio_ci(dense_ms, times)
+        record["speedup_ci95"] = list(ci) if ci else None
+        record["baseline_latency_ms"] = {key: group[0].record["latency_ms"][key]
+                                         for key in ("median", "p90", "mean", "ci95_low", "ci95_high", "runs",
+                                                     "samples")}
+        measured = np.asarray(dense_ms) / np.asarray(times)
+        predicted = np.asarray(group[0].example_macs, dtype=float) / np.asarray(job.example_macs, dtype=float)
+        efficiency = measured / predicted
+        record["speedup_per_example"] = {
+            "median": float(np.median(measured)), "p10": float(np.percentile(measured, 10)),
+            "p90": float(np.percentile(measured, 90)), "predicted_median": float(np.median(predicted)),
+            "efficiency_median": float(np.median(efficiency)),  # measured / MAC-predicted, the median example
+            "efficiency_p10": float(np.percentile(efficiency, 10))}
+
+
+def _add_example_peak(job: _Job, peak: GemmPeak) -> None:
+    record = job.record
+    if "latency_ms" not in record:
+        return
+    achieved = 2 * record["macs_per_example"]["mean"] / (record["latency_ms"]["mean"] / 1e3)
+    record["achieved_flops_per_s"] = achieved
+    record["gemm_peak"] = peak.to_dict()
+    record["fraction_of_peak"] = achieved / peak.flops_per_s

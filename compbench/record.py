@@ -46,7 +46,7 @@ class Record(TypedDict):
     weights: str  # "random" | "pretrained" | "trained-here:TASK" (trained by compbench finetune, not pretrained)
     compression: list[dict] | None  # None for the dense model; else [{name, amount, options}]
     manifest: NotRequired[list[dict] | None]  # per step: what was removed or changed, per layer
-    input: dict  # kind, seconds/samples/sample_rate or tokens, batch
+    input: dict  # kind, seconds/samples/sample_rate or tokens, batch; kind "examples": task, split, examples
     device: str
     threads: int
     attn_implementation: str
@@ -58,16 +58,21 @@ class Record(TypedDict):
     macs_effective: int
     macs_by_component: dict[str, int]
     macs_effective_by_component: dict[str, int]
-    latency_ms: NotRequired[LatencyMs]  # absent when latency was not measured
+    macs_per_example: NotRequired[dict]  # input kind "examples": mean, median, p90, max, min, samples (in order)
+    exits: NotRequired[dict[str, int]]  # input-dependent variants: examples leaving after each layer ("1".."L")
+    mean_exit_layer: NotRequired[float]
+    latency_ms: NotRequired[LatencyMs]  # absent when latency was not measured; per example: also p90, mean
     timing: NotRequired[dict]  # the policy: budget_s, rel_ci, min_runs, interleaved with
     achieved_flops_per_s: NotRequired[float]  # 2 * macs / median time
     gemm_peak: NotRequired[dict]
     fraction_of_peak: NotRequired[float]
     memory: NotRequired[dict]
-    speedup: NotRequired[float]  # dense median / variant median, same run
+    speedup: NotRequired[float]  # dense median / variant median, same run (per example: of the mean latencies)
     speedup_ci95: NotRequired[list[float] | None]  # [low, high] from the paired rounds (see timing.stats)
     baseline_latency_ms: NotRequired[dict]  # the dense model in the same run: median, CI, runs, samples
-    predicted_speedup: NotRequired[float]  # dense MACs / variant MACs
+    predicted_speedup: NotRequired[float]  # dense MACs / variant MACs (per example: of the means)
+    speedup_per_example: NotRequired[dict]  # median, p10, p90 of dense/variant per example; efficiency_median:
+    # the median example's measured / MAC-predicted speedup
     audit: NotRequired[dict]
     quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples
     fidelity: NotRequired[dict]  # variants: per-layer CKA and cosine against the dense model
@@ -76,6 +81,7 @@ class Record(TypedDict):
     sweep: NotRequired[str]  # the sweep that produced the record (compbench sweep)
     job: NotRequired[str]  # the job's key: a hash of its configuration, compbench and schema versions
     job_seconds: NotRequired[float]  # wall-clock of the whole job (loading, compressing, measuring)
+    pipeline_study: NotRequired[dict]  # id, operators, subsets, basis, order (operator indices; [] for dense)
     finetune: NotRequired[dict]  # a model fine-tuned by the sweep: source model, task, key, dev accuracy
 
 
@@ -103,8 +109,10 @@ def validate_record(record: object) -> list[str]:
 
 
 def input_label(record: dict) -> str:
-    """``10 s``, ``128 tok``, ``2 s ×4``: the record's input size."""
+    """``10 s``, ``128 tok``, ``2 s ×4``: the record's input size; or the task examples it was measured on."""
     spec = record["input"]
+    if spec["kind"] == "examples":  # measured example by example (input-dependent cost)
+        return f"{spec['examples']} {spec['task']} {spec['split']} examples"
     size = f"{spec['seconds']:g} s" if spec["kind"] == "audio" else f"{spec['tokens']} tok"
     return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
 

@@ -62,3 +62,31 @@ def text_task(tmp_path):
     path = tmp_path / "toy-text.yaml"
     path.write_text(yaml.safe_dump(task))
     return str(path), str(tmp_path)
+
+
+QUICK = dict(epochs=2, batch_size=4, learning_rate=1e-3, precision="fp32", weights="random")  # speech fine-tuning
+
+
+@pytest.fixture
+def tones(tmp_path):
+    """(task file, data root, a tiny HuBERT directory) for a two-pitch task with train, dev and test."""
+    from test_task_quality import AUDIO_TASK, write_tones
+    from tiny_models import build_tiny
+
+    write_tones(tmp_path / "tones")
+    task = {**AUDIO_TASK, "source": {**AUDIO_TASK["source"],
+                                     "split_ranges": {"train": [0, 7], "dev": [8, 9], "test": [10, 11]}}}
+    path = tmp_path / "tones.yaml"
+    path.write_text(yaml.safe_dump(task))
+    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
+    return str(path), str(tmp_path), str(tmp_path / "tiny")
+
+
+@pytest.fixture
+def fine_tuned(tmp_path, tones):
+    """(model directory, task file, data root): the tiny HuBERT fine-tuned on the tones task (random init)."""
+    from compbench.quality.finetune import FinetuneOptions, finetune
+
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    return str(tmp_path / "ft"), task_file, data_root

@@ -9,17 +9,19 @@ from tiny_data import tiny_context
 from tiny_models import TINY_CONFIGS
 from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
 
+from compbench.compressors import COMPRESSORS
 from compbench.compressors.base import Variant
-from compbench.compressors.context import NO_CONTEXT
+from compbench.compressors.context import NO_CONTEXT, task_loss
 from compbench.compressors.early_exit import (
     EXITS_ATTRIBUTE,
     EarlyExitModel,
     add_early_exit,
-    entropy,
+    row_entropy,
     with_exits,
 )
 from compbench.compressors.persist import save_variant
 from compbench.compressors.structure import keep_layers
+from compbench.compressors.unit_gates import HEADS, UnitGates, gate_gradients
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
 from compbench.models import ModelAdapter, load_model
@@ -119,7 +121,10 @@ def test_exits_are_trained_on_the_task_and_a_high_threshold_leaves_at_the_first(
 
 
 def test_entropy_and_bad_input():
-    assert float(entropy(torch.zeros(1, 2))[0]) == pytest.approx(0.6931, abs=1e-4)
+    assert row_entropy([0.0, 0.0]) == pytest.approx(0.693147, abs=1e-6)
+    for logits in ([1.0, 2.0, 3.0], [-5.0, 100.0, 3.0], [30.0, 0.0]):
+        log_p = torch.log_softmax(torch.tensor(logits, dtype=torch.float64), dim=-1)
+        assert row_entropy(logits) == pytest.approx(float(-(log_p.exp() * log_p).sum()), rel=1e-9, abs=1e-12)
     model = three_layer_classifier("bert")
     with pytest.raises(InvalidInputError, match="pass --task"):
         add_early_exit(model, None, OPTIONS, NO_CONTEXT)
@@ -129,6 +134,10 @@ def test_entropy_and_bad_input():
         early_exit_variant(headless)
     with pytest.raises(InvalidInputError, match="threshold must be >= 0"):
         early_exit_variant(model, threshold=-1.0)
+    with pytest.raises(InvalidInputError, match="learning_rate must be > 0"):
+        early_exit_variant(model, learning_rate=0.0)
+    with pytest.raises(InvalidInputError, match="already has exits"):
+        early_exit_variant(early_exit_variant(model)[0])
     exits = getattr(early_exit_variant(model)[0], EXITS_ATTRIBUTE)
     again = with_exits(with_exits(copy.deepcopy(model), exits, 0.1), exits, 0.2)
     assert type(again).__mro__[1] is EarlyExitModel and again.compbench_exit_threshold == 0.2
@@ -151,3 +160,40 @@ def test_exits_save_and_reload_with_the_variant(family, tmp_path):
     assert loaded.compbench_exit_layers == [1, 1]
     one = {k: v[:1] for k, v in inputs.items()}
     assert count_macs(loaded, one).total == count_macs(variant, one).total
+
+
+def test_exits_trained_once_serve_every_threshold_of_the_same_model():
+    model = three_layer_classifier("bert")
+    context = tiny_context("text")
+    first = COMPRESSORS.get("early_exit")(model, None, {**OPTIONS, "epochs": 3, "threshold": 0.1}, context)
+    second = COMPRESSORS.get("early_exit")(model, None, {**OPTIONS, "epochs": 3, "threshold": 0.6}, context)
+    assert not first.manifest[0]["exits_reused"] and second.manifest[0]["exits_reused"]
+    assert first.manifest[0]["exit_train_loss"] == second.manifest[0]["exit_train_loss"]
+    for a, b in zip(getattr(first.model, EXITS_ATTRIBUTE).parameters(),
+                    getattr(second.model, EXITS_ATTRIBUTE).parameters(), strict=True):
+        assert torch.equal(a, b) and a is not b  # each variant owns its copy
+    assert (first.model.compbench_exit_threshold, second.model.compbench_exit_threshold) == (0.1, 0.6)
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.classifier.bias.add_(1.0)  # another model: trained anew
+    third = COMPRESSORS.get("early_exit")(changed, None, {**OPTIONS, "epochs": 3}, context)
+    assert not third.manifest[0]["exits_reused"]
+    retrained = COMPRESSORS.get("early_exit")(model, None, {**OPTIONS, "epochs": 4}, context)
+    assert not retrained.manifest[0]["exits_reused"]  # other training options: trained anew
+
+
+def test_gate_gradients_of_an_early_exit_model_are_zero_after_the_exit_and_strict_without_one():
+    model = three_layer_classifier("bert")
+    variant = force_exit_at(early_exit_variant(model)[0], 1)  # every example leaves after layer 1
+    with torch.no_grad():  # ... with logits that still depend on layer 1's output
+        getattr(variant, EXITS_ATTRIBUTE)[0].classifier.weight.normal_(0, 0.01)
+    batches = tiny_context("text").calibration(2, 4)
+    gradients = gate_gradients(UnitGates(ModelAdapter(variant), (HEADS,)), batches,
+                               lambda batch: task_loss(variant, batch))[HEADS]
+    assert torch.count_nonzero(gradients[0]) > 0  # layer 1 ran
+    assert all(torch.count_nonzero(g) == 0 for g in gradients[1:])  # layers 2 and 3 never ran
+    dense = gate_gradients(UnitGates(ModelAdapter(model), (HEADS,)), batches, lambda batch: task_loss(model, batch))
+    assert all(torch.count_nonzero(g) > 0 for g in dense[HEADS])
+    with pytest.raises(RuntimeError, match="not have been used"):  # a static model: every gate must be reached
+        gate_gradients(UnitGates(ModelAdapter(model), (HEADS,)), batches,
+                       lambda batch: model.bert.embeddings(batch.inputs["input_ids"]).sum())

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 import yaml
-from test_task_quality import AUDIO_TASK, write_tones
+from conftest import QUICK
+from test_task_quality import AUDIO_TASK
 from tiny_models import build_tiny
 
 from compbench.cli.compress import compress_model
@@ -17,20 +18,6 @@ from compbench.models import load_model
 from compbench.quality.classify import speech_accuracy
 from compbench.quality.finetune import FinetuneOptions, finetune, resolved_options
 from compbench.tasks import find_task, load_split
-
-TONES_WITH_DEV = {**AUDIO_TASK, "source": {**AUDIO_TASK["source"],
-                                           "split_ranges": {"train": [0, 7], "dev": [8, 9], "test": [10, 11]}}}
-QUICK = dict(epochs=2, batch_size=4, learning_rate=1e-3, precision="fp32", weights="random")
-
-
-@pytest.fixture
-def tones(tmp_path):
-    """(task file, data root, a tiny HuBERT directory) for a two-pitch task with train, dev and test."""
-    write_tones(tmp_path / "tones")
-    path = tmp_path / "tones.yaml"
-    path.write_text(yaml.safe_dump(TONES_WITH_DEV))
-    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
-    return str(path), str(tmp_path), str(tmp_path / "tiny")
 
 
 def test_finetune_trains_a_speech_classifier_from_random_init_and_measure_reports_its_head(tmp_path, tones):

@@ -14,14 +14,14 @@ for _noisy in ("torchao", "torch.utils._pytree"):
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from compbench import __version__  # noqa: E402
-from compbench.cli import compress, finetune, ls, measure, report, sweep, validate  # noqa: E402
+from compbench.cli import compress, finetune, ls, measure, pipelines, report, sweep, validate  # noqa: E402
 from compbench.errors import CompbenchError  # noqa: E402
 
 # compbench draws its own progress; transformers' per-load "Loading weights" bars only clutter logs
 transformers_logging.disable_progress_bar()
 
-COMMANDS = {"measure": measure, "compress": compress, "finetune": finetune, "sweep": sweep, "report": report,
-            "ls": ls, "validate": validate}
+COMMANDS = {"measure": measure, "compress": compress, "finetune": finetune, "sweep": sweep,
+            "pipelines": pipelines, "report": report, "ls": ls, "validate": validate}
 
 
 def build_parser() -> argparse.ArgumentParser:

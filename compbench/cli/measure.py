@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from compbench.cli.output import FORMATS, progress_bar, render
@@ -27,57 +28,63 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--compress", action="append", metavar="SPEC",
                    help="a compression pipeline, e.g. head_pruning=0.5,low_rank=0.3 or bf16, or a YAML/JSON "
                         "pipeline file; repeat to measure several variants beside the dense model")
-    p.add_argument("--compress-options", metavar="FILE",
-                   help="YAML/JSON mapping from compressor name to its options")
-    p.add_argument("--weights", choices=WEIGHTS,
-                   help="random (from the config) or pretrained; default random for presets, "
-                        "pretrained for checkpoints")
-    p.add_argument("--seconds", type=float, nargs="+", action="extend", metavar="S",
-                   help=f"seconds of 16 kHz audio for speech models; several give cost against length "
-                        f"(default {DEFAULT_SECONDS[0]:g})")
-    p.add_argument("--tokens", type=int, nargs="+", action="extend", metavar="T",
-                   help=f"number of tokens for text models (default {DEFAULT_TOKENS[0]})")
-    p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads (default: every core this process may use)")
-    p.add_argument("--no-latency", dest="latency", action="store_false",
-                   help="count params and MACs only; do not time")
-    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
-    p.add_argument("--budget", type=float, default=TimingPolicy.budget_s, metavar="SECONDS",
-                   help="timing budget per model and size (default %(default)g s)")
-    p.add_argument("--rel-ci", type=float, default=TimingPolicy.rel_ci, metavar="FRACTION",
-                   help="stop timing once the 95%% CI of the median is within ± this (default %(default)g)")
-    p.add_argument("--max-runs", type=int, default=TimingPolicy.max_runs, metavar="N",
-                   help="stop timing after N rounds even if the interval is wider (default %(default)d)")
-    p.add_argument("--no-steady-allocator", dest="steady_allocator", action="store_false",
-                   help="time with the C allocator's defaults instead of reusing freed memory "
-                        "(slower, noisier; see the README)")
-    p.add_argument("--attn", choices=ATTN_IMPLEMENTATIONS, default="sdpa",
-                   help="attention implementation to run (MACs are the same for each)")
     p.add_argument("--audit", action="store_true",
                    help="also report fvcore's and thop's counts and their difference from compbench's")
     p.add_argument("--task", metavar="T", help="add task quality (and variants' fidelity) to every record")
-    p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
-    p.add_argument("--task-limit", type=int, metavar="N",
-                   help="use at most N examples per split (spread over it) for a quick run; recorded")
+    p.add_argument("--per-example", action="store_true",
+                   help="also measure every model example by example on the task's evaluation split (MACs "
+                        "counted and latency timed per example; always done for input-dependent variants)")
+    add_measurement_arguments(p)
     p.add_argument("--format", choices=FORMATS, default="table", help="stdout format (default table)")
     p.add_argument("--out", metavar="FILE", help="append the records to this JSONL results file")
+
+
+def add_measurement_arguments(parser) -> None:
+    """The arguments of how to measure (sizes, device, timing, data), shared with ``compbench pipelines``."""
+    parser.add_argument("--compress-options", metavar="FILE",
+                        help="YAML/JSON mapping from compressor name to its options")
+    parser.add_argument("--weights", choices=WEIGHTS,
+                        help="random (from the config) or pretrained; default random for presets, "
+                             "pretrained for checkpoints")
+    parser.add_argument("--seconds", type=float, nargs="+", action="extend", metavar="S",
+                        help=f"seconds of 16 kHz audio for speech models; several give cost against length "
+                             f"(default {DEFAULT_SECONDS[0]:g})")
+    parser.add_argument("--tokens", type=int, nargs="+", action="extend", metavar="T",
+                        help=f"number of tokens for text models (default {DEFAULT_TOKENS[0]})")
+    parser.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads (default: every core this process may use)")
+    parser.add_argument("--no-latency", dest="latency", action="store_false",
+                        help="count params and MACs only; do not time")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
+    parser.add_argument("--budget", type=float, default=TimingPolicy.budget_s, metavar="SECONDS",
+                        help="timing budget per model and size (default %(default)g s)")
+    parser.add_argument("--rel-ci", type=float, default=TimingPolicy.rel_ci, metavar="FRACTION",
+                        help="stop timing once the 95%% CI of the median is within ± this (default %(default)g)")
+    parser.add_argument("--max-runs", type=int, default=TimingPolicy.max_runs, metavar="N",
+                        help="stop timing after N rounds even if the interval is wider (default %(default)d)")
+    parser.add_argument("--no-steady-allocator", dest="steady_allocator", action="store_false",
+                        help="time with the C allocator's defaults instead of reusing freed memory "
+                             "(slower, noisier; see the README)")
+    parser.add_argument("--attn", choices=ATTN_IMPLEMENTATIONS, default="sdpa",
+                        help="attention implementation to run (MACs are the same for each)")
+    parser.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
+    parser.add_argument("--task-limit", type=int, metavar="N",
+                        help="use at most N examples per split (spread over it) for a quick run; recorded")
 
 
 TIMING_FLAGS = {"budget_s": "--budget", "rel_ci": "--rel-ci", "max_runs": "--max-runs"}
 
 
-def options_from_args(args: argparse.Namespace) -> MeasureOptions:
+def measurement_options(args: argparse.Namespace) -> MeasureOptions:
+    """MeasureOptions from the arguments :func:`add_measurement_arguments` added (the rest at their defaults)."""
     timing = TimingPolicy(budget_s=args.budget, rel_ci=args.rel_ci, max_runs=args.max_runs)
     for field, problem in timing.problems().items():
         raise InvalidInputError(f"{TIMING_FLAGS[field]} {problem}")
     if args.task_limit is not None and args.task_limit < 1:
         raise InvalidInputError(f"--task-limit must be >= 1, got {args.task_limit}")
-    options_by_name = load_options_file(args.compress_options) if args.compress_options else {}
     return MeasureOptions(
-        models=args.model or DEFAULT_MODELS,
-        compress=[parse_spec(spec, options_by_name) for spec in args.compress or []],
         weights=args.weights,
         seconds=args.seconds or DEFAULT_SECONDS,
         tokens=args.tokens or DEFAULT_TOKENS,
@@ -86,14 +93,24 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
         threads=args.threads,
         latency=args.latency,
         memory=args.memory,
-        audit=args.audit,
         attn_implementation=args.attn,
         timing=timing,
         steady_allocator=args.steady_allocator,
-        task=args.task,
         data_root=args.data_root,
         task_limit=args.task_limit,
     )
+
+
+def options_by_name(args: argparse.Namespace) -> dict[str, dict]:
+    """``--compress-options FILE``: options per compressor name (empty without it)."""
+    return load_options_file(args.compress_options) if args.compress_options else {}
+
+
+def options_from_args(args: argparse.Namespace) -> MeasureOptions:
+    named = options_by_name(args)
+    return replace(measurement_options(args), models=args.model or DEFAULT_MODELS,
+                   compress=[parse_spec(spec, named) for spec in args.compress or []],
+                   audit=args.audit, task=args.task, per_example=args.per_example)
 
 
 def run(args: argparse.Namespace) -> int:

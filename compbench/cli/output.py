@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from compbench.record import compression_label, input_label
+from compbench.record import input_label
+from compbench.report.landscape import variant_label
 from compbench.store import records_to_frame
 
 FORMATS = ("table", "json", "csv")
@@ -50,7 +51,7 @@ def records_table(records: list[dict]) -> Table:
             table.add_column(column, justify="right")
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
-        row = [r["model"], compression_label(r), input_label(r), f"{r['params']:,}", nonzero,
+        row = [r["model"], variant_label(r), input_label(r), f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
             lat = r.get("latency_ms")

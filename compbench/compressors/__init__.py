@@ -5,6 +5,7 @@ from compbench.compressors import (  # noqa: F401  (registers each compressor)
     budget_pruning,
     casts,
     distill,
+    early_exit,
     ffn_pruning,
     head_pruning,
     int8_dynamic,

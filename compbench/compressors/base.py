@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from compbench.compressors.context import NO_CONTEXT, CompressionContext
+from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.registry import Registry
 
@@ -75,6 +76,10 @@ class Compressor:
     takes_amount: bool = True
     uses_context: bool = False  # compress() takes a fourth argument, the CompressionContext
     needs_task: Callable[[dict], bool] = _data_free  # (checked options) -> True if it cannot run without a task
+    curve_option: str | None = None  # an option that moves the variant along one curve, as an amount does
+    input_dependent: bool = False  # its variants' work depends on the input's values: measured per example
+    quantizes: bool = False  # its variants have quantized weights
+    accepts_quantized: bool = False  # it works on a model with quantized weights (most need float weights)
 
     def check_amount(self, amount: float | None) -> float | None:
         if not self.takes_amount:
@@ -107,6 +112,9 @@ class Compressor:
         amount = self.check_amount(amount)
         options = self.check_options(options)
         self.check_context(options, context)
+        if not self.accepts_quantized and has_quantized_weights(model):
+            raise InvalidInputError(f"{self.name} needs floating-point weights and the model's are quantized: "
+                                    f"apply {self.name} before the quantization step")
         arguments = (copy.deepcopy(model), amount, options) + ((context,) if self.uses_context else ())
         compressed, changes = self.compress(*arguments)
         step = {"name": self.name, "amount": amount, "options": options, **changes}

@@ -12,11 +12,17 @@ computing layers for examples that have left (no saving) or is split up anyway. 
 from a forward hook on each layer, so the model's own forward walks the layers whatever its family,
 and what ran is exactly what compbench's MAC counter sees. ``threshold`` 0 never exits early: every
 example runs every layer and the outputs equal the model's own.
+
+Training the exits does not depend on ``threshold``: exits trained once are kept for the process,
+keyed by a hash of the model's state and the training options, so several thresholds of one model
+(a curve) train once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.context import Batch, CompressionContext, has_task_head
 from compbench.compressors.structure import EXITS_ATTRIBUTE
 from compbench.counting.weights import INPUT_DEPENDENT_ATTRIBUTE
@@ -55,10 +62,13 @@ class ExitHead(nn.Module):
         return self.classify(self.pool(hidden_states))
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of the softmax of each row."""
-    log_p = torch.log_softmax(logits.float(), dim=-1)
-    return -(log_p.exp() * log_p).sum(dim=-1)
+def row_entropy(values: list[float]) -> float:
+    """Entropy (nats) of the softmax of one row of logits, in plain Python: a handful of labels costs
+    microseconds here, where tensor ops would cost one dispatch each after every layer."""
+    top = max(values)
+    weights = [math.exp(v - top) for v in values]
+    total = sum(weights)
+    return math.log(total) - sum(w * (v - top) for w, v in zip(weights, values, strict=True)) / total
 
 
 class _Exited(Exception):
@@ -89,7 +99,7 @@ def run_one(forward, layers: list[nn.Module], inputs: dict[str, torch.Tensor], e
     def hook_for(index: int):
         def hook(module, args, output):
             logits = exits[index](layer_output(output))
-            if float(entropy(logits.detach())[0]) < threshold:
+            if row_entropy(logits[0].tolist()) < threshold:
                 raise _Exited(logits, index + 1)
         return hook
 
@@ -206,6 +216,42 @@ def with_exits(model: nn.Module, exits: nn.ModuleList, threshold: float) -> nn.M
     return model
 
 
+_TRAINING_OPTIONS = ("epochs", "batch_size", "examples", "learning_rate")
+_TRAINED: dict[str, tuple[nn.ModuleList, list[float], int]] = {}  # training key -> (exits, losses, examples)
+_TRAINED_KEPT = 16  # exits are a few MB each; a study of three operators trains them on at most 5 models
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash of everything ``model``'s state holds (quantized packed weights included)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _trained_exits(model: nn.Module, options: dict, context: CompressionContext):
+    """Exits trained on ``model``'s layer outputs; from the process's cache for a model and options seen before."""
+    data = context.require_data("early_exit")
+    training = {name: options[name] for name in _TRAINING_OPTIONS}
+    key = hashlib.sha256(repr((model_fingerprint(model), training, context.seed, data.task, data.task_version,
+                                list(data.labels))).encode()).hexdigest()
+    if key in _TRAINED:
+        _TRAINED[key] = _TRAINED.pop(key)  # the most recently used is kept longest
+        exits, losses, examples = _TRAINED[key]
+        return copy.deepcopy(exits), losses, examples, True
+    with torch.random.fork_rng(devices=[]):  # the exits' initial weights are seeded; the caller's RNG is untouched
+        torch.manual_seed(context.seed)
+        exits = new_exits(model, len(data.labels)).to(next(model.parameters()).device)
+    batches = context.calibration(math.ceil(options["examples"] / options["batch_size"]), options["batch_size"])
+    features = pooled_layer_outputs(model, batches, exits)
+    labels = torch.cat([batch.labels for batch in batches])
+    losses = train_exits(exits, features, labels, options["epochs"], options["batch_size"],
+                         options["learning_rate"], context.seed)
+    while len(_TRAINED) >= _TRAINED_KEPT:
+        _TRAINED.pop(next(iter(_TRAINED)))
+    _TRAINED[key] = (copy.deepcopy(exits), losses, int(labels.shape[0]))
+    return exits, losses, int(labels.shape[0]), False
+
+
 def add_early_exit(model: nn.Module, amount, options: dict, context: CompressionContext):
     """A copy of the fine-tuned ``model`` with trained exits after layers 1 to L-1, leaving at ``threshold``."""
     started = time.perf_counter()
@@ -213,21 +259,38 @@ def add_early_exit(model: nn.Module, amount, options: dict, context: Compression
     if not has_task_head(model, data):
         raise InvalidInputError(f"early_exit needs a model fine-tuned on {data.task} (a head for its labels): "
                                 "the model's own head is the last exit")
+    if isinstance(model, EarlyExitModel):
+        raise InvalidInputError("early_exit: the model already has exits; apply early_exit once per pipeline")
     if options["threshold"] < 0 or options["epochs"] < 1 or options["batch_size"] < 1 or options["examples"] < 1:
         raise InvalidInputError("early_exit: threshold must be >= 0; epochs, batch_size and examples >= 1")
+    if not options["learning_rate"] > 0:
+        raise InvalidInputError(f"early_exit: learning_rate must be > 0, got {options['learning_rate']:g}")
     variant = copy.deepcopy(model).eval()
-    with torch.random.fork_rng(devices=[]):  # the exits' initial weights are seeded; the caller's RNG is untouched
-        torch.manual_seed(context.seed)
-        exits = new_exits(variant, len(data.labels)).to(next(variant.parameters()).device)
-    batches = context.calibration(math.ceil(options["examples"] / options["batch_size"]), options["batch_size"])
-    features = pooled_layer_outputs(variant, batches, exits)
-    labels = torch.cat([batch.labels for batch in batches])
-    losses = train_exits(exits, features, labels, options["epochs"], options["batch_size"],
-                         options["learning_rate"], context.seed)
+    exits, losses, examples, reused = _trained_exits(variant, options, context)
     with_exits(variant, exits, options["threshold"])
     return variant, {
         "threshold": options["threshold"], "exits_after_layers": list(range(1, len(exits) + 1)),
         "last_exit": "the model's own head", "pooling": exit_pooling(model), "exit_train_loss": losses,
-        "data": context.data_seen("train", int(labels.shape[0]), epochs=options["epochs"]),
+        "data": context.data_seen("train", examples, epochs=options["epochs"]),
+        "exits_reused": reused,  # trained earlier in this process for the same model and training options
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _always(options: dict) -> bool:
+    return True
+
+
+register(Compressor(
+    name="early_exit", compress=add_early_exit, takes_amount=False, uses_context=True, needs_task=_always,
+    curve_option="threshold", input_dependent=True, accepts_quantized=True,
+    description="exit classifiers after every layer (backbone frozen); each example stops at the first "
+                "confident exit (input-dependent cost, measured per example)",
+    options={
+        "threshold": Option(float, 0.5, "leave at the first exit whose prediction entropy (nats) is below this; "
+                            "0 never leaves early"),
+        "epochs": Option(int, 10, "passes over the exits' training examples"),
+        "batch_size": Option(int, 32, "examples per optimizer step"),
+        "examples": Option(int, 100_000, "train examples the exits learn from (at most the split)"),
+        "learning_rate": Option(float, 1e-3, "AdamW learning rate of the exits"),
+    }))

@@ -69,7 +69,7 @@ def quantize_int8(model, amount, options: dict):
                    "removed": 0, "total": len(names), "unit": "Linears quantized"}
 
 
-register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False,
+register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False, quantizes=True,
                     description="dynamic int8 quantization of Linear layers (torchao where installed, "
                                 "else torch.ao, CPU only)",
                     options={"backend": Option(str, "auto", "auto: torchao when installed, else torch.ao",

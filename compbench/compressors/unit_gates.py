@@ -16,6 +16,7 @@ from torch import nn
 
 from compbench.compressors.context import Batch
 from compbench.compressors.structure import LowRankLinear, head_dim, heads_in_layer, make_attention_modular
+from compbench.counting.weights import is_input_dependent
 from compbench.eval_mode import evaluating
 from compbench.models.families import ModelAdapter
 
@@ -90,7 +91,10 @@ class UnitGates:
 def gate_gradients(gates: UnitGates, batches: list[Batch], loss: Callable[[Batch], torch.Tensor]
                    ) -> dict[str, list[torch.Tensor]]:
     """dL/dgate at gates of ones, one row per minibatch: ``{kind: [(batches, units) per layer]}``.
-    The model runs in eval mode; its parameters get no gradients."""
+    The model runs in eval mode; its parameters get no gradients. A gate the batch's forward never
+    reached (the layers after an early exit) has gradient zero: as the model runs, it does not matter.
+    In a model whose path does not depend on its input, every gate must be reached."""
+    unused_allowed = is_input_dependent(gates.adapter.model)
     gates.values = {kind: [torch.ones(n, requires_grad=True) for n in gates.units(kind)] for kind in gates.kinds}
     flat = [gate for kind in gates.kinds for gate in gates.values[kind]]
     rows = []
@@ -98,7 +102,9 @@ def gate_gradients(gates: UnitGates, batches: list[Batch], loss: Callable[[Batch
         with evaluating(gates.adapter.model), gates:
             for batch in batches:
                 with torch.enable_grad():
-                    rows.append([g.detach() for g in torch.autograd.grad(loss(batch), flat)])
+                    grads = torch.autograd.grad(loss(batch), flat, allow_unused=unused_allowed)
+                    rows.append([torch.zeros_like(gate) if g is None else g.detach() for g, gate in zip(
+                        grads, flat, strict=True)])
     finally:
         gates.reset()
     gradients, start = {}, 0

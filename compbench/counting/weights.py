@@ -51,7 +51,12 @@ def has_quantized_weights(model: nn.Module) -> bool:
         is_tensor_subclass(p) for p in model.parameters())
 
 
+def is_input_dependent(model: nn.Module) -> bool:
+    """True for a model whose path through it depends on the input's values (early exit)."""
+    return bool(getattr(model, INPUT_DEPENDENT_ATTRIBUTE, False))
+
+
 def needs_real_forward(model: nn.Module) -> bool:
     """True when counting needs a real forward: quantized weights, or a model whose path depends on
     the input's values (early exit), where only a real forward shows what runs."""
-    return bool(getattr(model, INPUT_DEPENDENT_ATTRIBUTE, False)) or has_quantized_weights(model)
+    return is_input_dependent(model) or has_quantized_weights(model)

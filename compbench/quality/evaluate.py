@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from compbench.errors import InvalidInputError
-from compbench.models.families import classifier_labels
-from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
+from compbench.models.families import classifier_labels, floating_dtype
+from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_accuracy, text_accuracy
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
 from compbench.tasks import Examples, Task, load_split
@@ -124,3 +124,19 @@ def fidelity(dense_states: list[torch.Tensor], variant: nn.Module, data: TaskDat
             "last_cka": layers[-1]["cka"], "last_cosine": layers[-1]["cosine"],
             "output_cka": linear_cka(dense_states[-1], variant_states[-1]),
             "output_cosine": mean_cosine(dense_states[-1], variant_states[-1])}
+
+
+def single_example_inputs(model: nn.Module, data: TaskData) -> list[dict[str, torch.Tensor]]:
+    """Each evaluation example as the model's inputs, alone (batch of one, no padding), on the model's
+    device: tokenized as :func:`task_quality` tokenizes text, whole utterances for speech."""
+    parameter = next(model.parameters())
+    if data.task.input == "audio":
+        dtype = floating_dtype(model)
+        return [{"input_values": torch.as_tensor(wave, dtype=dtype, device=parameter.device)[None]}
+                for wave in data.evaluation.inputs]
+    if data.tokenizer is None:
+        raise InvalidInputError(f"{data.task.name}: per-example inputs need the model's tokenizer")
+    # alone, an example has no padding: no attention mask is needed, and its token types are the default zeros
+    return [{"input_ids": data.tokenizer([text], truncation=True, max_length=TEXT_MAX_TOKENS,
+                                         return_tensors="pt")["input_ids"].to(parameter.device)}
+            for text in data.evaluation.inputs]

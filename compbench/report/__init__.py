@@ -1,4 +1,4 @@
-"""The landscape report: tables with Pareto marks, four charts, Markdown/HTML/CSV, from records alone.
+"""The landscape report: tables with Pareto marks, four charts, pipeline studies, Markdown/HTML/CSV, from records alone.
 
 The notebook and ``compbench report`` call these same functions; nothing is computed twice.
 """
@@ -17,8 +17,16 @@ from compbench.report.landscape import (
     load_landscape,
     pareto_mask,
 )
+from compbench.report.pipelines import (
+    StudyTables,
+    display_tables,
+    plot_estimate_vs_measured,
+    study_tables,
+    summary_line,
+)
 from compbench.report.write import FORMATS, write_report
 
-__all__ = ["CHARTS", "FORMATS", "Landscape", "group_tables", "landscape_frame", "load_landscape", "pareto_mask",
-           "plot_latency_vs_params", "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted",
-           "write_report"]
+__all__ = ["CHARTS", "FORMATS", "Landscape", "StudyTables", "display_tables", "group_tables", "landscape_frame",
+           "load_landscape", "pareto_mask", "plot_estimate_vs_measured", "plot_latency_vs_params",
+           "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted", "study_tables",
+           "summary_line", "write_report"]

@@ -70,33 +70,56 @@ def model_label(record: dict) -> str:
     return f"{record['model']} ({record['weights']} weights)"
 
 
-def _changed_options(step: dict) -> list[str]:
-    """A step's options that differ from its compressor's defaults (none for names no longer registered)."""
+def _curve_option(step: dict) -> str | None:
+    """The option that plays the amount's part for ``step``'s compressor (early_exit: threshold), if any."""
+    return COMPRESSORS.get(step["name"]).curve_option if step["name"] in COMPRESSORS.names() else None
+
+
+def _changed_options(step: dict, with_curve: bool) -> list[str]:
+    """A step's options that differ from its compressor's defaults (none for names no longer registered);
+    its curve option always (``with_curve``) or never."""
     if step["name"] not in COMPRESSORS.names():
         return []
-    declared = COMPRESSORS.get(step["name"]).options
+    declared, curve = COMPRESSORS.get(step["name"]).options, _curve_option(step)
     return [f"{name}: {json.dumps(value)}" for name, value in (step.get("options") or {}).items()
-            if name in declared and value != declared[name].default]
+            if name in declared and (value != declared[name].default or name == curve and with_curve)
+            and (with_curve or name != curve)]
 
 
-def _with_options(text: str, step: dict) -> str:
-    changed = _changed_options(step)
+def _with_options(text: str, step: dict, with_curve: bool = True) -> str:
+    changed = _changed_options(step, with_curve)
     return f"{text} ({'; '.join(changed)})" if changed else text
 
 
+def step_with_options(step: dict) -> str:
+    """One step as on the command line with the options it changed (and its curve option)."""
+    return _with_options(step_label(step), step)
+
+
 def variant_label(record: dict) -> str:
-    """The steps as on the command line, each with the options it changed from the defaults:
-    ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``."""
+    """The steps as on the command line, each with the options it changed from the defaults (and its curve
+    option): ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``, ``early_exit (threshold: 0.5)``."""
     steps = record.get("compression") or []
     if not steps:
         return compression_label(record)
-    return ",".join(_with_options(step_label(step), step) for step in steps)
+    return ",".join(step_with_options(step) for step in steps)
 
 
 def compressor_of(record: dict) -> str:
-    """What a chart colours by: the one step's compressor with its changed options, ``pipeline`` or ``dense``."""
+    """What a chart colours by: the one step's compressor with its changed options (not its curve option),
+    ``pipeline`` or ``dense``."""
     steps = record.get("compression") or []
-    return "dense" if not steps else _with_options(steps[0]["name"], steps[0]) if len(steps) == 1 else "pipeline"
+    if not steps:
+        return "dense"
+    return _with_options(steps[0]["name"], steps[0], with_curve=False) if len(steps) == 1 else "pipeline"
+
+
+def step_amount(step: dict) -> float:
+    """Where a step lies on its compressor's curve: its amount, or its curve option (NaN for neither)."""
+    curve = _curve_option(step)
+    if step.get("amount") is not None or curve is None:
+        return _nan(step.get("amount"))
+    return _nan((step.get("options") or {}).get(curve))
 
 
 def steps_summary(record: dict) -> str:
@@ -127,7 +150,7 @@ def _row(record: dict) -> dict:
         "model": model_label(record), "input": input_label(record),
         "machine": machine_label(record) if latency else NOT_TIMED,
         "variant": variant_label(record), "compressor": compressor_of(record),
-        "amount": _nan(steps[0]["amount"]) if len(steps) == 1 else math.nan,
+        "amount": step_amount(steps[0]) if len(steps) == 1 else math.nan,
         "steps": steps_summary(record), "is_dense": not steps,
         "params": record["params"], "params_nonzero": record["params_nonzero"],
         "macs": record["macs"], "macs_effective": record["macs_effective"],

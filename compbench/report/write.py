@@ -23,6 +23,13 @@ from compbench import __version__
 from compbench.errors import InvalidInputError, ResultsWriteError
 from compbench.report.charts import CHARTS
 from compbench.report.landscape import Landscape, group_tables, landscape_frame, load_landscape
+from compbench.report.pipelines import (
+    StudyTables,
+    display_tables,
+    plot_estimate_vs_measured,
+    study_tables,
+    summary_line,
+)
 
 FORMATS = ("md", "html", "csv")
 CHART_TITLES = {
@@ -31,6 +38,10 @@ CHART_TITLES = {
     "latency_vs_params": "Latency against parameters",
     "macs_by_component": "MACs by component",
 }
+STUDY_NOTE = ("Every pipeline of a study was measured in one run beside the same dense model. Costs are ratios to "
+              "that dense model (latency: 1 / the same-run speedup). Commutativity: the spread (max − min) over the "
+              "orders of one operator set. Cumulativeness: the estimate from the operators alone (quality changes "
+              "added, cost ratios multiplied) against the measured pipeline; error = measured − estimate.")
 READING_NOTES = [
     "MACs are exact multiply-accumulates of one forward at the input size shown; params count every distinct "
     "parameter once; 'effective' counts only nonzero weights.",
@@ -64,7 +75,12 @@ def _failure_rows(failures: list[dict]) -> list[tuple[str, str, str]]:
     return [(f["label"], f["job"], f["error"].splitlines()[0] if f["error"] else f["error_type"]) for f in failures]
 
 
-def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str]) -> str:
+def study_chart_name(tables: StudyTables) -> str:
+    return f"pipeline_study_{tables.study}"
+
+
+def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str],
+                    studies: Sequence[StudyTables] = ()) -> str:
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
     parts = [f"# compbench landscape\n\n{len(frame)} records from {', '.join(landscape.sources)}"
              f" (compbench {__version__}, {datetime.now(UTC):%Y-%m-%d}).\n"]
@@ -74,6 +90,11 @@ def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[
     for title, table in group_tables(frame):
         parts.append(f"## {title}\n\n{_markdown_table(table)}\n")
     parts.append("## Charts\n\n" + "\n\n".join(f"![{CHART_TITLES[name]}]({name}.png)" for name in charts) + "\n")
+    for study in studies:
+        parts.append(f"## Pipeline study: {study.title}\n\n{STUDY_NOTE}\n\n{summary_line(study)}.\n")
+        for title, table in display_tables(study):
+            parts.append(f"### {title}\n\n{_markdown_table(table)}\n")
+        parts.append(f"![estimate against measured]({study_chart_name(study)}.png)\n")
     if landscape.failures:
         rows = "\n".join(f"| {label} | `{job}` | {error} |" for label, job, error in _failure_rows(landscape.failures))
         parts.append(f"## Failed jobs\n\n| job | key | error |\n|---|---|---|\n{rows}\n")
@@ -97,7 +118,18 @@ def _svg_inline(svg: str) -> str:
     return svg[start:] if start >= 0 else svg
 
 
-def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str]) -> str:
+def _html_table(table: pd.DataFrame, pareto: bool = False) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+    rows = []
+    for row in table.itertuples(index=False):
+        css = " class='pareto'" if pareto and str(row[-1]).startswith("★") else ""
+        rows.append(f"<tr{css}>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str],
+                studies: Sequence[StudyTables] = ()) -> str:
     esc = html.escape
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
     body = [f"<h1>compbench landscape</h1><p>{len(frame)} records from {esc(', '.join(landscape.sources))} "
@@ -106,14 +138,16 @@ def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str])
         body.append("<p>Machines: " + "; ".join(map(esc, machines)) + ".</p>")
     body.append("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in READING_NOTES) + "</ul>")
     for title, table in group_tables(frame):
-        head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
-        rows = []
-        for row in table.itertuples(index=False):
-            css = " class='pareto'" if str(row[-1]).startswith("★") else ""
-            rows.append(f"<tr{css}>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>")
-        body.append(f"<h2>{esc(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    for name, svg in svgs.items():
-        body.append(f"<figure><figcaption><h2>{esc(CHART_TITLES[name])}</h2></figcaption>{_svg_inline(svg)}</figure>")
+        body.append(f"<h2>{esc(title)}</h2>{_html_table(table, pareto=True)}")
+    for name in CHARTS:
+        body.append(f"<figure><figcaption><h2>{esc(CHART_TITLES[name])}</h2></figcaption>"
+                    f"{_svg_inline(svgs[name])}</figure>")
+    for study in studies:
+        body.append(f"<h2>Pipeline study: {esc(study.title)}</h2><p>{esc(STUDY_NOTE)}</p>"
+                    f"<p>{esc(summary_line(study))}.</p>")
+        for title, table in display_tables(study):
+            body.append(f"<h3>{esc(title)}</h3>{_html_table(table)}")
+        body.append(f"<figure>{_svg_inline(svgs[study_chart_name(study)])}</figure>")
     if landscape.failures:
         rows = "".join(f"<tr><td>{esc(label)}</td><td><code>{esc(job)}</code></td><td>{esc(error)}</td></tr>"
                        for label, job, error in _failure_rows(landscape.failures))
@@ -143,8 +177,10 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iter
     frame = landscape_frame(landscape)
     files: dict[str, bytes] = {}
     svgs = {}
-    for name, plot in CHARTS.items():
-        figure = plot(frame)
+    studies = study_tables(landscape.records)
+    figures = {name: plot(frame) for name, plot in CHARTS.items()}
+    figures.update({study_chart_name(study): plot_estimate_vs_measured(study) for study in studies})
+    for name, figure in figures.items():
         for suffix in ("png", "svg"):
             buffer = io.BytesIO()
             figure.savefig(buffer, format=suffix, dpi=120 if suffix == "png" else None,
@@ -152,9 +188,9 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iter
             files[f"{name}.{suffix}"] = buffer.getvalue()
         svgs[name] = files[f"{name}.svg"].decode("utf-8")
     if "md" in formats:
-        files["landscape.md"] = markdown_report(landscape, frame, CHARTS).encode("utf-8")
+        files["landscape.md"] = markdown_report(landscape, frame, CHARTS, studies).encode("utf-8")
     if "html" in formats:
-        files["landscape.html"] = html_report(landscape, frame, svgs).encode("utf-8")
+        files["landscape.html"] = html_report(landscape, frame, svgs, studies).encode("utf-8")
     if "csv" in formats:
         files["landscape.csv"] = csv_report(frame).encode("utf-8")
     return _move_into(out_dir, files)

@@ -1,0 +1,68 @@
+"""``compbench pipelines``: operators alone and in every order; commutativity and cumulativeness."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from compbench.cli.measure import add_measurement_arguments, measurement_options, options_by_name
+from compbench.cli.output import progress_bar
+from compbench.compressors.spec import parse_spec
+from compbench.pipelines import MAX_OPERATORS, run_pipeline_study
+from compbench.report.pipelines import display_tables, study_tables, summary_line
+from compbench.report.write import write_report
+from compbench.store import append_records, check_writable, read_records
+
+
+def add_parser(commands, name: str) -> None:
+    p = commands.add_parser(
+        name, help="run operators alone and in every order: commutativity and cumulativeness",
+        description="Measure a model, each operator (a compression pipeline) alone and every order of all of "
+                    "them in one run; report the spread over orders (commutativity) and the error of the "
+                    "estimate from the operators alone (cumulativeness).")
+    p.add_argument("--model", required=True, metavar="M", help="preset name, hub id or save_pretrained directory")
+    p.add_argument("--task", required=True, metavar="T", help="the task whose quality every pipeline reports")
+    p.add_argument("--op", action="append", required=True, metavar="SPEC",
+                   help=f"an operator: a pipeline as for measure --compress (head_pruning=0.5, int8_dynamic or a "
+                        f"YAML/JSON file); repeat, 2 to {MAX_OPERATORS}")
+    p.add_argument("--subsets", action="store_true",
+                   help="also every order of every subset of two or more operators")
+    add_measurement_arguments(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="append the records to this JSONL results file")
+    p.add_argument("--report", metavar="DIR", help="also write the report of --out (with the study) into DIR")
+
+
+def _terminal_table(title: str, table) -> Table:
+    rendered = Table(title=title, title_justify="left")
+    for column in table.columns:
+        rendered.add_column(str(column), justify="left" if column in ("pipeline", "operators") else "right")
+    for row in table.itertuples(index=False):
+        rendered.add_row(*map(str, row))
+    return rendered
+
+
+def run(args: argparse.Namespace) -> int:
+    named = options_by_name(args)
+    operators = [parse_spec(spec, named) for spec in args.op]
+    options = measurement_options(args)
+    if Path(args.out).exists():  # refuse a corrupt or foreign results file before measuring
+        read_records(args.out)
+    else:
+        check_writable(args.out)
+    with progress_bar() as update:
+        records = run_pipeline_study(args.model, args.task, operators, args.subsets, options, update)
+    append_records(args.out, records)
+    console = Console(file=sys.stdout, width=200, force_terminal=False, color_system=None)
+    for tables in study_tables(records):
+        console.print(tables.title)
+        for title, table in display_tables(tables):
+            console.print(_terminal_table(title, table))
+        console.print(summary_line(tables))
+    if args.report:
+        for path in write_report([args.out], args.report):
+            print(path)
+    return 0

@@ -16,6 +16,9 @@ from compbench.measure import MeasureOptions, measure
 from compbench.models import load_model
 from compbench.quality.evaluate import prepare_task, single_example_inputs
 from compbench.record import input_label, validate_record
+from compbench.report.write import write_report
+from compbench.store import read_records
+from compbench.sweep.run import SweepOptions, run_sweep
 from compbench.tasks import find_task
 from compbench.timing.per_example import mean_ratio_ci, per_example_summary, time_per_example
 from compbench.timing.wallclock import TimingPolicy
@@ -131,3 +134,21 @@ def test_per_example_summary_and_the_ratio_of_means():
     assert mean_ratio_ci([1.0, 2.0], [1.0, 2.0]) is None  # too few examples for an interval
     with pytest.raises(ValueError, match="paired"):
         mean_ratio_ci([1.0, 2.0], [1.0])
+
+
+def test_a_sweep_measures_early_exit_per_example_and_reports_it(tmp_path, fine_tuned):
+    model_dir, task_file, data_root = fine_tuned
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "version": 1, "name": "ee", "task": task_file, "sizes": {"seconds": [0.25]},
+        "measure": {"latency": False, "memory": False}, "models": [{"model": model_dir}],
+        "compressors": {"early_exit": {"options": {**EXIT_TRAINING, "threshold": 10.0}}}}))
+    results = tmp_path / "r.jsonl"
+    assert not run_sweep(sweep, SweepOptions(out=results, data_root=data_root)).failed
+    sized, dense, variant = read_records(results)
+    assert sized["input"]["kind"] == "audio" and sized["compression"] is None
+    assert dense["input"]["kind"] == variant["input"]["kind"] == "examples"
+    assert dense["job"] == variant["job"] != sized["job"]  # the per-example dense record belongs to the variant's job
+    assert variant["exits"]["1"] == variant["input"]["examples"] and variant["predicted_speedup"] > 1
+    written = write_report([results], tmp_path / "report", ["md"])
+    assert "examples" in (tmp_path / "report" / "landscape.md").read_text() and written

@@ -63,7 +63,11 @@ def _pipeline_rows(records: list[dict]) -> pd.DataFrame:
     if len(dense) != 1:
         raise InvalidInputError(f"study {records[0]['pipeline_study']['id']}: expected one dense record per "
                                 f"basis, found {len(dense)}")
-    dense_record = dense[0]
+    def macs(record: dict) -> float:  # per example: the exact mean, not the record's rounded one
+        return (record.get("macs_per_example") or {}).get("mean", record["macs"])
+
+    dense_macs = macs(dense[0])
+    dense_params = dense[0]["params"]
     rows = []
     for record in records:
         order = tuple(record["pipeline_study"]["order"])
@@ -73,11 +77,9 @@ def _pipeline_rows(records: list[dict]) -> pd.DataFrame:
             "order": order, "operators": frozenset(order), "size": len(order),
             "pipeline": "dense" if is_dense else " → ".join(operators[i] for i in order),
             "quality": _nan((record.get("quality") or {}).get("value")),
-            "macs": record["macs"] / dense_record["macs"], "params": record["params"] / dense_record["params"],
+            "macs": macs(record) / dense_macs, "params": record["params"] / dense_params,
             "latency": (1.0 if "latency_ms" in record else math.nan) if is_dense else 1 / speedup,
-            "gmacs": record["macs"] / 1e9, "mparams": record["params"] / 1e6,
-            "latency_ms": _nan((record.get("latency_ms") or {}).get("mean" if "mean" in (
-                record.get("latency_ms") or {}) else "median")),
+            "gmacs": macs(record) / 1e9,
         })
     return pd.DataFrame(rows)
 

@@ -90,6 +90,11 @@ def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
     figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8)
 
 
+def _macs_axis(group: pd.DataFrame) -> str:
+    """Per example (input-dependent cost), MACs are the mean over the examples."""
+    return "mean GMACs per example" if group["per_example"].all() else "GMACs per forward"
+
+
 def _interval_error(value: str, low: str, high: str):
     def error(points: pd.DataFrame):
         if points[low].isna().all():
@@ -124,7 +129,7 @@ def plot_quality_vs_macs(frame: pd.DataFrame) -> Figure:
         axis.step(front["gmacs"], front["quality"], where="post", color="0.55", linewidth=1.2, zorder=0)
         _scatter(axis, group, "gmacs", "quality", styles)
         first = group.iloc[0]
-        axis.set(xlabel="GMACs per forward", ylabel=f"{first['task']} {first['metric']} ({first['split']})")
+        axis.set(xlabel=_macs_axis(group), ylabel=f"{first['task']} {first['metric']} ({first['split']})")
 
     return _per_group(frame, frame["quality"].notna(), "quality against MACs (grey: Pareto frontier)",
                       "no task quality in these records: give the sweep a task", draw)
@@ -182,7 +187,7 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
             left = [a + b for a, b in zip(left, values, strict=True)]
         axis.set_yticks(range(len(group)), labels, fontsize=7)
         axis.invert_yaxis()
-        axis.set(xlabel="GMACs per forward")
+        axis.set(xlabel=_macs_axis(group))
         _panel_title(axis, group)
         axis.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], color=colours[c], linewidth=8, label=c) for c in components]

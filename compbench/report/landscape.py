@@ -148,6 +148,7 @@ def _row(record: dict) -> dict:
     steps = record.get("compression") or []
     row = {
         "model": model_label(record), "input": input_label(record),
+        "per_example": record["input"]["kind"] == "examples",
         "machine": machine_label(record) if latency else NOT_TIMED,
         "variant": variant_label(record), "compressor": compressor_of(record),
         "amount": step_amount(steps[0]) if len(steps) == 1 else math.nan,

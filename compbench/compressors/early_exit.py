@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from compbench.cache import model_fingerprint
 from compbench.compressors.base import Compressor, Option, register
 from compbench.compressors.context import Batch, CompressionContext, has_task_head
 from compbench.compressors.structure import EXITS_ATTRIBUTE
@@ -219,13 +219,6 @@ def with_exits(model: nn.Module, exits: nn.ModuleList, threshold: float) -> nn.M
 _TRAINING_OPTIONS = ("epochs", "batch_size", "examples", "learning_rate")
 _TRAINED: dict[str, tuple[nn.ModuleList, list[float], int]] = {}  # training key -> (exits, losses, examples)
 _TRAINED_KEPT = 16  # exits are a few MB each; a study of three operators trains them on at most 5 models
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of everything ``model``'s state holds (quantized packed weights included)."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def _trained_exits(model: nn.Module, options: dict, context: CompressionContext):

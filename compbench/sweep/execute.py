@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from compbench import __version__
+from compbench.cache import cache_dir
 from compbench.errors import ModelLoadError
 from compbench.measure import MeasureOptions, measure
 from compbench.models import LoadedModel, load_model
@@ -79,18 +79,6 @@ class CachedLoader:
             self.loads += 1
         self._loaded.model.to("cpu")
         return self._loaded
-
-
-CACHE_ENV = "COMPBENCH_CACHE_DIR"
-
-
-def cache_dir(option: str | Path | None = None) -> Path:
-    """Where fine-tuned checkpoints are cached: ``option``, else ``$COMPBENCH_CACHE_DIR``, else ~/.cache/compbench."""
-    if option:
-        return Path(option)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path.home() / ".cache" / "compbench"
 
 
 @dataclass

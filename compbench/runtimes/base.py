@@ -1,0 +1,79 @@
+"""The runtime contract, its registry, and the output check every runtime passes before it is timed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from compbench.errors import CompbenchError
+from compbench.registry import Registry
+
+DEFAULT_TOLERANCE = 1e-3  # max |runtime − eager| relative to max |eager| (fp32 kernels reorder sums)
+
+
+class OutputMismatchError(CompbenchError, RuntimeError):
+    """A runtime's output differs from eager PyTorch's beyond the tolerance: it gets no latency."""
+
+
+@dataclass
+class Prepared:
+    """A model ready to run under one runtime on fixed inputs."""
+
+    run: Callable[[], object]  # one forward on the prepared inputs (what is timed)
+    output: Callable[[], torch.Tensor]  # the comparable output (logits, else last hidden state), on the CPU
+    info: dict = field(default_factory=dict)  # name, version, settings, preparation seconds: for the record
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    description: str
+    version: Callable[[], str]
+    # (model, inputs, threads, device, cache_dir) -> Prepared; raises CompbenchError with one clear line
+    prepare: Callable[[nn.Module, dict, int, torch.device, str | None], Prepared]
+    extra: str | None = None  # the pip extra it needs, if any
+
+
+RUNTIMES: Registry[Runtime] = Registry("runtime")
+
+
+def register(runtime: Runtime) -> Runtime:
+    return RUNTIMES.register(runtime.name, runtime)
+
+
+def comparable_output(output) -> torch.Tensor:
+    """What runtimes are compared on: a classifier's logits, else the last hidden state."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    return logits if logits is not None else output.last_hidden_state
+
+
+class ComparableOutput(nn.Module):
+    """``model`` returning only its comparable output (what runtimes export and compile)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return comparable_output(self.model(**inputs))
+
+
+def check_outputs(runtime: str, reference: torch.Tensor, got: torch.Tensor,
+                  tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """The largest difference of ``got`` from eager's ``reference``, relative to the largest |reference|;
+    :class:`OutputMismatchError` beyond ``tolerance`` or for another shape."""
+    reference, got = reference.detach().float().cpu(), got.detach().float().cpu()
+    if reference.shape != got.shape:
+        raise OutputMismatchError(f"runtime {runtime}: output shape {tuple(got.shape)} differs from eager "
+                                  f"PyTorch's {tuple(reference.shape)}")
+    scale = float(reference.abs().max()) or 1.0
+    difference = float((reference - got).abs().max()) / scale
+    if not difference <= tolerance:  # NaN fails too
+        raise OutputMismatchError(f"runtime {runtime}: outputs differ from eager PyTorch's by {difference:.3g} "
+                                  f"(relative to the largest output), beyond the tolerance {tolerance:g}")
+    return difference

@@ -1,0 +1,22 @@
+"""Eager PyTorch: the model as it is (the reference every other runtime is checked against)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compbench.runtimes.base import Prepared, Runtime, comparable_output, register
+
+
+def prepare_eager(model: nn.Module, inputs: dict, threads: int, device: torch.device,
+                  cache_dir: str | None = None) -> Prepared:
+    def output() -> torch.Tensor:
+        with torch.inference_mode():
+            return comparable_output(model(**inputs)).cpu()
+
+    return Prepared(run=lambda: model(**inputs), output=output,
+                    info={"name": "eager", "version": torch.__version__})
+
+
+register(Runtime(name="eager", description="eager PyTorch", version=lambda: torch.__version__,
+                 prepare=prepare_eager))

@@ -45,6 +45,8 @@ from compbench.quality.evaluate import (
     task_quality,
 )
 from compbench.record import SCHEMA_VERSION
+from compbench.runtimes import RUNTIMES, check_outputs
+from compbench.runtimes.base import DEFAULT_TOLERANCE
 from compbench.tasks import find_task, resolve_data_root
 from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
@@ -87,6 +89,7 @@ class MeasureOptions:
     task_limit: int | None = None  # at most this many examples per split (quick runs; recorded)
     dense_quality: bool = True  # False: skip the dense model's quality (its hidden states still feed fidelity)
     per_example: bool = False  # also measure every model example by example on the task's evaluation split
+    runtimes: Sequence[str] = ("eager",)  # each sized model is timed under each (compbench.runtimes), interleaved
     seed: int = 0
 
 
@@ -100,6 +103,7 @@ class _Job:
     record: dict
     dense: _Job | None = None  # for a variant: the dense job it is compared with
     examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
+    runtime: str = "eager"  # what runs the model (compbench.runtimes); per-example jobs run eager
     example_macs: list[int] | None = None  # per-example jobs: each example's MACs
 
 
@@ -205,6 +209,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
     run_id = uuid.uuid4().hex
     env = environment()
     check_task_given([list(steps) for steps in options.compress], options.task)
+    runtimes = _check_runtimes(options)
     task = find_task(options.task) if options.task else None
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
@@ -242,21 +247,24 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
             params = [count_params(model, adapter.component_of) for model, adapter, _ in variants]  # size-free
             common = (options, run_id, threads, env)
             for spec in specs:
-                dense = None
-                for position, (model, adapter, manifest) in enumerate(variants):
-                    if dynamic[position]:
-                        continue
-                    macs = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
-                    record = _base_record(loaded, adapter, params[position], macs, spec.describe(), *common, manifest)
-                    if qualities:
-                        record.update(qualities[position])
-                    inputs = adapter.build_inputs(spec, "cpu", options.seed)
-                    job = _Job(loaded, model, adapter, spec, inputs, record, dense)
-                    if position == 0:
-                        dense = job
-                    elif dense is not None:  # exact counts: a ratio that needs no timing
-                        record["predicted_speedup"] = dense.record["macs"] / record["macs"]
-                    jobs.append(job)
+                counted = {position: count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
+                           for position, (model, adapter, _) in enumerate(variants) if not dynamic[position]}
+                for runtime in runtimes:
+                    dense = None
+                    for position, (model, adapter, manifest) in enumerate(variants):
+                        if dynamic[position]:
+                            continue
+                        record = _base_record(loaded, adapter, params[position], counted[position], spec.describe(),
+                                              *common, manifest)
+                        if qualities:
+                            record.update(qualities[position])
+                        inputs = adapter.build_inputs(spec, "cpu", options.seed)
+                        job = _Job(loaded, model, adapter, spec, inputs, record, dense, runtime=runtime)
+                        if position == 0:
+                            dense = job
+                        elif dense is not None:  # exact counts: a ratio that needs no timing
+                            record["predicted_speedup"] = dense.record["macs"] / record["macs"]
+                        jobs.append(job)
             if any(per_example):
                 progress(f"counting {name} example by example", 0.25)
                 jobs.extend(_per_example_jobs(loaded, variants, per_example, params, qualities, data, common))
@@ -283,6 +291,19 @@ def _context(loaded: LoadedModel, task, options: MeasureOptions, device: torch.d
         check_model_for_task(loaded.model, task)  # "fine-tune first" before any data or compression
     return build_context(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, device, options.seed,
                          progress, options.task_limit)
+
+
+def _check_runtimes(options: MeasureOptions) -> list[str]:
+    """The runtimes asked for, each known (near-match errors), in order, once each."""
+    names = list(dict.fromkeys(options.runtimes))
+    if not names:
+        raise InvalidInputError("give at least one --runtime")
+    for name in names:
+        RUNTIMES.get(name)
+    if names != ["eager"] and not options.latency:
+        raise InvalidInputError("--runtime matters only for latency (MACs and params are those of the PyTorch "
+                                "model); drop --no-latency or the runtimes other than eager")
+    return names
 
 
 def _task_data(loaded: LoadedModel, task, options: MeasureOptions) -> TaskData:
@@ -382,13 +403,15 @@ def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
         if job.examples is not None:
             job.examples = [{k: v.to(device) for k, v in example.items()} for example in job.examples]
     sized = [job for job in jobs if job.examples is None]
+    runs = _prepare_runtimes(sized, device, progress)
     progress("measuring fp32 GEMM peak", 0.3)
     peak = measure_gemm_peak(device, threads=torch.get_num_threads())
     if options.memory:
         for job in sized:
-            job.record["memory"] = measure_peak_memory(job.model, job.inputs, device).to_dict()
+            if job.runtime == "eager":  # the allocator's peak says nothing about another runtime's memory
+                job.record["memory"] = measure_peak_memory(job.model, job.inputs, device).to_dict()
 
-    targets = [TimingTarget(str(i), _forward(job)) for i, job in enumerate(sized)]
+    targets = [TimingTarget(str(i), run) for i, run in enumerate(runs)]
     budget = options.timing.budget_s
 
     def on_round(state: list[TimingTarget]) -> None:
@@ -413,9 +436,23 @@ def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
             _add_example_peak(job, peak)
 
 
-def _forward(job: _Job):
-    model, inputs = job.model, job.inputs
-    return lambda: model(**inputs)
+def _prepare_runtimes(jobs: list[_Job], device: torch.device, progress: ProgressCallback) -> list:
+    """Each job's forward under its runtime, checked against eager PyTorch's output on the same inputs
+    first (an error, never a latency, for a runtime that disagrees); records gain ``runtime``."""
+    runs, reference = [], {}
+    threads = torch.get_num_threads()
+    for job in jobs:
+        key = (id(job.model), job.spec)
+        if key not in reference:
+            reference[key] = RUNTIMES.get("eager").prepare(job.model, job.inputs, threads, device, None).output()
+        if job.runtime != "eager":
+            progress(f"preparing {job.loaded.name} under {job.runtime}", 0.28)
+        prepared = RUNTIMES.get(job.runtime).prepare(job.model, job.inputs, threads, device, None)
+        difference = 0.0 if job.runtime == "eager" else check_outputs(job.runtime, reference[key], prepared.output())
+        job.record["runtime"] = {**prepared.info, "output_difference": difference,
+                                 "tolerance": DEFAULT_TOLERANCE}
+        runs.append(prepared.run)
+    return runs
 
 
 def _time_per_example(group: list[_Job], device: torch.device, options: MeasureOptions) -> None:

@@ -35,6 +35,13 @@ def pytest_configure(config):
             "Run the default CPU env instead: tox -e py311")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Fine-tunes and ONNX exports go to a folder of the test session, never the user's cache."""
+    os.environ["COMPBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("compbench-cache"))
+    yield
+
+
 @pytest.fixture
 def device() -> str:
     """The device that device-dependent tests run on: cpu, or cuda under tox -e gpu."""

@@ -9,10 +9,16 @@ from test_budget_pruning import inputs_of
 from tiny_models import TINY_CONFIGS, build_tiny
 from torch import nn
 
+from compbench.cli.main import main
+from compbench.cli.output import render
 from compbench.compressors import COMPRESSORS
+from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError, UnknownNameError
+from compbench.measure import MeasureOptions, measure
+from compbench.report.landscape import landscape_frame
 from compbench.runtimes import RUNTIMES, OutputMismatchError, check_outputs
 from compbench.runtimes.onnx import export_path
+from compbench.timing.wallclock import TimingPolicy
 
 CPU = torch.device("cpu")
 needs_onnx = pytest.mark.skipif(
@@ -111,3 +117,31 @@ def test_a_model_that_cannot_be_exported_gives_one_error_and_leaves_no_file(tmp_
         RUNTIMES.get("onnxruntime").prepare(RunningMaximum(), {"input_values": torch.randn(1, 4)}, 1, CPU,
                                             str(tmp_path))
     assert not list((tmp_path / "onnx").glob("*"))
+
+
+@needs_onnx
+def test_measure_times_each_runtime_beside_its_own_dense_model(tmp_path):
+    build_tiny("bert").save_pretrained(tmp_path / "tiny")
+    options = MeasureOptions(models=[str(tmp_path / "tiny")], tokens=[16], threads=1, memory=False,
+                             runtimes=["eager", "onnxruntime"], compress=[parse_spec("head_pruning=0.5")],
+                             timing=TimingPolicy(budget_s=0.1, min_runs=3, warmup_s=0.0))
+    records = measure(options)
+    assert [(r["runtime"]["name"], r["compression"] is None) for r in records] == [
+        ("eager", True), ("eager", False), ("onnxruntime", True), ("onnxruntime", False)]
+    eager_dense, eager_pruned, ort_dense, ort_pruned = records
+    assert ort_pruned["baseline_latency_ms"]["samples"] == ort_dense["latency_ms"]["samples"]  # its own dense
+    assert eager_pruned["baseline_latency_ms"]["samples"] == eager_dense["latency_ms"]["samples"]
+    assert ort_pruned["macs"] == eager_pruned["macs"] and ort_pruned["params"] == eager_pruned["params"]
+    assert ort_pruned["runtime"]["output_difference"] <= ort_pruned["runtime"]["tolerance"]
+    assert ort_dense["runtime"]["version"] and eager_dense["runtime"]["output_difference"] == 0.0
+    assert len({len(r["latency_ms"]["samples"]) for r in records}) == 1  # one interleaved run: the same rounds
+    groups = landscape_frame(records)["group"]
+    assert groups[0] == groups[1] != groups[2] == groups[3] and "onnxruntime" in groups[2]
+    assert "runtime" in render(records, "table")
+
+
+def test_bad_runtimes_in_measure_give_one_error(capsys):
+    assert main(["measure", "--model", "minilm-l6", "--tokens", "8", "--runtime", "onnx-runtime"]) == 2
+    assert "onnxruntime" in capsys.readouterr().err
+    assert main(["measure", "--model", "minilm-l6", "--tokens", "8", "--runtime", "compile", "--no-latency"]) == 2
+    assert "matters only for latency" in capsys.readouterr().err

@@ -69,6 +69,9 @@ def add_measurement_arguments(parser) -> None:
                              "(slower, noisier; see the README)")
     parser.add_argument("--attn", choices=ATTN_IMPLEMENTATIONS, default="sdpa",
                         help="attention implementation to run (MACs are the same for each)")
+    parser.add_argument("--runtime", action="append", metavar="R",
+                        help="eager (default), compile or onnxruntime; repeat to time several, interleaved, each "
+                             "beside its own dense model")
     parser.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
     parser.add_argument("--task-limit", type=int, metavar="N",
                         help="use at most N examples per split (spread over it) for a quick run; recorded")
@@ -98,6 +101,7 @@ def measurement_options(args: argparse.Namespace) -> MeasureOptions:
         steady_allocator=args.steady_allocator,
         data_root=args.data_root,
         task_limit=args.task_limit,
+        runtimes=args.runtime or ("eager",),
     )
 
 

@@ -32,8 +32,11 @@ def records_table(records: list[dict]) -> Table:
     table = Table(title="compbench measurements", title_justify="left")
     has_latency = any("latency_ms" in r for r in records)
     has_audit = any("audit" in r for r in records)
-    for column in ("model", "variant", "input", "params", "nonzero", "GMACs", "GMACs eff"):
-        table.add_column(column, justify="left" if column in ("model", "variant", "input") else "right")
+    runtimes = {(r.get("runtime") or {}).get("name", "eager") for r in records}
+    columns = ("model", "variant", "input") + (("runtime",) if len(runtimes) > 1 else ()) + (
+        "params", "nonzero", "GMACs", "GMACs eff")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "variant", "input", "runtime") else "right")
     has_speedup = any("speedup" in r for r in records)
     if has_latency:
         for column in ("median ms", "IQR ms", "95% CI ms", "runs", "GFLOP/s", "% peak", "peak MB"):
@@ -51,7 +54,8 @@ def records_table(records: list[dict]) -> Table:
             table.add_column(column, justify="right")
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
-        row = [r["model"], variant_label(r), input_label(r), f"{r['params']:,}", nonzero,
+        runtime = [(r.get("runtime") or {}).get("name", "eager")] if len(runtimes) > 1 else []
+        row = [r["model"], variant_label(r), input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
             lat = r.get("latency_ms")

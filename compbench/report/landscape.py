@@ -173,7 +173,9 @@ def _row(record: dict) -> dict:
     else:
         relative = (1 / row["speedup"], 1 / row["speedup_ci_high"], 1 / row["speedup_ci_low"])
     row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
-    row["group"] = f"{row['model']} · {row['input']}" + ("" if not latency else f" · {row['machine']}")
+    row["runtime"] = (record.get("runtime") or {}).get("name", "eager")
+    runtime = "" if row["runtime"] == "eager" else f" · {row['runtime']}"  # speedups are grouped by runtime
+    row["group"] = f"{row['model']} · {row['input']}{runtime}" + ("" if not latency else f" · {row['machine']}")
     return row
 
 

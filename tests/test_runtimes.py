@@ -39,6 +39,7 @@ def test_onnxruntime_outputs_equal_eager_for_every_family(family, tmp_path):
     assert check_outputs("onnxruntime", eager_output(model, inputs), prepared.output()) <= 1e-3
     assert prepared.info["provider"] == "CPUExecutionProvider" and prepared.info["export_seconds"] > 0
     assert prepared.info["graph_optimization_level"] == "ORT_ENABLE_ALL" and prepared.info["intra_op_threads"] == 1
+    assert prepared.info["spinning"] is False  # a spinning pool would slow whatever runs next
     prepared.run()
     again = RUNTIMES.get("onnxruntime").prepare(model, inputs, 1, CPU, str(tmp_path))
     assert again.info["export_seconds"] is None and again.info["file"] == prepared.info["file"]  # cached

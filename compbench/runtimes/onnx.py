@@ -93,6 +93,9 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict, threads: int, device: to
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVEL)
+    # ORT's pool threads spin after each run by default; interleaved with other models (and other
+    # sessions), a spinning pool steals the cores the next forward needs. Off, as for the timing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
         raise InvalidInputError(f"runtime onnxruntime: {provider} is not available in this onnxruntime "
@@ -105,7 +108,8 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict, threads: int, device: to
 
     return Prepared(run=run, output=lambda: torch.from_numpy(run()[0]), info={
         "name": "onnxruntime", "version": ort.__version__, "provider": provider,
-        "graph_optimization_level": OPTIMIZATION_LEVEL, "intra_op_threads": threads, "file": str(path),
+        "graph_optimization_level": OPTIMIZATION_LEVEL, "intra_op_threads": threads, "spinning": False,
+        "file": str(path),
         "export_seconds": None if export_seconds is None else round(export_seconds, 3)})
 
 

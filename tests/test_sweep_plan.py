@@ -98,6 +98,10 @@ def test_keys_are_stable_and_follow_what_the_job_measures(tmp_path, monkeypatch)
     assert keys(tmp_path, sizes={"seconds": [2]}) != first
     changed = keys(tmp_path, compressors={"head_pruning": {"amounts": [0.5], "options": {"scope": "layer"}}})
     assert changed[0] == first[0] and changed[1] != first[1]  # the dense job is unchanged
+    untimed = BASE["measure"]
+    assert keys(tmp_path, measure={**untimed, "runtimes": ["eager"]}) == first  # eager alone, the default: same keys
+    timed = keys(tmp_path, measure={"runtimes": ["eager"]})
+    assert keys(tmp_path, measure={"runtimes": ["eager", "onnxruntime"]}) != timed
     monkeypatch.setattr(plan, "__version__", "99.0")
     assert keys(tmp_path) != first
     monkeypatch.undo()
@@ -193,6 +197,10 @@ def test_a_local_directory_is_a_model(tmp_path):
     ({"measure": {"device": "tpu"}}, r"measure: 'device' must be one of cpu, cuda"),
     ({"measure": {"threads": 0}}, r"measure.threads: must be >= 1"),
     ({"measure": {"max_runs": 3}}, r"measure.max_runs: must be >= 6"),
+    ({"measure": {"runtimes": ["eager", "onnx-runtime"]}},
+     r"measure.runtimes\[1\]: unknown runtime 'onnx-runtime'. Did you mean: onnxruntime"),
+    ({"measure": {"runtimes": []}}, r"measure.runtimes: give at least one runtime"),
+    ({"measure": {"runtimes": ["compile"], "latency": False}}, r"measure.runtimes: runtimes matter only for latency"),
 ])
 def test_bad_sweep_files_are_refused_naming_the_file_and_key(tmp_path, change, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -100,7 +100,7 @@ def measure_options(job: Job, model: str, weights: str | None, context: JobConte
         memory=settings.memory, attn_implementation=settings.attn,
         timing=settings.timing_policy(),
         steady_allocator=settings.steady_allocator, task=job.task, data_root=context.data_root,
-        task_limit=settings.task_limit, seed=settings.seed,
+        task_limit=settings.task_limit, seed=settings.seed, runtimes=settings.runtimes,
         dense_quality=not job.variants,  # a variant job keeps the variants' records; the dense job has its quality
         **sizes)
 

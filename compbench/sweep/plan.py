@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from compbench import __version__
@@ -59,7 +59,7 @@ class Job:
             task = {"name": self.task, "version": find_task(self.task).version}
         return {"kind": self.kind, "model": self.model.describe(), "input": self.input(),
                 "variants": [[s.to_dict() for s in steps] for steps in self.variants] or None, "task": task,
-                "measure": asdict(self.measure)}
+                "measure": self.measure.describe()}
 
     @cached_property
     def key(self) -> str:

@@ -22,6 +22,7 @@ from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_modality, model_source
 from compbench.quality.finetune import FinetuneOptions, resolved_options
+from compbench.runtimes import RUNTIMES
 from compbench.tasks import find_task
 from compbench.tasks.schema import MODALITY_OF_INPUT
 from compbench.timing.device import DEVICES
@@ -95,9 +96,20 @@ class MeasureSettings:
     steady_allocator: bool = True
     seed: int = 0
     task_limit: int | None = None
+    runtimes: tuple[str, ...] = ("eager",)  # each sized model is timed under each
 
     def timing_policy(self) -> TimingPolicy:
         return TimingPolicy(budget_s=self.budget, rel_ci=self.rel_ci, max_runs=self.max_runs)
+
+    def describe(self) -> dict:
+        """The settings as they identify jobs; eager alone (the default) is left out, so jobs keyed before
+        runtimes existed keep their keys."""
+        described = asdict(self)
+        if self.runtimes == ("eager",):
+            del described["runtimes"]
+        else:
+            described["runtimes"] = list(self.runtimes)
+        return described
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,8 @@ _COMPRESSOR_KEYS = {"amounts": (list, False), "options": (dict, False)}
 _STEP_KEYS = {"name": (str, True), "amount": ((int, float, type(None)), False), "options": (dict, False)}
 _MEASURE_KEYS = {"latency": (bool, False), "memory": (bool, False), "threads": (int, False), "device": (str, False),
                  "budget": (float, False), "rel_ci": (float, False), "max_runs": (int, False), "attn": (str, False),
-                 "steady_allocator": (bool, False), "seed": (int, False), "task_limit": (int, False)}
+                 "steady_allocator": (bool, False), "seed": (int, False), "task_limit": (int, False),
+                 "runtimes": (list, False)}
 
 
 def _rethrow(where: str, err: CompbenchError) -> InvalidInputError:
@@ -253,6 +266,19 @@ def _measure(where: str, data: dict) -> MeasureSettings:
     for key in ("threads", "task_limit"):
         if key in data and data[key] < 1:
             raise InvalidInputError(f"{where}.{key}: must be >= 1, got {data[key]}")
+    if "runtimes" in data:
+        if not data["runtimes"]:
+            raise InvalidInputError(f"{where}.runtimes: give at least one runtime")
+        for index, name in enumerate(data["runtimes"]):
+            check_type(f"{where}.runtimes[{index}]", name, str)
+            try:
+                RUNTIMES.get(name)
+            except CompbenchError as err:
+                raise _rethrow(f"{where}.runtimes[{index}]", err) from None
+        data = {**data, "runtimes": tuple(dict.fromkeys(data["runtimes"]))}
+        if data["runtimes"] != ("eager",) and data.get("latency") is False:
+            raise InvalidInputError(f"{where}.runtimes: runtimes matter only for latency; 'latency: false' times "
+                                    "nothing")
     settings = MeasureSettings(**{key: float(v) if key in ("budget", "rel_ci") else v for key, v in data.items()})
     for field_name, problem in settings.timing_policy().problems().items():
         key = "budget" if field_name == "budget_s" else field_name

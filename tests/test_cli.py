@@ -151,6 +151,9 @@ def test_ls_lists_compressors_with_options(capsys):
     assert compressors["bf16"]["takes_amount"] is False
     assert compressors["accuracy_driven"]["options"]["loss_rise"]["type"] == "float or null"
     assert compressors["accuracy_driven"]["options"]["epsilon"]["type"] == "float"
+    runtimes = {r["name"]: r for r in json.loads(out)["runtimes"]}
+    assert set(runtimes) == {"eager", "compile", "onnxruntime"} and runtimes["eager"]["available"]
+    assert runtimes["onnxruntime"]["extra"] == "onnx" and runtimes["eager"]["extra"] is None
 
 
 def test_validate_command(capsys, tmp_path):

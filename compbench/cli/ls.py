@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from compbench.compressors import COMPRESSORS
+from compbench.errors import CompbenchError
 from compbench.models import PRESETS
+from compbench.runtimes import RUNTIMES
 from compbench.tasks import find_task, task_files
 
 
@@ -44,16 +46,30 @@ def list_tasks() -> list[dict]:
              "protocol": t.protocol, "description": t.description} for t in tasks]
 
 
+def list_runtimes() -> list[dict]:
+    """Every runtime (``--runtime``), with the pip extra it needs and whether that is installed here."""
+    rows = []
+    for name, runtime in RUNTIMES.items():
+        try:
+            version, available = runtime.version(), True
+        except CompbenchError:
+            version, available = None, False
+        rows.append({"name": name, "description": runtime.description, "extra": runtime.extra,
+                     "available": available, "version": version})
+    return rows
+
+
 def add_parser(commands, name: str) -> None:
-    p = commands.add_parser(name, help="list model presets, compressors and tasks",
+    p = commands.add_parser(name, help="list model presets, compressors, tasks and runtimes",
                             description="List what compbench can measure.")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
 def run(args: argparse.Namespace) -> int:
-    presets, compressors, tasks = list_presets(), list_compressors(), list_tasks()
+    presets, compressors, tasks, runtimes = list_presets(), list_compressors(), list_tasks(), list_runtimes()
     if args.format == "json":
-        print(json.dumps({"models": presets, "compressors": compressors, "tasks": tasks}, indent=2))
+        print(json.dumps({"models": presets, "compressors": compressors, "tasks": tasks, "runtimes": runtimes},
+                         indent=2))
         return 0
     table = Table(title="model presets (architecture-exact; --weights random needs no download)",
                   title_justify="left")
@@ -80,5 +96,12 @@ def run(args: argparse.Namespace) -> int:
     for t in tasks:
         table.add_row(t["name"], str(t["version"]), t["input"], str(t["labels"]), t["metric"], t["protocol"],
                       t["description"])
+    console.print(table)
+    table = Table(title="runtimes (--runtime; several are timed interleaved)", title_justify="left")
+    for column in ("name", "version here", "description"):
+        table.add_column(column)
+    for r in runtimes:
+        missing = f"not installed: pip install 'compbench[{r['extra']}]'"
+        table.add_row(r["name"], r["version"] if r["available"] else missing, r["description"])
     console.print(table)
     return 0

@@ -386,7 +386,7 @@ def _per_example_jobs(loaded: LoadedModel, variants: list, per_example: list[boo
             layers = len(adapter.layers())
             record["exits"] = {str(layer): exits.count(layer) for layer in range(1, layers + 1)}
             record["mean_exit_layer"] = sum(exits) / len(exits)
-        job = _Job(loaded, model, adapter, None, {}, record, dense, examples, totals)
+        job = _Job(loaded, model, adapter, None, {}, record, dense, examples=examples, example_macs=totals)
         if position == 0:
             dense = job
         else:
@@ -442,13 +442,15 @@ def _prepare_runtimes(jobs: list[_Job], device: torch.device, progress: Progress
     runs, reference = [], {}
     threads = torch.get_num_threads()
     for job in jobs:
-        key = (id(job.model), job.spec)
-        if key not in reference:
-            reference[key] = RUNTIMES.get("eager").prepare(job.model, job.inputs, threads, device, None).output()
-        if job.runtime != "eager":
-            progress(f"preparing {job.loaded.name} under {job.runtime}", 0.28)
         prepared = RUNTIMES.get(job.runtime).prepare(job.model, job.inputs, threads, device, None)
-        difference = 0.0 if job.runtime == "eager" else check_outputs(job.runtime, reference[key], prepared.output())
+        difference = 0.0
+        if job.runtime != "eager":  # eager's own output is computed once per model and size, only when compared
+            progress(f"preparing {job.loaded.name} under {job.runtime}", 0.28)
+            key = (id(job.model), job.spec)
+            if key not in reference:
+                reference[key] = RUNTIMES.get("eager").prepare(job.model, job.inputs, threads, device,
+                                                               None).output()
+            difference = check_outputs(job.runtime, reference[key], prepared.output())
         job.record["runtime"] = {**prepared.info, "output_difference": difference,
                                  "tolerance": DEFAULT_TOLERANCE}
         runs.append(prepared.run)

@@ -76,6 +76,12 @@ def test_early_exit_variants_are_measured_example_by_example_beside_the_dense_mo
         assert record["baseline_latency_ms"]["samples"] == dense["latency_ms"]["samples"]
         assert set(record["speedup_per_example"]) == {"median", "p10", "p90", "predicted_median",
                                                       "efficiency_median", "efficiency_p10"}
+        measured = np.asarray(dense["latency_ms"]["samples"]) / np.asarray(record["latency_ms"]["samples"])
+        predicted = np.asarray(dense_macs, dtype=float) / np.asarray(record["macs_per_example"]["samples"])
+        per_example = record["speedup_per_example"]  # each example's own ratios, from the record's own samples
+        assert per_example["median"] == pytest.approx(float(np.median(measured)))
+        assert per_example["predicted_median"] == pytest.approx(float(np.median(predicted)))
+        assert per_example["efficiency_median"] == pytest.approx(float(np.median(measured / predicted)))
     assert input_label(first) == f"{len(examples)} tones test examples"
     assert "early_exit" in render(records, "table")  # the terminal table takes per-example records
 

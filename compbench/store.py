@@ -164,6 +164,15 @@ def write_text_atomically(path: str | Path, text: str) -> None:
         raise
 
 
+def existing_records(path: str | Path) -> list[dict]:
+    """The records already in ``path`` (a corrupt or foreign file is refused), or none after checking
+    that it can be created: what a command checks before it measures anything."""
+    if Path(path).exists():
+        return read_records(path)
+    check_writable(path)
+    return []
+
+
 def append_records(path: str | Path, records: list[dict], replace_jobs: Collection[str] = ()) -> None:
     """Append ``records`` to the JSONL file at ``path`` atomically, under the writers' lock.
 

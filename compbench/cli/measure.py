@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from compbench.cli.output import FORMATS, progress_bar, render
 from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS
-from compbench.store import append_records, check_writable, read_records
+from compbench.store import append_records, existing_records
 from compbench.timing.device import DEVICES
 from compbench.timing.wallclock import TimingPolicy
 
@@ -120,7 +119,7 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     if args.out:  # refuse an unwritable place, or a corrupt or foreign results file, before measuring
-        read_records(args.out) if Path(args.out).exists() else check_writable(args.out)
+        existing_records(args.out)
     with progress_bar() as update:
         records = measure(options, update)
     if args.out:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +14,7 @@ from compbench.compressors.spec import parse_spec
 from compbench.pipelines import MAX_OPERATORS, run_pipeline_study
 from compbench.report.pipelines import display_tables, study_tables, summary_line
 from compbench.report.write import write_report
-from compbench.store import append_records, check_writable, read_records
+from compbench.store import append_records, existing_records
 
 
 def add_parser(commands, name: str) -> None:
@@ -49,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
     named = options_by_name(args)
     operators = [parse_spec(spec, named) for spec in args.op]
     options = measurement_options(args)
-    if Path(args.out).exists():  # refuse a corrupt or foreign results file before measuring
-        read_records(args.out)
-    else:
-        check_writable(args.out)
+    existing_records(args.out)  # refuse a corrupt or foreign results file, or an unwritable place, before measuring
     with progress_bar() as update:
         records = run_pipeline_study(args.model, args.task, operators, args.subsets, options, update)
     append_records(args.out, records)

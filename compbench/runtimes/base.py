@@ -44,6 +44,12 @@ def register(runtime: Runtime) -> Runtime:
     return RUNTIMES.register(runtime.name, runtime)
 
 
+def first_line(err: Exception) -> str:
+    """An exception's message in one line (compilers' and exporters' messages run to pages)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def comparable_output(output) -> torch.Tensor:
     """What runtimes are compared on: a classifier's logits, else the last hidden state."""
     if isinstance(output, torch.Tensor):

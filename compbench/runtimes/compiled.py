@@ -17,7 +17,7 @@ import torch._dynamo
 from torch import nn
 
 from compbench.errors import InvalidInputError
-from compbench.runtimes.base import ComparableOutput, Prepared, Runtime, register
+from compbench.runtimes.base import ComparableOutput, Prepared, Runtime, first_line, register
 from compbench.timing.device import synchronize
 
 WARMUP_CALLS = 30
@@ -38,8 +38,7 @@ def prepare_compiled(model: nn.Module, inputs: dict, threads: int, device: torch
             compiled(**inputs)
             synchronize(device)
     except Exception as err:  # inductor's errors are long; the first line says what failed
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InvalidInputError(f"runtime compile: torch.compile failed for this model: {first}") from None
+        raise InvalidInputError(f"runtime compile: torch.compile failed for this model: {first_line(err)}") from None
     compile_seconds = time.perf_counter() - started
     times: list[float] = []
     with torch.inference_mode():

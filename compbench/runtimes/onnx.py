@@ -21,7 +21,7 @@ from torch import nn
 
 from compbench.cache import cache_dir, model_fingerprint
 from compbench.errors import InvalidInputError
-from compbench.runtimes.base import ComparableOutput, Prepared, Runtime, register
+from compbench.runtimes.base import ComparableOutput, Prepared, Runtime, first_line, register
 
 INSTALL = "pip install 'compbench[onnx]'"
 OPTIMIZATION_LEVEL = "ORT_ENABLE_ALL"
@@ -58,8 +58,7 @@ def export_problem(err: Exception) -> str:
     found = _NODE_TARGET.search(text)
     if found:
         return f"the operator {found.group(1)} failed to convert"
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    return first_line(err)
 
 
 def export(model: nn.Module, inputs: dict, path: Path) -> float:

@@ -22,11 +22,10 @@ from compbench.errors import CompbenchError, InvalidInputError
 from compbench.record import machine_label
 from compbench.store import (
     append_records,
-    check_writable,
     clear_failures,
+    existing_records,
     failures_path,
     read_failures,
-    read_records,
     record_failure,
 )
 from compbench.sweep.execute import JobContext, cache_dir, run_job
@@ -117,11 +116,7 @@ def plan_sweep(sweep_file: str | Path, options: SweepOptions) -> SweepReport:
     sweep = load_sweep(sweep_file)
     jobs = plan_jobs(sweep)
     results = Path(options.out)
-    if results.exists():
-        records = read_records(results)  # a corrupt or foreign results file is refused before anything runs
-    else:
-        check_writable(results)
-        records = []
+    records = existing_records(results)  # a corrupt or foreign results file is refused before anything runs
     failures = read_failures(results)
     done_seconds = {r["job"]: r.get("job_seconds") for r in records if "job" in r}
     failed = {f["job"] for f in failures}

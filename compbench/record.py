@@ -117,6 +117,11 @@ def input_label(record: dict) -> str:
     return size if spec.get("batch", 1) == 1 else f"{size} ×{spec['batch']}"
 
 
+def runtime_name(record: dict) -> str:
+    """What ran the model: ``eager``, ``compile``, ``onnxruntime`` (records written before runtimes: eager)."""
+    return (record.get("runtime") or {}).get("name", "eager")
+
+
 def step_label(step: dict) -> str:
     """One compression step as written on the command line: ``head_pruning=0.5``, ``int8_dynamic``."""
     return step["name"] if step.get("amount") is None else f"{step['name']}={step['amount']:g}"

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from compbench.record import input_label
+from compbench.record import input_label, runtime_name
 from compbench.report.landscape import variant_label
 from compbench.store import records_to_frame
 
@@ -32,7 +32,7 @@ def records_table(records: list[dict]) -> Table:
     table = Table(title="compbench measurements", title_justify="left")
     has_latency = any("latency_ms" in r for r in records)
     has_audit = any("audit" in r for r in records)
-    runtimes = {(r.get("runtime") or {}).get("name", "eager") for r in records}
+    runtimes = {runtime_name(r) for r in records}
     columns = ("model", "variant", "input") + (("runtime",) if len(runtimes) > 1 else ()) + (
         "params", "nonzero", "GMACs", "GMACs eff")
     for column in columns:
@@ -54,7 +54,7 @@ def records_table(records: list[dict]) -> Table:
             table.add_column(column, justify="right")
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
-        runtime = [(r.get("runtime") or {}).get("name", "eager")] if len(runtimes) > 1 else []
+        runtime = [runtime_name(r)] if len(runtimes) > 1 else []
         row = [r["model"], variant_label(r), input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:

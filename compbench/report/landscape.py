@@ -25,7 +25,7 @@ import pandas as pd
 
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
-from compbench.record import compression_label, input_label, machine_label, step_label
+from compbench.record import compression_label, input_label, machine_label, runtime_name, step_label
 from compbench.store import read_failures, read_records
 
 NOT_TIMED = "not timed"
@@ -81,9 +81,12 @@ def _changed_options(step: dict, with_curve: bool) -> list[str]:
     if step["name"] not in COMPRESSORS.names():
         return []
     declared, curve = COMPRESSORS.get(step["name"]).options, _curve_option(step)
+
+    def shown(name: str, value) -> bool:
+        return with_curve if name == curve else value != declared[name].default
+
     return [f"{name}: {json.dumps(value)}" for name, value in (step.get("options") or {}).items()
-            if name in declared and (value != declared[name].default or name == curve and with_curve)
-            and (with_curve or name != curve)]
+            if name in declared and shown(name, value)]
 
 
 def _with_options(text: str, step: dict, with_curve: bool = True) -> str:
@@ -173,7 +176,7 @@ def _row(record: dict) -> dict:
     else:
         relative = (1 / row["speedup"], 1 / row["speedup_ci_high"], 1 / row["speedup_ci_low"])
     row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
-    row["runtime"] = (record.get("runtime") or {}).get("name", "eager")
+    row["runtime"] = runtime_name(record)
     runtime = "" if row["runtime"] == "eager" else f" · {row['runtime']}"  # speedups are grouped by runtime
     row["group"] = f"{row['model']} · {row['input']}{runtime}" + ("" if not latency else f" · {row['machine']}")
     return row

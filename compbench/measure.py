@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from compbench.compressors import Step, apply_pipeline
-from compbench.compressors.base import COMPRESSORS, check_task_given
+from compbench.compressors.base import COMPRESSORS, check_runtimes_served, check_task_given, excluded_runtimes
 from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
@@ -46,7 +46,8 @@ from compbench.quality.evaluate import (
 )
 from compbench.record import SCHEMA_VERSION
 from compbench.runtimes import RUNTIMES, check_outputs
-from compbench.runtimes.base import DEFAULT_TOLERANCE
+from compbench.runtimes.base import DEFAULT_TOLERANCE, eager_output, onnx_quantization, output_difference
+from compbench.runtimes.onnx import served_by_onnxruntime
 from compbench.tasks import find_task, resolve_data_root
 from compbench.timing.allocator import allocator_state, steady_allocator
 from compbench.timing.device import cpu_threads, default_threads, resolve_device
@@ -242,6 +243,11 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
             if options.per_example and task is None:
                 raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
             per_example = [options.per_example or is_dynamic for is_dynamic in dynamic]
+            excluded = [excluded_runtimes([step["name"] for step in manifest or []], runtimes)
+                        for _, _, manifest in variants]
+            if options.per_example and any(onnx_quantization(model) is not None for model, _, _ in variants):
+                raise InvalidInputError("--per-example times eager PyTorch, and an ort_int8 variant runs only under "
+                                        "onnxruntime: measure it without --per-example")
             data = _task_data(loaded, task, options) if task else None
             qualities = _qualities(loaded, variants, dynamic, data, options, progress) if data else None
             params = [count_params(model, adapter.component_of) for model, adapter, _ in variants]  # size-free
@@ -252,12 +258,15 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
                 for runtime in runtimes:
                     dense = None
                     for position, (model, adapter, manifest) in enumerate(variants):
-                        if dynamic[position]:
+                        if dynamic[position] or runtime in excluded[position]:
                             continue
                         record = _base_record(loaded, adapter, params[position], counted[position], spec.describe(),
                                               *common, manifest)
                         if qualities:
                             record.update(qualities[position])
+                        record["warnings"] += [f"not measured under {other}: {step} variants run only under "
+                                               f"{' or '.join(COMPRESSORS.get(step).runtimes)}"
+                                               for other, step in excluded[position].items()]
                         inputs = adapter.build_inputs(spec, "cpu", options.seed)
                         job = _Job(loaded, model, adapter, spec, inputs, record, dense, runtime=runtime)
                         if position == 0:
@@ -300,6 +309,8 @@ def _check_runtimes(options: MeasureOptions) -> list[str]:
         raise InvalidInputError("give at least one --runtime")
     for name in names:
         RUNTIMES.get(name)
+    for steps in options.compress:
+        check_runtimes_served([step.name for step in steps], names)
     if names != ["eager"] and not options.latency:
         raise InvalidInputError("--runtime matters only for latency (MACs and params are those of the PyTorch "
                                 "model); drop --no-latency or the runtimes other than eager")
@@ -319,7 +330,12 @@ def _qualities(loaded: LoadedModel, variants: list, dynamic: list[bool], data: T
     results, dense_states = [], None
     for position, (model, _, manifest) in enumerate(variants):
         progress(f"evaluating {loaded.name} on {data.task.name}", 0.2)
+        served_by = "onnxruntime" if onnx_quantization(model) is not None else None
+        if served_by:  # its int8 model exists only in ONNX Runtime: evaluated there
+            model = served_by_onnxruntime(model, torch.get_num_threads())
         entry = {"quality": task_quality(model, data)} if position or options.dense_quality or dynamic[0] else {}
+        if served_by and "quality" in entry:
+            entry["quality"]["runtime"] = served_by
         if position == 0:
             dense_states = None if dynamic[0] else hidden_states(model, data)
         elif dense_states is not None and not dynamic[position]:
@@ -448,11 +464,13 @@ def _prepare_runtimes(jobs: list[_Job], device: torch.device, progress: Progress
             progress(f"preparing {job.loaded.name} under {job.runtime}", 0.28)
             key = (id(job.model), job.spec)
             if key not in reference:
-                reference[key] = RUNTIMES.get("eager").prepare(job.model, job.inputs, threads, device,
-                                                               None).output()
-            difference = check_outputs(job.runtime, reference[key], prepared.output())
+                reference[key] = eager_output(job.model, job.inputs)
+            difference = check_outputs(job.runtime, reference[key], (prepared.checked_output or prepared.output)())
         job.record["runtime"] = {**prepared.info, "output_difference": difference,
                                  "tolerance": DEFAULT_TOLERANCE}
+        if prepared.checked_output is not None:  # the runtime quantized it: how far that moved the output
+            job.record["runtime"]["quantized_output_difference"] = output_difference(
+                job.runtime, reference[key], prepared.output())
         runs.append(prepared.run)
     return runs
 

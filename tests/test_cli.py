@@ -142,7 +142,7 @@ def test_ls_lists_compressors_with_options(capsys):
     compressors = {c["name"]: c for c in json.loads(out)["compressors"]}
     assert set(compressors) == {"accuracy_driven", "bf16", "fp16", "budget_pruning", "distill", "early_exit",
                                 "ffn_pruning", "head_pruning", "int8_dynamic", "layer_drop", "low_rank",
-                                "weight_pruning"}
+                                "ort_int8", "weight_pruning"}
     assert {name: c["task_data"] for name, c in compressors.items() if c["task_data"] != "none"} == {
         "accuracy_driven": "required", "budget_pruning": "required", "distill": "required",
         "early_exit": "required", "ffn_pruning": "optional", "head_pruning": "optional"}
@@ -151,6 +151,8 @@ def test_ls_lists_compressors_with_options(capsys):
     assert compressors["bf16"]["takes_amount"] is False
     assert compressors["accuracy_driven"]["options"]["loss_rise"]["type"] == "float or null"
     assert compressors["accuracy_driven"]["options"]["epsilon"]["type"] == "float"
+    assert {name: c["runtimes"] for name, c in compressors.items() if c["runtimes"]} == {
+        "int8_dynamic": ["eager", "compile"], "ort_int8": ["onnxruntime"]}
     runtimes = {r["name"]: r for r in json.loads(out)["runtimes"]}
     assert set(runtimes) == {"eager", "compile", "onnxruntime"} and runtimes["eager"]["available"]
     assert runtimes["onnxruntime"]["extra"] == "onnx" and runtimes["eager"]["extra"] is None

@@ -201,6 +201,10 @@ def test_a_local_directory_is_a_model(tmp_path):
      r"measure.runtimes\[1\]: unknown runtime 'onnx-runtime'. Did you mean: onnxruntime"),
     ({"measure": {"runtimes": []}}, r"measure.runtimes: give at least one runtime"),
     ({"measure": {"runtimes": ["compile"], "latency": False}}, r"measure.runtimes: runtimes matter only for latency"),
+    ({"compressors": {"ort_int8": {}}},
+     r"compressors.ort_int8: ort_int8 variants run only under the runtime onnxruntime, not eager: add that runtime"),
+    ({"pipelines": [["layer_drop=0.5", "int8_dynamic"]], "measure": {"runtimes": ["onnxruntime"]}},
+     r"pipelines\[0\]: int8_dynamic variants run only under the runtime eager or compile, not onnxruntime"),
 ])
 def test_bad_sweep_files_are_refused_naming_the_file_and_key(tmp_path, change, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -30,9 +30,10 @@ def task_data_use(compressor) -> str:
 
 
 def list_compressors() -> list[dict]:
-    """Every compressor with whether it takes an amount, whether it uses task data, and its options."""
+    """Every compressor with whether it takes an amount, whether it uses task data, the runtimes its variants
+    run under (None: all) and its options."""
     return [{"name": c.name, "takes_amount": c.takes_amount, "task_data": task_data_use(c),
-             "description": c.description,
+             "runtimes": list(c.runtimes) if c.runtimes else None, "description": c.description,
              "options": {name: {"type": o.type_name,
                                 "default": o.default, "choices": list(o.choices) if o.choices else None,
                                 "help": o.help} for name, o in c.options.items()}}
@@ -81,14 +82,14 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     table = Table(title="compressors (--compress name=amount,...; options from --compress-options FILE)",
                   title_justify="left")
-    for column in ("name", "amount", "task data", "options", "description"):
+    for column in ("name", "amount", "task data", "runtimes", "options", "description"):
         table.add_column(column)
     for c in compressors:
         opts = "\n".join(f"{n}: {o['type']} = {o['default']!r}" + (f" ({'|'.join(map(str, o['choices']))})"
                                                                      if o["choices"] else "")
                          for n, o in c["options"].items())
-        table.add_row(c["name"], "[0, 1)" if c["takes_amount"] else "none", c["task_data"], opts or "-",
-                      c["description"])
+        table.add_row(c["name"], "[0, 1)" if c["takes_amount"] else "none", c["task_data"],
+                      ", ".join(c["runtimes"] or ["all"]), opts or "-", c["description"])
     console.print(table)
     table = Table(title="tasks (tasks/*.yaml; data from --data-root or $COMPBENCH_DATA_ROOT)", title_justify="left")
     for column in ("name", "version", "input", "labels", "metric", "protocol", "description"):

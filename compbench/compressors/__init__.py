@@ -11,6 +11,7 @@ from compbench.compressors import (  # noqa: F401  (registers each compressor)
     int8_dynamic,
     layer_drop,
     low_rank,
+    ort_int8,
     weight_pruning,
 )
 from compbench.compressors.base import COMPRESSORS, Compressor, Option, Step, Variant, apply_pipeline

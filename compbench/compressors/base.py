@@ -21,6 +21,7 @@ from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.registry import Registry
+from compbench.runtimes.base import onnx_quantization
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Compressor:
     input_dependent: bool = False  # its variants' work depends on the input's values: measured per example
     quantizes: bool = False  # its variants have quantized weights
     accepts_quantized: bool = False  # it works on a model with quantized weights (most need float weights)
+    runtimes: tuple[str, ...] | None = None  # the only runtimes its variants run under (None: every runtime)
 
     def check_amount(self, amount: float | None) -> float | None:
         if not self.takes_amount:
@@ -112,6 +114,9 @@ class Compressor:
         amount = self.check_amount(amount)
         options = self.check_options(options)
         self.check_context(options, context)
+        if onnx_quantization(model) is not None:
+            raise InvalidInputError(f"{self.name} comes after ort_int8, which quantizes the exported ONNX model: "
+                                    "ort_int8 must be the last step")
         if not self.accepts_quantized and has_quantized_weights(model):
             raise InvalidInputError(f"{self.name} needs floating-point weights and the model's are quantized: "
                                     f"apply {self.name} before the quantization step")
@@ -126,6 +131,27 @@ COMPRESSORS: Registry[Compressor] = Registry("compressor")
 
 def register(compressor: Compressor) -> Compressor:
     return COMPRESSORS.register(compressor.name, compressor)
+
+
+def excluded_runtimes(step_names: list[str], runtimes: list[str]) -> dict[str, str]:
+    """Of ``runtimes``, each one a variant made by these steps cannot run under, with the step that rules it out."""
+    excluded = {}
+    for name in step_names:
+        allowed = COMPRESSORS.get(name).runtimes
+        for runtime in runtimes:
+            if allowed is not None and runtime not in allowed:
+                excluded.setdefault(runtime, name)
+    return excluded
+
+
+def check_runtimes_served(step_names: list[str], runtimes: list[str]) -> None:
+    """One clear error when a variant made by these steps runs under none of ``runtimes``."""
+    excluded = excluded_runtimes(step_names, runtimes)
+    if runtimes and len(excluded) == len(runtimes):
+        step = excluded[runtimes[0]]
+        allowed = " or ".join(COMPRESSORS.get(step).runtimes)
+        raise InvalidInputError(f"{step} variants run only under the runtime {allowed}, not {', '.join(runtimes)}: "
+                                "add that runtime")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,10 @@ def quantize_int8(model, amount, options: dict):
                    "removed": 0, "total": len(names), "unit": "Linears quantized"}
 
 
+# torch.compile runs either backend's kernels; torch's ONNX exporter has no function for them (aten._int_mm,
+# quantized::linear_dynamic): int8 under ONNX Runtime is ort_int8
 register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False, quantizes=True,
+                    runtimes=("eager", "compile"),
                     description="dynamic int8 quantization of Linear layers (torchao where installed, "
                                 "else torch.ao, CPU only)",
                     options={"backend": Option(str, "auto", "auto: torchao when installed, else torch.ao",

@@ -15,6 +15,7 @@ from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, reco
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError, ModelLoadError
 from compbench.models.families import ModelAdapter
+from compbench.runtimes.base import onnx_quantization
 
 MANIFEST_FILE = "compbench_manifest.json"
 
@@ -28,6 +29,10 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
     if has_quantized_weights(variant.model):
         raise InvalidInputError("int8_dynamic variants cannot be saved with save_pretrained (quantized "
                                 "weights); measure them in-process: compbench measure --compress ...")
+    if onnx_quantization(variant.model) is not None:
+        raise InvalidInputError("ort_int8 variants are quantized by ONNX Runtime when measured, not saved: "
+                                "save the pipeline before ort_int8 and measure with --compress ort_int8 "
+                                "--runtime onnxruntime")
     refuse_non_empty(Path(out_dir))
     record_structure(ModelAdapter(variant.model))
 

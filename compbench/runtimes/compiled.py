@@ -17,7 +17,14 @@ import torch._dynamo
 from torch import nn
 
 from compbench.errors import InvalidInputError
-from compbench.runtimes.base import ComparableOutput, Prepared, Runtime, first_line, register
+from compbench.runtimes.base import (
+    ComparableOutput,
+    Prepared,
+    Runtime,
+    first_line,
+    refuse_onnx_quantized,
+    register,
+)
 from compbench.timing.device import synchronize
 
 WARMUP_CALLS = 30
@@ -30,6 +37,7 @@ def _compiled_graphs() -> int:
 
 def prepare_compiled(model: nn.Module, inputs: dict, threads: int, device: torch.device,
                      cache_dir: str | None = None) -> Prepared:
+    refuse_onnx_quantized("compile", model)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     compiled = torch.compile(ComparableOutput(model).eval(), backend="inductor", dynamic=False)
     started = time.perf_counter()

@@ -5,16 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compbench.runtimes.base import Prepared, Runtime, comparable_output, register
+from compbench.runtimes.base import Prepared, Runtime, eager_output, refuse_onnx_quantized, register
 
 
 def prepare_eager(model: nn.Module, inputs: dict, threads: int, device: torch.device,
                   cache_dir: str | None = None) -> Prepared:
-    def output() -> torch.Tensor:
-        with torch.inference_mode():
-            return comparable_output(model(**inputs)).cpu()
-
-    return Prepared(run=lambda: model(**inputs), output=output,
+    refuse_onnx_quantized("eager", model)
+    return Prepared(run=lambda: model(**inputs), output=lambda: eager_output(model, inputs),
                     info={"name": "eager", "version": torch.__version__})
 
 

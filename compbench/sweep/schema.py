@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 
 from compbench.checks import check_choice, check_document, check_keys, check_type, load_yaml_file
 from compbench.compressors import COMPRESSORS, Step
-from compbench.compressors.base import check_pipeline
+from compbench.compressors.base import check_pipeline, check_runtimes_served
 from compbench.compressors.spec import parse_step
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
@@ -300,6 +300,18 @@ def _refuse_repeated_variants(where: str, compressors: tuple[CompressorEntry, ..
         seen[key] = label
 
 
+def _refuse_unserved_variants(where: str, compressors: tuple[CompressorEntry, ...],
+                              pipelines: tuple[tuple[Step, ...], ...], runtimes: tuple[str, ...]) -> None:
+    """A variant that runs under none of ``measure.runtimes`` (ort_int8 without onnxruntime) is refused."""
+    declared = [(f"compressors.{c.name}", [c.name]) for c in compressors]
+    declared += [(f"pipelines[{i}]", [s.name for s in steps]) for i, steps in enumerate(pipelines)]
+    for label, names in declared:
+        try:
+            check_runtimes_served(names, list(runtimes))
+        except CompbenchError as err:
+            raise _rethrow(f"{where}: {label}", err) from None
+
+
 def sweep_from_dict(data: object, where: str) -> Sweep:
     """A validated Sweep from parsed YAML; ``where`` names the file in error messages."""
     data = check_document(where, data, "sweep file", _TOP_KEYS, "version", SWEEP_SCHEMA_VERSION)
@@ -322,10 +334,11 @@ def sweep_from_dict(data: object, where: str) -> Sweep:
     pipelines = tuple(_pipeline(f"{where}: pipelines[{i}]", p, options_by_name)
                       for i, p in enumerate(data.get("pipelines") or []))
     _refuse_repeated_variants(where, compressors, pipelines)
+    measure = _measure(f"{where}: measure", data.get("measure") or {})
+    _refuse_unserved_variants(where, compressors, pipelines, measure.runtimes)
     return Sweep(name=data["name"], description=data.get("description", ""), models=models,
                  sizes=_sizes(f"{where}: sizes", data.get("sizes") or {}), compressors=compressors,
-                 pipelines=pipelines, measure=_measure(f"{where}: measure", data.get("measure") or {}),
-                 task=data.get("task"), file=where)
+                 pipelines=pipelines, measure=measure, task=data.get("task"), file=where)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -1,0 +1,44 @@
+"""ort_int8: ONNX Runtime's dynamic int8 quantization of the exported model, measured only under
+``onnxruntime``.
+
+The variant is the float model, unchanged, marked with how ONNX Runtime quantizes it: the
+``onnxruntime`` runtime exports it, checks the export against eager PyTorch, then quantizes the
+file (``onnxruntime.quantization``: pre-processing, then ``quantize_dynamic``; int8 weights,
+activations quantized per call) and times the quantized session. Its quality is evaluated through
+ONNX Runtime too. MACs and params stay those of the PyTorch model (each MAC of a quantized MatMul
+is an int8 multiply-add). It must be the last step of a pipeline. int8 under PyTorch is
+``int8_dynamic``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compbench.compressors.base import Compressor, Option, register
+from compbench.counting.weights import is_input_dependent
+from compbench.errors import InvalidInputError
+from compbench.models.families import ModelAdapter
+from compbench.runtimes.base import ONNX_QUANTIZATION_ATTRIBUTE
+
+
+def mark_for_onnx_quantization(model: nn.Module, amount, options: dict):
+    if ModelAdapter(model).floating_dtype() != torch.float32:
+        raise InvalidInputError("ort_int8 quantizes float32 weights; put it before bf16/fp16 casts")
+    if is_input_dependent(model):
+        raise InvalidInputError("ort_int8 cannot follow early_exit: a path that depends on the input's values "
+                                "does not export to one ONNX graph")
+    setattr(model, ONNX_QUANTIZATION_ATTRIBUTE, {"weight_type": options["weight_type"],
+                                                 "per_channel": options["per_channel"]})
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    return model, {"dtype": "qint8-dynamic", "runtime": "onnxruntime", "quantized": names, "removed": 0,
+                   "total": len(names), "unit": "Linears quantized (their MatMuls in the exported graph)"}
+
+
+register(Compressor(name="ort_int8", compress=mark_for_onnx_quantization, takes_amount=False, quantizes=True,
+                    runtimes=("onnxruntime",),
+                    description="ONNX Runtime dynamic int8 quantization of the exported model (measured under "
+                                "onnxruntime only)",
+                    options={"weight_type": Option(str, "QInt8", "the weights' int8 type",
+                                                   choices=("QInt8", "QUInt8")),
+                             "per_channel": Option(bool, False, "one scale per output channel, not per tensor")}))

@@ -29,7 +29,7 @@ from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
 from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.params import ParamCount, count_params
-from compbench.counting.weights import is_input_dependent
+from compbench.counting.weights import has_quantized_weights, is_input_dependent
 from compbench.environment import environment
 from compbench.errors import InvalidInputError
 from compbench.models import SAMPLE_RATE, InputSpec, LoadedModel, ModelAdapter, load_model
@@ -46,7 +46,13 @@ from compbench.quality.evaluate import (
 )
 from compbench.record import SCHEMA_VERSION
 from compbench.runtimes import RUNTIMES, check_outputs
-from compbench.runtimes.base import DEFAULT_TOLERANCE, eager_output, onnx_quantization, output_difference
+from compbench.runtimes.base import (
+    DEFAULT_TOLERANCE,
+    QUANTIZED_TOLERANCE,
+    eager_output,
+    onnx_quantization,
+    output_difference,
+)
 from compbench.runtimes.onnx import served_by_onnxruntime
 from compbench.tasks import find_task, resolve_data_root
 from compbench.timing.allocator import allocator_state, steady_allocator
@@ -452,6 +458,12 @@ def _time_jobs(jobs: list[_Job], device: torch.device, options: MeasureOptions,
             _add_example_peak(job, peak)
 
 
+def tolerance_for(model: nn.Module) -> float:
+    """How far a runtime's output may be from eager PyTorch's: looser for int8 weights, whose activations
+    each runtime's kernels quantize themselves (:data:`~compbench.runtimes.base.QUANTIZED_TOLERANCE`)."""
+    return QUANTIZED_TOLERANCE if has_quantized_weights(model) else DEFAULT_TOLERANCE
+
+
 def _prepare_runtimes(jobs: list[_Job], device: torch.device, progress: ProgressCallback) -> list:
     """Each job's forward under its runtime, checked against eager PyTorch's output on the same inputs
     first (an error, never a latency, for a runtime that disagrees); records gain ``runtime``."""
@@ -465,9 +477,10 @@ def _prepare_runtimes(jobs: list[_Job], device: torch.device, progress: Progress
             key = (id(job.model), job.spec)
             if key not in reference:
                 reference[key] = eager_output(job.model, job.inputs)
-            difference = check_outputs(job.runtime, reference[key], (prepared.checked_output or prepared.output)())
+            difference = check_outputs(job.runtime, reference[key], (prepared.checked_output or prepared.output)(),
+                                       tolerance_for(job.model))
         job.record["runtime"] = {**prepared.info, "output_difference": difference,
-                                 "tolerance": DEFAULT_TOLERANCE}
+                                 "tolerance": tolerance_for(job.model)}
         if prepared.checked_output is not None:  # the runtime quantized it: how far that moved the output
             job.record["runtime"]["quantized_output_difference"] = output_difference(
                 job.runtime, reference[key], prepared.output())

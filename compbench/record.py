@@ -74,7 +74,10 @@ class Record(TypedDict):
     speedup_per_example: NotRequired[dict]  # median, p10, p90 of dense/variant per example; efficiency_median:
     # the median example's measured / MAC-predicted speedup
     audit: NotRequired[dict]
-    quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples
+    quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples; runtime when
+    # not evaluated in PyTorch (ort_int8: onnxruntime)
+    runtime: NotRequired[dict]  # what ran it when timed: name, version, its settings, output_difference (from
+    # eager's, relative to the largest output) and tolerance; ort_int8: quantization, quantized_output_difference
     fidelity: NotRequired[dict]  # variants: per-layer CKA and cosine against the dense model
     warnings: list[str]
     environment: Environment

@@ -13,12 +13,18 @@ from compbench.compressors import COMPRESSORS
 from compbench.compressors.persist import save_variant
 from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError
-from compbench.measure import MeasureOptions, measure
+from compbench.measure import MeasureOptions, measure, tolerance_for
 from compbench.models import load_model
 from compbench.quality.classify import speech_accuracy
 from compbench.quality.evaluate import prepare_task
 from compbench.runtimes import RUNTIMES, check_outputs
-from compbench.runtimes.base import eager_output, onnx_quantization, output_difference
+from compbench.runtimes.base import (
+    DEFAULT_TOLERANCE,
+    QUANTIZED_TOLERANCE,
+    eager_output,
+    onnx_quantization,
+    output_difference,
+)
 from compbench.runtimes.onnx import served_by_onnxruntime
 from compbench.tasks import find_task
 from compbench.timing.wallclock import TimingPolicy
@@ -34,7 +40,7 @@ def test_the_variant_is_the_float_model_marked_and_its_input_is_untouched():
     model = build_tiny("bert")
     variant = COMPRESSORS.get("ort_int8")(model, None, {"per_channel": True})
     assert onnx_quantization(model) is None
-    assert onnx_quantization(variant.model) == {"weight_type": "QInt8", "per_channel": True}
+    assert onnx_quantization(variant.model) == {"weight_type": "QInt8", "per_channel": True, "convolutions": False}
     for (name, weight), (_, original) in zip(variant.model.state_dict().items(), model.state_dict().items(),
                                              strict=True):
         assert torch.equal(weight, original), name
@@ -78,12 +84,26 @@ def test_the_export_is_checked_then_quantized_for_every_family(family, tmp_path)
     assert quantization["weight_type"] == "QInt8" and quantization["preprocessed"] is True
     operators = {node.op_type for node in onnx.load(quantization["file"]).graph.node}
     assert operators & {"MatMulInteger", "DynamicQuantizeMatMul"}  # the MatMuls now take int8 weights
+    assert "ConvInteger" not in operators and quantization["operators"] == ["MatMul"]  # as int8_dynamic: Linears
     assert quantization["file"] != prepared.info["file"] and quantization["quantize_seconds"] > 0
     again = RUNTIMES.get("onnxruntime").prepare(variant, inputs, 1, CPU, str(tmp_path))
     assert again.info["quantization"]["quantize_seconds"] is None  # cached beside the export
     assert torch.equal(again.output(), quantized)
     dense = RUNTIMES.get("onnxruntime").prepare(model, inputs, 1, CPU, str(tmp_path))
     assert dense.info["file"] == prepared.info["file"] and dense.info["export_seconds"] is None  # same weights
+
+
+@needs_onnx
+def test_convolutions_are_quantized_only_when_asked(tmp_path):
+    import onnx
+
+    model = build_tiny("hubert")
+    variant = COMPRESSORS.get("ort_int8")(model, None, {"convolutions": True})
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)]
+    assert variant.manifest[0]["total"] == len(layers) > len([m for m in layers if isinstance(m, torch.nn.Linear)])
+    prepared = RUNTIMES.get("onnxruntime").prepare(variant.model, inputs_of(model, batch=1), 1, CPU, str(tmp_path))
+    assert prepared.info["quantization"]["operators"] == ["MatMul", "Conv"]
+    assert "ConvInteger" in {node.op_type for node in onnx.load(prepared.info["quantization"]["file"]).graph.node}
 
 
 @needs_onnx
@@ -127,7 +147,7 @@ def test_measure_times_ort_int8_under_onnxruntime_only_and_int8_dynamic_under_ea
     assert ort_int8["baseline_latency_ms"]["samples"] == ort_dense["latency_ms"]["samples"]
     assert ort_int8["macs"] == ort_dense["macs"] and ort_int8["dtype"] == "qint8-dynamic"
     runtime = ort_int8["runtime"]
-    assert runtime["output_difference"] <= runtime["tolerance"] < runtime["quantized_output_difference"]
+    assert runtime["output_difference"] <= runtime["tolerance"] and runtime["quantized_output_difference"] > 1e-5
     assert runtime["quantization"]["method"] == "onnxruntime.quantization.quantize_dynamic"
     assert "quantized_output_difference" not in ort_dense["runtime"]
 
@@ -157,3 +177,12 @@ def test_the_quality_of_ort_int8_is_evaluated_through_onnx_runtime(fine_tuned):
     assert 0.9 < variant["fidelity"]["output_cosine"] < 1.0  # int8 in ONNX Runtime, not the float model
     with pytest.raises(InvalidInputError, match="--per-example times eager PyTorch"):
         measure(MeasureOptions(**{**options.__dict__, "per_example": True}))
+
+
+def test_int8_weights_get_the_looser_tolerance_and_ort_int8_the_float_one():
+    model = build_tiny("bert")
+    assert tolerance_for(model) == DEFAULT_TOLERANCE == 1e-3
+    int8 = COMPRESSORS.get("int8_dynamic")(model, None, {"backend": "torch.ao"}).model
+    assert tolerance_for(int8) == QUANTIZED_TOLERANCE == 0.05
+    # ort_int8's float export is what is checked: the float tolerance
+    assert tolerance_for(COMPRESSORS.get("ort_int8")(model).model) == DEFAULT_TOLERANCE

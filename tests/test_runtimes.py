@@ -3,6 +3,7 @@
 import importlib
 import importlib.util
 
+import pandas as pd
 import pytest
 import torch
 from test_budget_pruning import inputs_of
@@ -16,6 +17,7 @@ from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.measure import MeasureOptions, measure
 from compbench.report.landscape import landscape_frame
+from compbench.report.runtimes import runtime_comparisons
 from compbench.runtimes import RUNTIMES, OutputMismatchError, check_outputs
 from compbench.runtimes.onnx import export_path
 from compbench.timing.wallclock import TimingPolicy
@@ -139,6 +141,35 @@ def test_measure_times_each_runtime_beside_its_own_dense_model(tmp_path):
     groups = landscape_frame(records)["group"]
     assert groups[0] == groups[1] != groups[2] == groups[3] and "onnxruntime" in groups[2]
     assert "runtime" in render(records, "table")
+    [comparison] = runtime_comparisons(landscape_frame(records))
+    assert comparison.runtimes == ["eager", "onnxruntime"] and list(comparison.table["variant"]) == [
+        "dense", "head_pruning=0.5"]
+    assert comparison.dense_fastest == min((eager_dense, ort_dense),
+                                           key=lambda r: r["latency_ms"]["median"])["runtime"]["name"]
+    assert comparison.table["eager ms [95% CI]"][1].startswith(f"{eager_pruned['latency_ms']['median']:.2f} [")
+
+
+def comparison_rows(*rows):
+    """A landscape frame's columns that runtime_comparisons reads: (runtime, variant, median, low, high, run)."""
+    return pd.DataFrame([{"model": "bert-base", "input": "128 tokens", "machine": "m", "per_example": False,
+                          "run_id": run, "runtime": runtime, "variant": variant, "is_dense": variant == "dense",
+                          "latency_ms": median, "latency_ci_low": low, "latency_ci_high": high}
+                         for runtime, variant, median, low, high, run in rows])
+
+
+def test_a_runtime_is_called_fastest_only_where_its_interval_clears_the_next():
+    frame = comparison_rows(("eager", "dense", 100.0, 95.0, 105.0, "a"),
+                            ("onnxruntime", "dense", 80.0, 78.0, 82.0, "a"), ("eager", "v", 60.0, 55.0, 65.0, "a"),
+                            ("onnxruntime", "v", 58.0, 50.0, 62.0, "a"),
+                            ("eager", "dense", 90.0, 89.0, 91.0, "b"))  # run b: one runtime, nothing to compare
+    [comparison] = runtime_comparisons(frame)
+    assert comparison.dense_fastest == "onnxruntime"
+    assert list(comparison.table["fastest runtime"]) == ["onnxruntime", "onnxruntime (≈ eager: intervals overlap)"]
+    assert list(comparison.table["onnxruntime ms [95% CI]"]) == ["80.00 [78.00, 82.00]", "58.00 [50.00, 62.00]"]
+    assert comparison.summary == (
+        "bert-base · 128 tokens: the dense model is fastest under onnxruntime (80.0 ms; eager 100.0 ms); the fastest "
+        "of all is v under onnxruntime (58.0 ms, 1.72× as fast as the dense model under eager), not separated from v "
+        "under eager")
 
 
 def test_bad_runtimes_in_measure_give_one_error(capsys):

@@ -3,7 +3,8 @@
 
 The variant is the float model, unchanged, marked with how ONNX Runtime quantizes it: the
 ``onnxruntime`` runtime exports it, checks the export against eager PyTorch, then quantizes the
-file (``onnxruntime.quantization``: pre-processing, then ``quantize_dynamic``; int8 weights,
+file (``onnxruntime.quantization``: pre-processing, then ``quantize_dynamic`` of the MatMuls, as
+int8_dynamic quantizes the Linears; the convolutions too with ``convolutions: true``; int8 weights,
 activations quantized per call) and times the quantized session. Its quality is evaluated through
 ONNX Runtime too. MACs and params stay those of the PyTorch model (each MAC of a quantized MatMul
 is an int8 multiply-add). It must be the last step of a pipeline. int8 under PyTorch is
@@ -28,11 +29,12 @@ def mark_for_onnx_quantization(model: nn.Module, amount, options: dict):
     if is_input_dependent(model):
         raise InvalidInputError("ort_int8 cannot follow early_exit: a path that depends on the input's values "
                                 "does not export to one ONNX graph")
-    setattr(model, ONNX_QUANTIZATION_ATTRIBUTE, {"weight_type": options["weight_type"],
-                                                 "per_channel": options["per_channel"]})
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    setattr(model, ONNX_QUANTIZATION_ATTRIBUTE, dict(options))
+    kinds = (nn.Linear, nn.Conv1d) if options["convolutions"] else (nn.Linear,)
+    names = [name for name, module in model.named_modules() if isinstance(module, kinds)]
+    unit = "Linears and convolutions quantized" if options["convolutions"] else "Linears quantized"
     return model, {"dtype": "qint8-dynamic", "runtime": "onnxruntime", "quantized": names, "removed": 0,
-                   "total": len(names), "unit": "Linears quantized (their MatMuls in the exported graph)"}
+                   "total": len(names), "unit": f"{unit} (their MatMuls and Convs in the exported graph)"}
 
 
 register(Compressor(name="ort_int8", compress=mark_for_onnx_quantization, takes_amount=False, quantizes=True,
@@ -41,4 +43,6 @@ register(Compressor(name="ort_int8", compress=mark_for_onnx_quantization, takes_
                                 "onnxruntime only)",
                     options={"weight_type": Option(str, "QInt8", "the weights' int8 type",
                                                    choices=("QInt8", "QUInt8")),
-                             "per_channel": Option(bool, False, "one scale per output channel, not per tensor")}))
+                             "per_channel": Option(bool, False, "one scale per output channel, not per tensor"),
+                             "convolutions": Option(bool, False, "also the convolutions (a speech model's feature "
+                                                                 "encoder); ConvInteger is slow on CPU")}))

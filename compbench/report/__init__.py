@@ -1,4 +1,5 @@
-"""The landscape report: tables with Pareto marks, four charts, pipeline studies, Markdown/HTML/CSV, from records alone.
+"""The landscape report: tables with Pareto marks, four charts, runtimes side by side, pipeline studies,
+Markdown/HTML/CSV, from records alone.
 
 The notebook and ``compbench report`` call these same functions; nothing is computed twice.
 """
@@ -24,9 +25,10 @@ from compbench.report.pipelines import (
     study_tables,
     summary_line,
 )
+from compbench.report.runtimes import RuntimeComparison, runtime_comparisons
 from compbench.report.write import FORMATS, write_report
 
-__all__ = ["CHARTS", "FORMATS", "Landscape", "StudyTables", "display_tables", "group_tables", "landscape_frame",
-           "load_landscape", "pareto_mask", "plot_estimate_vs_measured", "plot_latency_vs_params",
-           "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted", "study_tables",
-           "summary_line", "write_report"]
+__all__ = ["CHARTS", "FORMATS", "Landscape", "RuntimeComparison", "StudyTables", "display_tables", "group_tables",
+           "landscape_frame", "load_landscape", "pareto_mask", "plot_estimate_vs_measured", "plot_latency_vs_params",
+           "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted", "runtime_comparisons",
+           "study_tables", "summary_line", "write_report"]

@@ -30,6 +30,7 @@ from compbench.report.pipelines import (
     study_tables,
     summary_line,
 )
+from compbench.report.runtimes import runtime_comparisons
 
 FORMATS = ("md", "html", "csv")
 CHART_TITLES = {
@@ -42,6 +43,9 @@ STUDY_NOTE = ("Every pipeline of a study was measured in one run beside the same
               "that dense model (latency: 1 / the same-run speedup). Commutativity: the spread (max − min) over the "
               "orders of one operator set. Cumulativeness: the estimate from the operators alone (quality changes "
               "added, cost ratios multiplied) against the measured pipeline; error = measured − estimate.")
+RUNTIMES_NOTE = ("Each variant under each runtime, timed interleaved in one run on one machine (medians in ms with "
+                 "their 95 % interval); a runtime is called fastest only where its interval clears the next one's. "
+                 "MACs and params are the PyTorch model's in every runtime: the same work.")
 READING_NOTES = [
     "MACs are exact multiply-accumulates of one forward at the input size shown; params count every distinct "
     "parameter once; 'effective' counts only nonzero weights.",
@@ -89,6 +93,9 @@ def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[
     parts.append("\n".join(f"- {note}" for note in READING_NOTES) + "\n")
     for title, table in group_tables(frame):
         parts.append(f"## {title}\n\n{_markdown_table(table)}\n")
+    for comparison in runtime_comparisons(frame):
+        parts.append(f"## Runtimes: {comparison.title}\n\n{RUNTIMES_NOTE}\n\n{comparison.summary}.\n\n"
+                     f"{_markdown_table(comparison.table)}\n")
     parts.append("## Charts\n\n" + "\n\n".join(f"![{CHART_TITLES[name]}]({name}.png)" for name in charts) + "\n")
     for study in studies:
         parts.append(f"## Pipeline study: {study.title}\n\n{STUDY_NOTE}\n\n{summary_line(study)}.\n")
@@ -139,6 +146,9 @@ def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str],
     body.append("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in READING_NOTES) + "</ul>")
     for title, table in group_tables(frame):
         body.append(f"<h2>{esc(title)}</h2>{_html_table(table, pareto=True)}")
+    for comparison in runtime_comparisons(frame):
+        body.append(f"<h2>Runtimes: {esc(comparison.title)}</h2><p>{esc(RUNTIMES_NOTE)}</p>"
+                    f"<p>{esc(comparison.summary)}.</p>{_html_table(comparison.table)}")
     for name in CHARTS:
         body.append(f"<figure><figcaption><h2>{esc(CHART_TITLES[name])}</h2></figcaption>"
                     f"{_svg_inline(svgs[name])}</figure>")

@@ -124,7 +124,7 @@ def _feed(session, inputs: dict) -> dict:
 
 def quantized_operators(quantization: dict) -> list[str]:
     """The ONNX operators ``quantize_dynamic`` rewrites: the MatMuls (the model's Linears, as int8_dynamic), and
-    the convolutions only when asked (ConvInteger ran hubert-base 10 s at 0.67× of float on this CPU)."""
+    the convolutions only when asked (ConvInteger ran hubert-base 10 s at 0.68× of float on this CPU)."""
     return ["MatMul"] + (["Conv"] if quantization.get("convolutions") else [])
 
 

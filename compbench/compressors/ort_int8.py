@@ -32,9 +32,10 @@ def mark_for_onnx_quantization(model: nn.Module, amount, options: dict):
     setattr(model, ONNX_QUANTIZATION_ATTRIBUTE, dict(options))
     kinds = (nn.Linear, nn.Conv1d) if options["convolutions"] else (nn.Linear,)
     names = [name for name, module in model.named_modules() if isinstance(module, kinds)]
-    unit = "Linears and convolutions quantized" if options["convolutions"] else "Linears quantized"
+    unit = ("Linears and convolutions quantized (MatMuls and Convs in the exported graph)" if options["convolutions"]
+            else "Linears quantized (their MatMuls in the exported graph)")
     return model, {"dtype": "qint8-dynamic", "runtime": "onnxruntime", "quantized": names, "removed": 0,
-                   "total": len(names), "unit": f"{unit} (their MatMuls and Convs in the exported graph)"}
+                   "total": len(names), "unit": unit}
 
 
 register(Compressor(name="ort_int8", compress=mark_for_onnx_quantization, takes_amount=False, quantizes=True,

@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from compbench.compressors import Step, apply_pipeline
-from compbench.compressors.base import COMPRESSORS, check_runtimes_served, check_task_given, excluded_runtimes
+from compbench.compressors.base import (
+    COMPRESSORS,
+    check_runtimes_served,
+    check_task_given,
+    excluded_runtimes,
+    runtimes_phrase,
+)
 from compbench.compressors.context import NO_CONTEXT, CompressionContext
 from compbench.compressors.int8_dynamic import resolve_backend
 from compbench.counting.audit import audit_counts
@@ -271,8 +277,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
                         if qualities:
                             record.update(qualities[position])
                         record["warnings"] += [f"not measured under {other}: {step} variants run only under "
-                                               f"{' or '.join(COMPRESSORS.get(step).runtimes)}"
-                                               for other, step in excluded[position].items()]
+                                               f"{runtimes_phrase(step)}" for other, step in excluded[position].items()]
                         inputs = adapter.build_inputs(spec, "cpu", options.seed)
                         job = _Job(loaded, model, adapter, spec, inputs, record, dense, runtime=runtime)
                         if position == 0:

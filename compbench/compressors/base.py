@@ -144,14 +144,18 @@ def excluded_runtimes(step_names: list[str], runtimes: list[str]) -> dict[str, s
     return excluded
 
 
+def runtimes_phrase(step_name: str) -> str:
+    """The runtimes a restricted compressor's variants run under, as a message says them: ``eager or compile``."""
+    return " or ".join(COMPRESSORS.get(step_name).runtimes)
+
+
 def check_runtimes_served(step_names: list[str], runtimes: list[str]) -> None:
     """One clear error when a variant made by these steps runs under none of ``runtimes``."""
     excluded = excluded_runtimes(step_names, runtimes)
     if runtimes and len(excluded) == len(runtimes):
         step = excluded[runtimes[0]]
-        allowed = " or ".join(COMPRESSORS.get(step).runtimes)
-        raise InvalidInputError(f"{step} variants run only under the runtime {allowed}, not {', '.join(runtimes)}: "
-                                "add that runtime")
+        raise InvalidInputError(f"{step} variants run only under the runtime {runtimes_phrase(step)}, not "
+                                f"{', '.join(runtimes)}: add that runtime")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from compbench.cache import cache_dir
 from compbench.environment import environment
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.record import machine_label
@@ -28,7 +29,7 @@ from compbench.store import (
     read_failures,
     record_failure,
 )
-from compbench.sweep.execute import JobContext, cache_dir, run_job
+from compbench.sweep.execute import JobContext, run_job
 from compbench.sweep.plan import Job, estimate_seconds, plan_jobs
 from compbench.sweep.schema import Sweep, load_sweep
 from compbench.tasks import DATA_ROOT_ENV, resolve_data_root

@@ -1,91 +1,127 @@
 """The result record: one measurement of one model (variant) at one input size.
 
 The schema is written down here as types and versioned; the store refuses any other version.
-A record is a plain JSON object so it survives a round trip through JSONL unchanged.
+A record is a plain JSON object so it survives a round trip through JSONL unchanged. Every field
+carries its description (``Annotated``): the documentation's record reference is generated from them
+(:func:`describe_fields`).
 """
 
-from typing import Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict, get_args, get_origin, get_type_hints
 
 SCHEMA_VERSION = 1
 
 
 class LatencyMs(TypedDict):
-    median: float
-    iqr: float
-    ci95_low: float | None
-    ci95_high: float | None
-    runs: int
-    samples: list[float]  # raw, in the order measured
-    converged: bool  # the 95 % CI reached ±rel_ci before the budget ran out
-    budget_exhausted: bool
+    """A sized record's latency: robust statistics beside every raw sample, in milliseconds."""
+
+    median: Annotated[float, "median of the runs"]
+    iqr: Annotated[float, "interquartile range of the runs"]
+    ci95_low: Annotated[float | None, "distribution-free 95 % interval of the median, low end (None: too few runs)"]
+    ci95_high: Annotated[float | None, "its high end"]
+    runs: Annotated[int, "timed runs"]
+    samples: Annotated[list[float], "every run, raw, in the order measured"]
+    converged: Annotated[bool, "the 95 % interval reached ±rel_ci before the budget ran out"]
+    budget_exhausted: Annotated[bool, "the time budget ran out"]
 
 
 class Environment(TypedDict):
-    compbench: str
-    torch: str
-    transformers: str
-    python: str
-    platform: str
-    cpu: str
-    cores: NotRequired[int]  # cores this process could run on
-    gpu: str | None
-    torch_build: NotRequired[str]  # "cpu", "cuda 12.8", ...
-    hostname: NotRequired[str]
-    git_commit: str | None
+    """What the record was measured on."""
+
+    compbench: Annotated[str, "compbench version"]
+    torch: Annotated[str, "torch version"]
+    transformers: Annotated[str, "transformers version"]
+    python: Annotated[str, "Python version"]
+    platform: Annotated[str, "operating system and architecture"]
+    cpu: Annotated[str, "CPU model"]
+    cores: NotRequired[Annotated[int, "cores this process could run on"]]
+    gpu: Annotated[str | None, "GPU name, None without one"]
+    torch_build: NotRequired[Annotated[str, "cpu, cuda 12.8, ..."]]
+    hostname: NotRequired[Annotated[str, "host name"]]
+    git_commit: Annotated[str | None, "commit of the compbench checkout, where it runs from one"]
 
 
 class Record(TypedDict):
-    schema_version: int
-    run_id: str
-    timestamp: str  # ISO 8601, UTC
-    model: str  # preset name, hub id or directory, as asked for
-    model_source: str  # "preset" | "hub" | "local" | "compbench finetune: M from random init on T vN" (see loading)
-    checkpoint: str | None
-    family: str  # config.model_type
-    modality: str  # "speech" | "text"
-    weights: str  # "random" | "pretrained" | "trained-here:TASK" (trained by compbench finetune, not pretrained)
-    compression: list[dict] | None  # None for the dense model; else [{name, amount, options}]
-    manifest: NotRequired[list[dict] | None]  # per step: what was removed or changed, per layer
-    input: dict  # kind, seconds/samples/sample_rate or tokens, batch; kind "examples": task, split, examples
-    device: str
-    threads: int
-    attn_implementation: str
-    dtype: str
-    params: int
-    params_nonzero: int
-    params_by_component: dict[str, int]
-    macs: int
-    macs_effective: int
-    macs_by_component: dict[str, int]
-    macs_effective_by_component: dict[str, int]
-    macs_per_example: NotRequired[dict]  # input kind "examples": mean, median, p90, max, min, samples (in order)
-    exits: NotRequired[dict[str, int]]  # input-dependent variants: examples leaving after each layer ("1".."L")
-    mean_exit_layer: NotRequired[float]
-    latency_ms: NotRequired[LatencyMs]  # absent when latency was not measured; per example: also p90, mean
-    timing: NotRequired[dict]  # the policy: budget_s, rel_ci, min_runs, interleaved with
-    achieved_flops_per_s: NotRequired[float]  # 2 * macs / median time
-    gemm_peak: NotRequired[dict]
-    fraction_of_peak: NotRequired[float]
-    memory: NotRequired[dict]
-    speedup: NotRequired[float]  # dense median / variant median, same run (per example: of the mean latencies)
-    speedup_ci95: NotRequired[list[float] | None]  # [low, high] from the paired rounds (see timing.stats)
-    baseline_latency_ms: NotRequired[dict]  # the dense model in the same run: median, CI, runs, samples
-    predicted_speedup: NotRequired[float]  # dense MACs / variant MACs (per example: of the means)
-    speedup_per_example: NotRequired[dict]  # median, p10, p90 of dense/variant per example; efficiency_median:
-    # the median example's measured / MAC-predicted speedup
-    audit: NotRequired[dict]
-    quality: NotRequired[dict]  # task, task_version, metric, split, value, protocol, examples; runtime when
-    # not evaluated in PyTorch (ort_int8: onnxruntime)
-    runtime: NotRequired[dict]  # what ran it when timed: name, version, its settings, output_difference (from
-    # eager's, relative to the largest output) and tolerance; ort_int8: quantization, quantized_output_difference
-    fidelity: NotRequired[dict]  # variants: per-layer CKA and cosine against the dense model
-    warnings: list[str]
-    environment: Environment
-    sweep: NotRequired[str]  # the sweep that produced the record (compbench sweep)
-    job: NotRequired[str]  # the job's key: a hash of its configuration, compbench and schema versions
-    job_seconds: NotRequired[float]  # wall-clock of the whole job (loading, compressing, measuring)
-    pipeline_study: NotRequired[dict]  # id, operators, subsets, basis, order (operator indices; [] for dense)
-    finetune: NotRequired[dict]  # a model fine-tuned by the sweep: source model, task, key, dev accuracy
+    """One measurement of one model (variant) at one input size (or per example on a task's split)."""
+
+    schema_version: Annotated[int, "the record schema's version (the store refuses another, or migrates it)"]
+    run_id: Annotated[str, "shared by every record of one run; speedups compare records of one run"]
+    timestamp: Annotated[str, "ISO 8601, UTC"]
+    model: Annotated[str, "preset name, hub id or directory, as asked for"]
+    model_source: Annotated[str, "preset, hub or local; for weights trained here, how: compbench finetune: M from "
+                                 "random init on T vN"]
+    checkpoint: Annotated[str | None, "where the weights (or the architecture) came from"]
+    family: Annotated[str, "config.model_type"]
+    modality: Annotated[str, "speech or text"]
+    weights: Annotated[str, "random, pretrained, or trained-here:TASK (trained by compbench finetune, not "
+                            "pretrained)"]
+    compression: Annotated[list[dict] | None, "None for the dense model; else every step in order: "
+                                              "[{name, amount, options}]"]
+    manifest: NotRequired[Annotated[list[dict] | None, "per step: what was removed or changed, per layer"]]
+    input: Annotated[dict, "kind, seconds/samples/sample_rate or tokens, batch; kind examples: task, split, "
+                           "examples"]
+    device: Annotated[str, "cpu or cuda"]
+    threads: Annotated[int, "CPU threads the run used"]
+    attn_implementation: Annotated[str, "the attention implementation that ran (sdpa or eager)"]
+    dtype: Annotated[str, "the weights' dtype (a cast or quantization step names its own)"]
+    params: Annotated[int, "every distinct parameter once"]
+    params_nonzero: Annotated[int, "parameters that are not zero"]
+    params_by_component: Annotated[dict[str, int], "params per component (feature_encoder or embeddings, "
+                                                   "attention, ffn, other, head)"]
+    macs: Annotated[int, "exact multiply-accumulates of one forward (per example: the mean)"]
+    macs_effective: Annotated[int, "MACs with zero weights left out"]
+    macs_by_component: Annotated[dict[str, int], "MACs per component"]
+    macs_effective_by_component: Annotated[dict[str, int], "effective MACs per component"]
+    macs_per_example: NotRequired[Annotated[dict, "input kind examples: mean, median, p90, max, min, samples (in "
+                                                  "order)"]]
+    exits: NotRequired[Annotated[dict[str, int], "input-dependent variants: examples leaving after each layer "
+                                                 "(1..L)"]]
+    mean_exit_layer: NotRequired[Annotated[float, "input-dependent variants: the mean layer examples left after"]]
+    latency_ms: NotRequired[Annotated[LatencyMs, "absent when latency was not measured; per example: also p90, "
+                                                 "mean"]]
+    timing: NotRequired[Annotated[dict, "the policy: budget_s, rel_ci, min_runs, interleaved_with, allocator"]]
+    achieved_flops_per_s: NotRequired[Annotated[float, "2 * macs / median time"]]
+    gemm_peak: NotRequired[Annotated[dict, "this machine's fp32 GEMM peak, measured in the same run"]]
+    fraction_of_peak: NotRequired[Annotated[float, "achieved_flops_per_s / the GEMM peak"]]
+    memory: NotRequired[Annotated[dict, "peak memory of one forward (eager), weights and inputs"]]
+    speedup: NotRequired[Annotated[float, "dense median / variant median, same run (per example: of the mean "
+                                          "latencies)"]]
+    speedup_ci95: NotRequired[Annotated[list[float] | None, "[low, high] from the paired rounds (see "
+                                                            "timing.stats)"]]
+    baseline_latency_ms: NotRequired[Annotated[dict, "the dense model in the same run: median, CI, runs, "
+                                                     "samples"]]
+    predicted_speedup: NotRequired[Annotated[float, "dense MACs / variant MACs (per example: of the means)"]]
+    speedup_per_example: NotRequired[Annotated[dict, "median, p10, p90 of dense/variant per example; "
+                                                     "efficiency_median: the median example's measured / "
+                                                     "MAC-predicted speedup"]]
+    audit: NotRequired[Annotated[dict, "--audit: fvcore's and thop's counts beside compbench's"]]
+    quality: NotRequired[Annotated[dict, "task, task_version, metric, split, value, protocol, examples; runtime "
+                                         "when not evaluated in PyTorch (ort_int8: onnxruntime)"]]
+    runtime: NotRequired[Annotated[dict, "what ran it when timed: name, version, its settings, output_difference "
+                                         "(from eager's, relative to the largest output) and tolerance; ort_int8: "
+                                         "quantization, quantized_output_difference"]]
+    fidelity: NotRequired[Annotated[dict, "variants: per-layer CKA and cosine against the dense model"]]
+    warnings: Annotated[list[str], "what the reader should know: a budget that ran out, a runtime skipped"]
+    environment: Annotated[Environment, "what it was measured on"]
+    sweep: NotRequired[Annotated[str, "the sweep that produced the record (compbench sweep)"]]
+    job: NotRequired[Annotated[str, "the job's key: a hash of its configuration, compbench and schema versions"]]
+    job_seconds: NotRequired[Annotated[float, "wall-clock of the whole job (loading, compressing, measuring)"]]
+    pipeline_study: NotRequired[Annotated[dict, "id, operators, subsets, basis, order (operator indices; [] for "
+                                                "dense)"]]
+    finetune: NotRequired[Annotated[dict, "a model fine-tuned by the sweep: source model, task, key, dev "
+                                          "accuracy"]]
+
+
+def describe_fields(schema: type = Record) -> list[tuple[str, Any, bool, str]]:
+    """(name, type, required, description) of every field of a record type, in order."""
+    fields = []
+    for name, hint in get_type_hints(schema, include_extras=True).items():
+        if get_origin(hint) is NotRequired:
+            hint = get_args(hint)[0]
+        description = ""
+        if get_origin(hint) is Annotated:
+            hint, description = get_args(hint)[0], " ".join(map(str, hint.__metadata__))
+        fields.append((name, hint, name in schema.__required_keys__, description))
+    return fields
 
 
 def _required_fields() -> dict[str, Any]:

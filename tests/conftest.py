@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import functools  # noqa: E402
 import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
@@ -20,6 +21,10 @@ TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one of several test processes sharing the cores: one intra-op thread each, so they do not fight over
+        # them (a measurement that sets --threads still gets its own setting, restored after)
+        torch.set_num_threads(1)
     if os.environ.get("COMPBENCH_TEST_INSTALLED"):
         import compbench
 
@@ -40,6 +45,39 @@ def _private_cache(tmp_path_factory):
     """Fine-tunes and ONNX exports go to a folder of the test session, never the user's cache."""
     os.environ["COMPBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("compbench-cache"))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _small_gemm_peak(request, monkeypatch):
+    """Every timed ``measure()`` measures this machine's fp32 GEMM peak twice, before and after timing (14
+    square matmuls of 1024 and 2048: seconds on 2 cores, in every timed test). Tests read the peak's fields,
+    not its value, so in this process it is measured on 256-wide matrices; a test marked ``full_gemm_peak``
+    gets the real one. Subprocesses and Ray workers always measure the real one."""
+    if request.node.get_closest_marker("full_gemm_peak"):
+        return
+    from compbench.measure import latency
+    from compbench.timing.peak import measure_gemm_peak
+
+    monkeypatch.setattr(latency, "measure_gemm_peak", functools.partial(measure_gemm_peak, sizes=(256,), repeats=2))
+
+
+QUICK_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "quick.yaml"
+# tests that share one expensive fixture run in one test process (pytest -n 2 --dist loadgroup), so it is built once
+QUICK_SWEEP_GROUP = pytest.mark.xdist_group("quick-sweep")
+
+
+@pytest.fixture(scope="session")
+def quick_results(tmp_path_factory):
+    """``sweeps/quick.yaml`` run once, uninterrupted: (results file, report, seconds). Read it, never write it
+    (copy it first); tests that use it carry :data:`QUICK_SWEEP_GROUP`."""
+    import time
+
+    from compbench.sweep.run import SweepOptions, run_sweep
+
+    results = tmp_path_factory.mktemp("quick") / "quick.jsonl"
+    start = time.perf_counter()
+    report = run_sweep(QUICK_SWEEP, SweepOptions(out=results))
+    return results, report, time.perf_counter() - start
 
 
 @pytest.fixture
@@ -74,26 +112,30 @@ def text_task(tmp_path):
 QUICK = dict(epochs=2, batch_size=4, learning_rate=1e-3, precision="fp32", weights="random")  # speech fine-tuning
 
 
-@pytest.fixture
-def tones(tmp_path):
-    """(task file, data root, a tiny HuBERT directory) for a two-pitch task with train, dev and test."""
+@pytest.fixture(scope="session")
+def tones(tmp_path_factory):
+    """(task file, data root, a tiny HuBERT directory) for a two-pitch task with train, dev and test; shared by
+    the session's tests, which read it and write elsewhere."""
     from test_task_quality import AUDIO_TASK, write_tones
     from tiny_models import build_tiny
 
-    write_tones(tmp_path / "tones")
+    root = tmp_path_factory.mktemp("tones")
+    write_tones(root / "tones")
     task = {**AUDIO_TASK, "source": {**AUDIO_TASK["source"],
                                      "split_ranges": {"train": [0, 7], "dev": [8, 9], "test": [10, 11]}}}
-    path = tmp_path / "tones.yaml"
+    path = root / "tones.yaml"
     path.write_text(yaml.safe_dump(task))
-    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
-    return str(path), str(tmp_path), str(tmp_path / "tiny")
+    build_tiny("hubert").save_pretrained(root / "tiny")
+    return str(path), str(root), str(root / "tiny")
 
 
-@pytest.fixture
-def fine_tuned(tmp_path, tones):
-    """(model directory, task file, data root): the tiny HuBERT fine-tuned on the tones task (random init)."""
+@pytest.fixture(scope="session")
+def fine_tuned(tmp_path_factory, tones):
+    """(model directory, task file, data root): the tiny HuBERT fine-tuned on the tones task (random init), once
+    per session; tests read it and write elsewhere."""
     from compbench.quality.finetune import FinetuneOptions, finetune
 
     task_file, data_root, tiny = tones
-    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
-    return str(tmp_path / "ft"), task_file, data_root
+    out = tmp_path_factory.mktemp("fine-tuned") / "ft"
+    finetune(tiny, task_file, out, FinetuneOptions(**QUICK, data_root=data_root))
+    return str(out), task_file, data_root

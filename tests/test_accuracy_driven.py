@@ -8,15 +8,15 @@ from test_budget_pruning import classifier, inputs_of
 from tiny_data import tiny_context
 from tiny_models import build_tiny
 
+from compbench.compression.context import task_loss
 from compbench.compressors import COMPRESSORS
 from compbench.compressors.accuracy_driven import LOSS_BATCH_SIZE, dev_loss
-from compbench.compressors.context import task_loss
-from compbench.compressors.hard_attention import set_hard_attention
-from compbench.compressors.persist import save_variant
-from compbench.compressors.structure import attention_module, head_dim
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
 from compbench.models import InputSpec, ModelAdapter, load_model
+from compbench.models.variants import save_variant
+from compbench.surgery.hard_attention import set_hard_attention
+from compbench.surgery.units import attention_module, head_dim
 
 NEEDED_NEURON, NEEDED_HEAD = 123.0, 77.0  # marks on the units the fake task needs
 

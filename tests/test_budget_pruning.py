@@ -17,14 +17,14 @@ from compbench.compressors.budget_pruning import (
     split_budget,
     unit_costs,
 )
-from compbench.compressors.mask_tuning import rearrange, tune_masks
-from compbench.compressors.persist import save_variant
-from compbench.compressors.structure import head_dim, heads_in_layer, keep_heads, keep_neurons
-from compbench.compressors.trajectory import _normalised_gram, trajectory_importance
-from compbench.compressors.unit_gates import HEADS, NEURONS, UnitGates
 from compbench.counting.macs import MacCount, count_macs
 from compbench.errors import InvalidInputError
+from compbench.importance.gates import HEADS, NEURONS, UnitGates
+from compbench.importance.mask_tuning import rearrange, tune_masks
+from compbench.importance.trajectory import _normalised_gram, trajectory_importance
 from compbench.models import InputSpec, ModelAdapter, load_model
+from compbench.models.variants import save_variant
+from compbench.surgery.units import head_dim, heads_in_layer, keep_heads, keep_neurons
 
 FAMILIES = sorted(TINY_CONFIGS)
 SIZE = {"speech": 0.1, "text": 12}  # the tiny task data's mean input size

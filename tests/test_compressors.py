@@ -8,15 +8,15 @@ import torch
 from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import AutoModel, HubertForSequenceClassification
 
+from compbench.compression.spec import load_options_file, parse_spec
 from compbench.compressors import COMPRESSORS, Step, apply_pipeline
-from compbench.compressors.persist import MANIFEST_FILE, save_variant
-from compbench.compressors.spec import load_options_file, parse_spec
-from compbench.compressors.structure import head_dim, heads_in_layer
 from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
 from compbench.counting.weights import count_nonzero, packed_linear_weight
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.models import InputSpec, ModelAdapter, load_model
+from compbench.models.variants import MANIFEST_FILE, save_variant
+from compbench.surgery.units import head_dim, heads_in_layer
 
 FAMILIES = sorted(TINY_CONFIGS)
 
@@ -296,9 +296,9 @@ def test_sensitivity_ranks_a_dead_head_last_and_prunes_it(family):
 
 def test_sensitivity_equals_a_finite_difference_of_the_loss():
     """|dL/dg| for one FFN neuron, against (L(1 + e) - L(1 - e)) / 2e on the same inputs (float64)."""
-    from compbench.compressors.context import NO_CONTEXT
-    from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, SENSITIVITY_SIZE, gate_importance
-    from compbench.compressors.unit_gates import NEURONS
+    from compbench.compression.context import NO_CONTEXT
+    from compbench.importance.gates import NEURONS
+    from compbench.importance.gradient import IMPORTANCE_OPTIONS, SENSITIVITY_SIZE, gate_importance
 
     model = build_tiny("bert").double()
     adapter = ModelAdapter(model)

@@ -9,14 +9,14 @@ from tiny_data import LABELS, tiny_context
 from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import BertForSequenceClassification, HubertForSequenceClassification
 
+from compbench.compression.context import task_loss
+from compbench.compression.pipeline import check_task_given
 from compbench.compressors import COMPRESSORS, Step, apply_pipeline
-from compbench.compressors.base import check_task_given
-from compbench.compressors.context import task_loss
-from compbench.compressors.persist import save_variant
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance
-from compbench.compressors.unit_gates import HEADS, UnitGates, gate_gradients
 from compbench.errors import InvalidInputError
+from compbench.importance.gates import HEADS, UnitGates, gate_gradients
+from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance
 from compbench.models import ModelAdapter, load_model
+from compbench.models.variants import save_variant
 from compbench.schedule import warmup_then_linear_decay
 
 

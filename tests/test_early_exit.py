@@ -9,22 +9,17 @@ from tiny_data import tiny_context
 from tiny_models import TINY_CONFIGS
 from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
 
+from compbench.compression.compressor import Variant
+from compbench.compression.context import NO_CONTEXT, task_loss
 from compbench.compressors import COMPRESSORS
-from compbench.compressors.base import Variant
-from compbench.compressors.context import NO_CONTEXT, task_loss
-from compbench.compressors.early_exit import (
-    EXITS_ATTRIBUTE,
-    EarlyExitModel,
-    add_early_exit,
-    row_entropy,
-    with_exits,
-)
-from compbench.compressors.persist import save_variant
-from compbench.compressors.structure import keep_layers
-from compbench.compressors.unit_gates import HEADS, UnitGates, gate_gradients
+from compbench.compressors.early_exit import add_early_exit
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
+from compbench.importance.gates import HEADS, UnitGates, gate_gradients
 from compbench.models import ModelAdapter, load_model
+from compbench.models.variants import save_variant
+from compbench.surgery.exits import EXITS_ATTRIBUTE, EarlyExitModel, row_entropy, with_exits
+from compbench.surgery.units import keep_layers
 
 TEXT = ("bert", "distilbert", "roberta")
 FAMILIES = [*TEXT, "hubert", "wav2vec2", "wavlm"]

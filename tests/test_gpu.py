@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from compbench.compressors.spec import parse_spec
+from compbench.compression.spec import parse_spec
 from compbench.measure import MeasureOptions, measure
 from compbench.timing.wallclock import TimingPolicy
 

@@ -15,8 +15,8 @@ from conftest import needs_minilm
 from test_task_quality import AUDIO_TASK
 from test_tasks import SHARED_DATA, needs_shared_data
 
-from compbench.models.families import SAMPLE_RATE
-from compbench.models.presets import _minilm_package_weights
+from compbench.architectures.families import SAMPLE_RATE
+from compbench.architectures.presets import _minilm_package_weights
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer
 from compbench.quality.context import TaskBatches
 from compbench.tasks import find_task

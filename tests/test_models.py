@@ -7,9 +7,9 @@ import torch
 from tiny_models import TINY_CONFIGS, build_tiny
 from torch import nn
 
+from compbench.architectures.presets import _minilm_package_weights
 from compbench.errors import InvalidInputError, ModelLoadError, UnknownNameError
 from compbench.models import PRESETS, InputSpec, ModelAdapter, load_model
-from compbench.models.presets import _minilm_package_weights
 
 
 @pytest.mark.parametrize("family", sorted(TINY_CONFIGS))

@@ -9,12 +9,12 @@ from test_budget_pruning import inputs_of
 from tiny_models import TINY_CONFIGS, build_tiny
 
 from compbench.cli.main import main
+from compbench.compression.spec import parse_spec
 from compbench.compressors import COMPRESSORS
-from compbench.compressors.persist import save_variant
-from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions, measure, tolerance_for
 from compbench.models import load_model
+from compbench.models.variants import save_variant
 from compbench.quality.classify import speech_accuracy
 from compbench.quality.evaluate import prepare_task
 from compbench.runtimes import RUNTIMES, check_outputs

@@ -8,8 +8,7 @@ import yaml
 from test_early_exit import expected_macs
 
 from compbench.cli.output import render
-from compbench.compressors.early_exit import new_exits
-from compbench.compressors.spec import parse_spec
+from compbench.compression.spec import parse_spec
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions, measure
@@ -18,6 +17,7 @@ from compbench.quality.evaluate import prepare_task, single_example_inputs
 from compbench.record import input_label, validate_record
 from compbench.report.write import write_report
 from compbench.store import read_records
+from compbench.surgery.exits import new_exits
 from compbench.sweep.run import SweepOptions, run_sweep
 from compbench.tasks import find_task
 from compbench.timing.per_example import mean_ratio_ci, per_example_summary, time_per_example

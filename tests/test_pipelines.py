@@ -8,12 +8,12 @@ from test_per_example import EXIT_TRAINING
 from tiny_models import build_tiny
 
 from compbench.cli.main import main
+from compbench.compression.pipeline import check_pipeline
+from compbench.compression.spec import parse_spec
 from compbench.compressors import COMPRESSORS, Step
-from compbench.compressors.base import check_pipeline
-from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions
-from compbench.pipelines import operator_labels, refusal, run_pipeline_study, study_orders
+from compbench.pipeline_study import operator_labels, refusal, run_pipeline_study, study_orders
 from compbench.report.pipelines import display_tables, plot_estimate_vs_measured, study_tables, summary_line
 from compbench.store import read_records
 

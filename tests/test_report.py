@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_SWEEP_GROUP
 from sample_records import make_record
 
 from compbench.cli.main import main
@@ -109,11 +110,9 @@ def test_pareto_marks_match_an_independent_computation_from_the_records():
     assert frame.loc[3, "pareto"] == "quality/MACs, quality/latency"
 
 
-def test_pareto_marks_of_a_real_sweep_match_an_independent_computation(tmp_path):
-    from compbench.sweep.run import SweepOptions, run_sweep
-
-    results = tmp_path / "quick.jsonl"
-    run_sweep(REPO / "sweeps" / "quick.yaml", SweepOptions(out=results))
+@QUICK_SWEEP_GROUP
+def test_pareto_marks_of_a_real_sweep_match_an_independent_computation(quick_results):
+    results = quick_results[0]
     landscape = load_landscape([results])
     frame = landscape_frame(landscape)
     for model in ("minilm-l6", "distilhubert"):

@@ -12,8 +12,8 @@ from torch import nn
 
 from compbench.cli.main import main
 from compbench.cli.output import render
+from compbench.compression.spec import parse_spec
 from compbench.compressors import COMPRESSORS
-from compbench.compressors.spec import parse_spec
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.measure import MeasureOptions, measure
 from compbench.report.landscape import landscape_frame

@@ -11,7 +11,7 @@ from tiny_models import build_tiny
 
 from compbench.cli.compress import compress_model
 from compbench.cli.main import main
-from compbench.compressors.spec import parse_spec
+from compbench.compression.spec import parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions, measure
 from compbench.models import load_model

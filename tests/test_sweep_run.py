@@ -14,21 +14,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import needs_minilm
+from conftest import QUICK_SWEEP, QUICK_SWEEP_GROUP, needs_minilm
 from sample_records import append_many, make_record
 from tiny_models import build_tiny
 
 from compbench.cli.main import main
 from compbench.errors import CorruptResultsError
 from compbench.store import append_records, failures_path, read_failures, read_records
-from compbench.sweep import run as sweep_run
+from compbench.sweep import execute as sweep_execute
 from compbench.sweep.plan import plan_jobs
 from compbench.sweep.run import SweepEvents, SweepOptions, run_sweep
 from compbench.sweep.schema import load_sweep
 from compbench.timing.stats import paired_ratio_ci
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = REPO / "sweeps" / "quick.yaml"
+QUICK = QUICK_SWEEP
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +59,7 @@ def cost_of(results: Path) -> dict:
             for r in read_records(results)}
 
 
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory):
-    """The issue's quick sweep, run once, uninterrupted (its acceptance: well under 3 minutes)."""
-    results = tmp_path_factory.mktemp("quick") / "quick.jsonl"
-    start = time.perf_counter()
-    report = run_sweep(QUICK, SweepOptions(out=results))
-    return results, report, time.perf_counter() - start
-
-
+@QUICK_SWEEP_GROUP
 @pytest.mark.slow
 def test_quick_sweep_records_every_job_once(quick_results):
     results, report, seconds = quick_results
@@ -87,6 +79,7 @@ def test_quick_sweep_records_every_job_once(quick_results):
     print(f"quick sweep: {seconds:.1f} s")
 
 
+@QUICK_SWEEP_GROUP
 def test_a_rerun_runs_nothing_and_leaves_the_file_byte_identical(quick_results, tmp_path):
     results = tmp_path / "quick.jsonl"
     shutil.copy(quick_results[0], results)
@@ -97,6 +90,7 @@ def test_a_rerun_runs_nothing_and_leaves_the_file_byte_identical(quick_results, 
     assert not failures_path(results).exists()
 
 
+@QUICK_SWEEP_GROUP
 @pytest.mark.slow
 def test_kill_9_at_a_random_moment_then_resume(quick_results, tmp_path):
     results = tmp_path / "quick.jsonl"
@@ -167,7 +161,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tiny_dirs, tmp_path, 
 def test_retry_failed_removes_the_failure_once_the_job_succeeds(tiny_dirs, tmp_path, monkeypatch):
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
     results = tmp_path / "r.jsonl"
-    real_run_job = sweep_run.run_job
+    real_run_job = sweep_execute.run_job
     flaky = plan_jobs(load_sweep(sweep))[1].key
 
     def failing_once(job, context, progress=None):
@@ -175,11 +169,11 @@ def test_retry_failed_removes_the_failure_once_the_job_succeeds(tiny_dirs, tmp_p
             raise RuntimeError("the machine ran out of memory")
         return real_run_job(job, context, progress)
 
-    monkeypatch.setattr(sweep_run, "run_job", failing_once)
+    monkeypatch.setattr(sweep_execute, "run_job", failing_once)
     report = run_sweep(sweep, SweepOptions(out=results))
     assert [o.key for o in report.failed] == [flaky]
     assert read_failures(results)[0]["error"] == "RuntimeError: the machine ran out of memory"
-    monkeypatch.setattr(sweep_run, "run_job", real_run_job)
+    monkeypatch.setattr(sweep_execute, "run_job", real_run_job)
     assert run_sweep(sweep, SweepOptions(out=results)).outcomes == []  # failed jobs wait for --retry-failed
     report = run_sweep(sweep, SweepOptions(out=results, retry_failed=True))
     assert [o.key for o in report.outcomes] == [flaky] and not report.failed
@@ -244,14 +238,14 @@ def test_dry_run_lists_jobs_and_writes_nothing(tiny_dirs, tmp_path, capsys):
 def test_timed_variants_share_lock_step_rounds_with_their_dense_model(tiny_dirs, tmp_path):
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
                        compressors={"head_pruning": {"amounts": [0.25, 0.5]}},
-                       measure={"threads": 1, "budget": 0.2, "memory": False})
+                       measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})  # 6 rounds exactly
     results = tmp_path / "r.jsonl"
     run_sweep(sweep, SweepOptions(out=results))
     dense, quarter, half = read_records(results)
     assert dense["compression"] is None and "speedup" not in dense
     for variant in (quarter, half):
         baseline = variant["baseline_latency_ms"]
-        assert variant["latency_ms"]["runs"] == baseline["runs"] >= 6
+        assert variant["latency_ms"]["runs"] == baseline["runs"] == 6
         assert variant["speedup"] == pytest.approx(baseline["median"] / variant["latency_ms"]["median"])
         assert variant["speedup_ci95"][0] <= variant["speedup_ci95"][1]
         assert variant["timing"]["interleaved_with"] == 3 and variant["threads"] == 1
@@ -298,6 +292,7 @@ def local_ray():
     ray.shutdown()
 
 
+@QUICK_SWEEP_GROUP
 @pytest.mark.slow
 def test_ray_executor_gives_the_same_jobs_params_and_macs(quick_results, local_ray, tmp_path):
     results = tmp_path / "quick-ray.jsonl"
@@ -308,6 +303,7 @@ def test_ray_executor_gives_the_same_jobs_params_and_macs(quick_results, local_r
     assert run_sweep(QUICK, SweepOptions(out=results, executor="ray")).outcomes == []  # a restarted driver resumes
 
 
+@QUICK_SWEEP_GROUP
 @pytest.mark.slow
 def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ray, tmp_path):
     from test_task_quality import AUDIO_TASK, write_tones
@@ -317,7 +313,7 @@ def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ra
     hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
                        task=str(tmp_path / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
-                       pipelines=[], measure={"threads": 1, "budget": 0.2, "memory": False})
+                       pipelines=[], measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
     runs = {}
     for executor in ("local", "ray"):
         results = tmp_path / f"{executor}.jsonl"
@@ -327,7 +323,7 @@ def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ra
     for local, remote in zip(runs["local"], runs["ray"], strict=True):
         assert (remote["job"], remote["params"], remote["macs"]) == (local["job"], local["params"], local["macs"])
         assert remote["quality"]["value"] == local["quality"]["value"]
-        assert remote["latency_ms"]["runs"] >= 6 and remote["threads"] == 1
+        assert remote["latency_ms"]["runs"] == 6 and remote["threads"] == 1
     assert runs["ray"][1]["speedup_ci95"] is not None and "fidelity" in runs["ray"][1]
 
 
@@ -398,7 +394,7 @@ class FakeRay:
         return [first], []
 
     def get(self, ref):
-        from compbench.sweep.run import JobOutcome
+        from compbench.sweep.execute import JobOutcome
 
         job = next(j for r, j in self.in_flight if r is ref)
         self.in_flight = [(r, j) for r, j in self.in_flight if r is not ref]
@@ -421,8 +417,8 @@ def test_ray_placement_gives_each_timing_job_a_whole_node_and_packs_the_rest(tin
     costs = plan_sweep(tiny_sweep(tmp_path / "c.yaml", tiny_dirs, measure={"latency": False, "threads": 2}),
                        SweepOptions(out=tmp_path / "c.jsonl")).to_run
     finished = []
-    ray_executor.run_on_ray(timed + costs, JobContext(), SweepEvents(), lambda p, o: finished.append(p) and False,
-                            None)
+    ray_executor.RayExecutor().run(timed + costs, JobContext(), lambda planned: None,
+                                   lambda p, o: finished.append(p) and False)
     assert len(finished) == len(timed) + len(costs) and not fake.in_flight
     node_cpus = {NODE_A: 4, NODE_B: 8}
     for job, options, threads in fake.submitted:

@@ -8,7 +8,7 @@ import yaml
 from conftest import needs_minilm
 from tiny_models import build_tiny
 
-from compbench.compressors.spec import parse_spec
+from compbench.compression.spec import parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions, measure
 

@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from compbench.compressors.context import Batch, CalibrationData, CompressionContext
+from compbench.compression.context import Batch, CalibrationData, CompressionContext
 
 LABELS = ["no", "yes"]
 SPLIT_SEEDS = {"train": 0, "dev": 1, "test": 2}

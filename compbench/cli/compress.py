@@ -6,13 +6,13 @@ import argparse
 import json
 
 from compbench.cli.output import progress_bar
+from compbench.compression.context import NO_CONTEXT
+from compbench.compression.pipeline import check_task_given
+from compbench.compression.spec import load_options_file, parse_spec
 from compbench.compressors import apply_pipeline
-from compbench.compressors.base import check_task_given
-from compbench.compressors.context import NO_CONTEXT
-from compbench.compressors.persist import save_variant
-from compbench.compressors.spec import load_options_file, parse_spec
 from compbench.models import load_model
 from compbench.models.loading import WEIGHTS
+from compbench.models.variants import save_variant
 from compbench.quality.context import build_context
 from compbench.tasks import find_task, resolve_data_root
 

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 
 from compbench.cli.output import FORMATS, progress_bar, render
-from compbench.compressors.spec import load_options_file, parse_spec
+from compbench.compression.spec import load_options_file, parse_spec
 from compbench.errors import InvalidInputError
 from compbench.measure import DEFAULT_MODELS, DEFAULT_SECONDS, DEFAULT_TOKENS, MeasureOptions, measure
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS

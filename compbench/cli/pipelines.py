@@ -10,8 +10,8 @@ from rich.table import Table
 
 from compbench.cli.measure import add_measurement_arguments, measurement_options, options_by_name
 from compbench.cli.output import progress_bar
-from compbench.compressors.spec import parse_spec
-from compbench.pipelines import MAX_OPERATORS, run_pipeline_study
+from compbench.compression.spec import parse_spec
+from compbench.pipeline_study import MAX_OPERATORS, run_pipeline_study
 from compbench.report.pipelines import display_tables, study_tables, summary_line
 from compbench.report.write import write_report
 from compbench.store import append_records, existing_records

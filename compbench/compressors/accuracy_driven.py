@@ -10,7 +10,7 @@ compbench's reconstruction, and the manifest records the order and ``epsilon``:
    removed block adds only its output bias; its MACs fall to zero);
 3. single heads of the attention blocks left, last layer first, heads in index order;
 4. with ``hard_attention: true``, each layer with heads left, last first, switched to top-``top_k``
-   attention per query (:mod:`compbench.compressors.hard_attention`).
+   attention per query (:mod:`compbench.surgery.hard_attention`).
 
 A candidate is kept removed only if the dev metric stays at or above the unpruned model's dev
 metric minus ``epsilon`` (0: AxFormer's accuracy mode; the bound is against the unpruned model,
@@ -33,10 +33,13 @@ import time
 import torch
 from torch import nn
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
-from compbench.compressors.hard_attention import set_hard_attention
-from compbench.compressors.structure import (
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
+from compbench.errors import InvalidInputError
+from compbench.eval_mode import evaluating
+from compbench.surgery.hard_attention import set_hard_attention
+from compbench.surgery.units import (
     attention_module,
     heads_in_layer,
     keep_heads,
@@ -44,9 +47,6 @@ from compbench.compressors.structure import (
     keep_neurons,
     make_attention_modular,
 )
-from compbench.errors import InvalidInputError
-from compbench.eval_mode import evaluating
-from compbench.models.families import ModelAdapter
 
 LOSS_BATCH_SIZE = 32
 

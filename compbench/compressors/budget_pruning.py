@@ -17,19 +17,19 @@ Importance (``importance``):
 
 - ``trajectory`` (OPTIN, Khaki & Plataniotis 2024): each unit masked in turn on the calibration
   batch, scored by what it changes in every later layer's FFN output and in the logits; see
-  :mod:`compbench.compressors.trajectory`. Needs no labels.
+  :mod:`compbench.importance.trajectory`. Needs no labels.
 - ``fisher`` (Kwon et al. 2022): squared gradients of the task loss with respect to each unit's
   mask, summed over ``batches`` minibatches. Needs a classifier fine-tuned on the task.
-- ``magnitude``: the weight norms of :mod:`head_pruning` and :mod:`ffn_pruning`, normalised per
-  layer; these are not comparable between heads and neurons, so instead of the search below the
-  heads keep the same fraction of their MACs as the encoder (a baseline).
+- ``magnitude``: the weight norms head and FFN pruning use (:mod:`compbench.importance.magnitude`),
+  normalised per layer; these are not comparable between heads and neurons, so instead of the search
+  below the heads keep the same fraction of their MACs as the encoder (a baseline).
 
 Search (Kwon et al.'s mask search): for every number of heads kept (the best-scored heads,
 after ``min_heads_per_layer`` per layer), the best-scored neurons fill what is left of the budget
 (after ``min_neurons_per_layer`` per layer); the split that keeps the largest total importance
 wins. A layer may lose every head or every neuron (minimum 0): its attention or FFN block then
 adds only its output bias. ``rearrange`` and ``mask_tuning`` are Kwon et al.'s two refinements
-(:mod:`compbench.compressors.mask_tuning`); tuned scales are folded into the output projections.
+(:mod:`compbench.importance.mask_tuning`); tuned scales are folded into the output projections.
 Finally the units are removed with the same slicing as head and FFN pruning, so MACs and latency
 fall for real.
 """
@@ -42,18 +42,17 @@ from dataclasses import dataclass
 
 import torch
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import CompressionContext, examples_in, has_task_head, task_loss
-from compbench.compressors.ffn_pruning import neuron_importance
-from compbench.compressors.head_pruning import head_importance
-from compbench.compressors.mask_tuning import rearrange, tune_masks
-from compbench.compressors.structure import heads_in_layer, keep_heads, keep_neurons
-from compbench.compressors.trajectory import trajectory_importance
-from compbench.compressors.unit_gates import HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
+from compbench.architectures.families import InputSpec, ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import CompressionContext, examples_in, has_task_head, task_loss
 from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.meta import meta_clone
 from compbench.errors import InvalidInputError
-from compbench.models.families import InputSpec, ModelAdapter
+from compbench.importance.gates import HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
+from compbench.importance.magnitude import head_magnitude, neuron_magnitude
+from compbench.importance.mask_tuning import rearrange, tune_masks
+from compbench.importance.trajectory import trajectory_importance
+from compbench.surgery.units import heads_in_layer, keep_heads, keep_neurons
 
 ENCODER_COMPONENTS = ("attention", "ffn")
 
@@ -220,8 +219,8 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
         def per_layer(values):
             return [v / v.norm().clamp_min(1e-12) for v in values]
         layers = range(len(adapter.layers()))
-        scores = {HEADS: per_layer([head_importance(adapter, i) for i in layers]),
-                  NEURONS: per_layer([neuron_importance(adapter, i) for i in layers])}
+        scores = {HEADS: per_layer([head_magnitude(adapter, i) for i in layers]),
+                  NEURONS: per_layer([neuron_magnitude(adapter, i) for i in layers])}
     seconds["importance"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

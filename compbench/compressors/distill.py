@@ -34,13 +34,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import Batch, CompressionContext, has_task_head
-from compbench.compressors.structure import keep_layers
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import Batch, CompressionContext, has_task_head
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
 from compbench.schedule import warmup_then_linear_decay
+from compbench.surgery.units import keep_layers
 
 RECIPES = {  # defaults that options left unset take; None: on where the models allow it
     "layers": {"hidden": 1.0, "kl": None, "ce": None, "lr": 5e-5},

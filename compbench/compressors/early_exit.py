@@ -1,17 +1,10 @@
-"""Early exit (DeeBERT-style dynamic inference): a classifier after every layer, and a model that stops early.
+"""early_exit: exit classifiers after every layer, trained on the task with the backbone frozen; each
+example leaves at the first confident exit (DeeBERT-style; the model is :mod:`compbench.surgery.exits`').
 
-An exit after layer ``k`` pools that layer's output (text: the first token, as DeeBERT; speech:
-the mean over frames), normalises it and classifies it (``Linear + tanh``, then ``Linear`` to the
-task's labels). Exits after layers 1 to L-1 are trained on the task's train split with the
-backbone frozen; the fine-tuned model's own head stays the last exit.
-
-At inference the model runs one example at a time: an example leaves at the first exit whose
-prediction entropy (nats) is below ``threshold``, and the layers after it never run. One example at
-a time, because examples of one batch would leave at different layers: a batch either keeps
-computing layers for examples that have left (no saving) or is split up anyway. Leaving is done
-from a forward hook on each layer, so the model's own forward walks the layers whatever its family,
-and what ran is exactly what compbench's MAC counter sees. ``threshold`` 0 never exits early: every
-example runs every layer and the outputs equal the model's own.
+Exits after layers 1 to L-1 are trained on the task's train split with the backbone frozen (the
+pooled layer outputs are computed once, then every exit learns from them with cross-entropy); the
+fine-tuned model's own head stays the last exit. Its variants' cost depends on each input, so
+they are measured example by example.
 
 Training the exits does not depend on ``threshold``: exits trained once are kept for the process,
 keyed by a hash of the model's state and the training options, so several thresholds of one model
@@ -24,117 +17,17 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
 
+from compbench.architectures.families import ModelAdapter
 from compbench.cache import model_fingerprint
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import Batch, CompressionContext, has_task_head
-from compbench.compressors.structure import EXITS_ATTRIBUTE
-from compbench.counting.weights import INPUT_DEPENDENT_ATTRIBUTE
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import Batch, CompressionContext, has_task_head
 from compbench.errors import InvalidInputError
 from compbench.eval_mode import evaluating
-from compbench.models.families import ModelAdapter
-
-
-class ExitHead(nn.Module):
-    """Pool one layer's output, normalise, classify: the exit after that layer."""
-
-    def __init__(self, hidden: int, labels: int, pooling: str):
-        super().__init__()
-        if pooling not in ("first", "mean"):
-            raise ValueError(f"pooling must be first or mean, got {pooling!r}")
-        self.pooling = pooling
-        self.norm = nn.LayerNorm(hidden)
-        self.dense = nn.Linear(hidden, hidden)
-        self.classifier = nn.Linear(hidden, labels)
-
-    def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return hidden_states[:, 0] if self.pooling == "first" else hidden_states.mean(dim=1)
-
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.tanh(self.dense(self.norm(pooled))))
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.pool(hidden_states))
-
-
-def row_entropy(values: list[float]) -> float:
-    """Entropy (nats) of the softmax of one row of logits, in plain Python: a handful of labels costs
-    microseconds here, where tensor ops would cost one dispatch each after every layer."""
-    top = max(values)
-    weights = [math.exp(v - top) for v in values]
-    total = sum(weights)
-    return math.log(total) - sum(w * (v - top) for w, v in zip(weights, values, strict=True)) / total
-
-
-class _Exited(Exception):
-    def __init__(self, logits: torch.Tensor, layer: int):
-        super().__init__(layer)
-        self.logits, self.layer = logits, layer
-
-
-def layer_output(output) -> torch.Tensor:
-    """A layer's hidden states, whether it returns a tensor or a tuple."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-@dataclass
-class ExitRun:
-    """One example's result: its logits and the layer (1-based) it left after."""
-
-    logits: torch.Tensor
-    layer: int
-
-
-def run_one(forward, layers: list[nn.Module], inputs: dict[str, torch.Tensor], exits: nn.ModuleList,
-            threshold: float) -> ExitRun:
-    """Run one example (a batch of 1) through ``forward`` until the first exit, after one of
-    ``layers``, whose entropy is below ``threshold``; the model's own head if none is."""
-    handles = []
-
-    def hook_for(index: int):
-        def hook(module, args, output):
-            logits = exits[index](layer_output(output))
-            if row_entropy(logits[0].tolist()) < threshold:
-                raise _Exited(logits, index + 1)
-        return hook
-
-    for index, layer in enumerate(layers[:len(exits)]):
-        handles.append(layer.register_forward_hook(hook_for(index)))
-    try:
-        return ExitRun(forward(**inputs).logits, len(layers))
-    except _Exited as exited:
-        return ExitRun(exited.logits, exited.layer)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def single_examples(inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """Split a batch into batches of one, each without its padding (the positions its attention mask zeroes)."""
-    size = next(iter(inputs.values())).shape[0]
-    mask = inputs.get("attention_mask")
-    examples = []
-    for i in range(size):
-        keep = None if mask is None else mask[i].bool()
-        examples.append({k: v[i:i + 1] if keep is None or v.dim() != 2 or v.shape[1] != keep.shape[0]
-                         else v[i:i + 1, keep] for k, v in inputs.items()})
-    return examples
-
-
-def exit_pooling(model: nn.Module) -> str:
-    return "first" if ModelAdapter(model).modality == "text" else "mean"
-
-
-def new_exits(model: nn.Module, labels: int) -> nn.ModuleList:
-    """Untrained exits after layers 1 to L-1 of ``model``."""
-    adapter = ModelAdapter(model)
-    hidden = adapter.config.hidden_size
-    return nn.ModuleList(ExitHead(hidden, labels, exit_pooling(model)) for _ in adapter.layers()[:-1])
+from compbench.surgery.exits import EarlyExitModel, exit_pooling, layer_output, new_exits, with_exits
 
 
 @torch.no_grad()
@@ -175,45 +68,6 @@ def train_exits(exits: nn.ModuleList, features: list[torch.Tensor], labels: torc
     with torch.no_grad():
         return [float(nn.functional.cross_entropy(exit.classify(feature), labels))
                 for exit, feature in zip(exits, features, strict=True)]
-
-
-class EarlyExitModel:
-    """Mixed into a fine-tuned classifier's class: its forward runs one example at a time with early exit.
-
-    ``compbench_exit_layers`` holds, after each forward, the layer each example left after."""
-
-    compbench_exit_threshold: float
-    compbench_exit_layers: list[int]
-
-    def forward(self, labels: torch.Tensor | None = None, **inputs) -> SequenceClassifierOutput:
-        exits = getattr(self, EXITS_ATTRIBUTE)
-        layers = ModelAdapter(self).layers()
-        own_forward = super().forward
-        runs = [run_one(own_forward, layers, example, exits, self.compbench_exit_threshold)
-                for example in single_examples(inputs)]
-        self.compbench_exit_layers = [run.layer for run in runs]
-        logits = torch.cat([run.logits for run in runs])
-        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-setattr(EarlyExitModel, INPUT_DEPENDENT_ATTRIBUTE, True)  # what runs depends on the input: count a real forward
-
-_EARLY_EXIT_CLASSES: dict[type, type] = {}
-
-
-def with_exits(model: nn.Module, exits: nn.ModuleList, threshold: float) -> nn.Module:
-    """``model`` (changed in place) with ``exits`` as a submodule and early exit at ``threshold``."""
-    cls = type(model)
-    if isinstance(model, EarlyExitModel):
-        cls = cls.__mro__[2]  # the classifier's own class, under EarlyExitModel
-    if cls not in _EARLY_EXIT_CLASSES:
-        _EARLY_EXIT_CLASSES[cls] = type(f"EarlyExit{cls.__name__}", (EarlyExitModel, cls), {})
-    model.__class__ = _EARLY_EXIT_CLASSES[cls]
-    setattr(model, EXITS_ATTRIBUTE, exits)
-    model.compbench_exit_threshold = threshold
-    model.compbench_exit_layers = []
-    return model
 
 
 _TRAINING_OPTIONS = ("epochs", "batch_size", "examples", "learning_rate")

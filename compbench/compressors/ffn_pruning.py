@@ -3,26 +3,21 @@
 Importance is ``|row of W_in| * |column of W_out|`` per neuron (``importance: magnitude``,
 data-free, the default), its gradient sensitivity over a few batches (``importance:
 sensitivity``) or its Fisher information under the task loss (``importance: fisher``, needs a
-task; see :mod:`compbench.compressors.sensitivity`). ``scope: layer``
+task; see :mod:`compbench.importance.gradient`). ``scope: layer``
 (default) removes the same fraction from every layer; ``scope: global`` ranks all neurons.
 Every layer keeps at least one neuron.
 """
 
 from __future__ import annotations
 
-import torch
-
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import CompressionContext
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
-from compbench.compressors.structure import effective_weight, keep_neurons, units_to_remove
-from compbench.compressors.unit_gates import NEURONS
-from compbench.models.families import ModelAdapter
-
-
-def neuron_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
-    ffn_in, ffn_out = adapter.ffn(layer)
-    return effective_weight(ffn_in).float().norm(dim=1) * effective_weight(ffn_out).float().norm(dim=0)
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import CompressionContext
+from compbench.importance.gates import NEURONS
+from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
+from compbench.importance.magnitude import neuron_magnitude
+from compbench.importance.ranking import units_to_remove
+from compbench.surgery.units import keep_neurons
 
 
 def prune_neurons(model, amount: float, options: dict, context: CompressionContext):
@@ -32,7 +27,7 @@ def prune_neurons(model, amount: float, options: dict, context: CompressionConte
     if options["importance"] in ("sensitivity", "fisher"):
         importance, seen = gate_importance(adapter, NEURONS, options, context)
     else:
-        importance = [neuron_importance(adapter, i) for i in layers]
+        importance = [neuron_magnitude(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
     removed = units_to_remove(importance, amount, options["scope"])
     for layer, neurons in zip(layers, removed, strict=True):

@@ -3,7 +3,7 @@
 Importance is the L2 norm of a head's q, k, v rows and output columns (``importance:
 magnitude``, data-free, the default), its gradient sensitivity over a few batches
 (``importance: sensitivity``) or its Fisher information under the task loss (``importance:
-fisher``, needs a task; see :mod:`compbench.compressors.sensitivity`), optionally
+fisher``, needs a task; see :mod:`compbench.importance.gradient`), optionally
 normalised per layer as Michel et al. 2019 do. ``scope: global``
 ranks all heads together; ``scope: layer`` removes the same fraction from every layer. Every
 layer keeps at least one head.
@@ -11,34 +11,14 @@ layer keeps at least one head.
 
 from __future__ import annotations
 
-import torch
-
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.context import CompressionContext
-from compbench.compressors.sensitivity import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
-from compbench.compressors.structure import (
-    effective_weight,
-    head_dim,
-    heads_in_layer,
-    keep_heads,
-    units_to_remove,
-)
-from compbench.compressors.unit_gates import HEADS
-from compbench.models.families import ModelAdapter
-
-
-def head_importance(adapter: ModelAdapter, layer: int) -> torch.Tensor:
-    """L2 norm of each head's weights in one layer."""
-    size = head_dim(adapter)
-    heads = heads_in_layer(adapter, layer)
-    projections = adapter.attention_projections(layer)
-    squares = torch.zeros(heads)
-    for name in ("query", "key", "value"):
-        rows = effective_weight(projections[name]).float().pow(2).sum(dim=1)
-        squares += rows.reshape(heads, size).sum(dim=1)
-    cols = effective_weight(projections["output"]).float().pow(2).sum(dim=0)
-    squares += cols.reshape(heads, size).sum(dim=1)
-    return squares.sqrt()
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.context import CompressionContext
+from compbench.importance.gates import HEADS
+from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
+from compbench.importance.magnitude import head_magnitude
+from compbench.importance.ranking import units_to_remove
+from compbench.surgery.units import heads_in_layer, keep_heads
 
 
 def prune_heads(model, amount: float, options: dict, context: CompressionContext):
@@ -48,7 +28,7 @@ def prune_heads(model, amount: float, options: dict, context: CompressionContext
     if options["importance"] in ("sensitivity", "fisher"):
         importance, seen = gate_importance(adapter, HEADS, options, context)
     else:
-        importance = [head_importance(adapter, i) for i in layers]
+        importance = [head_magnitude(adapter, i) for i in layers]
     if options["normalize"]:
         importance = [scores / scores.norm().clamp_min(1e-12) for scores in importance]
     removed = units_to_remove(importance, amount, options["scope"])

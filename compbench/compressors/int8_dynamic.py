@@ -18,10 +18,10 @@ import warnings
 import torch
 from torch import nn
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import make_attention_modular
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
+from compbench.surgery.units import make_attention_modular
 
 BACKENDS = {"torchao": "torchao.quantization.quantize_ (Int8DynamicActivationInt8WeightConfig)",
             "torch.ao": "torch.ao.quantization.quantize_dynamic"}
@@ -35,6 +35,13 @@ def resolve_backend(name: str) -> str:
         raise InvalidInputError("int8_dynamic: backend torchao is not installed (pip install torchao), "
                                 "or use backend: torch.ao")
     return name
+
+
+def check_device(options: dict, device: torch.device) -> None:
+    """torch.ao's quantized kernels run on the CPU alone."""
+    if resolve_backend(options["backend"]) == "torch.ao" and device.type != "cpu":
+        raise InvalidInputError("int8_dynamic with the torch.ao backend runs on CPU only; install torchao or "
+                                "measure it with --device cpu")
 
 
 def _torchao(model: nn.Module) -> None:
@@ -72,7 +79,7 @@ def quantize_int8(model, amount, options: dict):
 # torch.compile runs either backend's kernels; torch's ONNX exporter has no function for them (aten._int_mm,
 # quantized::linear_dynamic): int8 under ONNX Runtime is ort_int8
 register(Compressor(name="int8_dynamic", compress=quantize_int8, takes_amount=False, quantizes=True,
-                    runtimes=("eager", "compile"),
+                    runtimes=("eager", "compile"), check_device=check_device,
                     description="dynamic int8 quantization of Linear layers (torchao where installed, "
                                 "else torch.ao, CPU only)",
                     options={"backend": Option(str, "auto", "auto: torchao when installed, else torch.ao",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import half_up, keep_layers
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
+from compbench.surgery.units import keep_layers
 
 
 def layers_to_drop(count: int, remove: int, which: str) -> list[int]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import LowRankLinear, half_up, make_attention_modular
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
+from compbench.surgery.linear import LowRankLinear
+from compbench.surgery.units import make_attention_modular
 
 TARGETS = {"attention": ("query", "key", "value", "attention_output"), "ffn": ("ffn_in", "ffn_out")}
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compbench.compressors.base import Compressor, Option, register
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, register
 from compbench.counting.weights import is_input_dependent
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
 from compbench.runtimes.base import ONNX_QUANTIZATION_ATTRIBUTE
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compbench.compressors.base import Compressor, Option, register
-from compbench.compressors.structure import half_up
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
-from compbench.models.families import ModelAdapter
 
 
 def target_weights(adapter: ModelAdapter) -> dict[str, torch.Tensor]:

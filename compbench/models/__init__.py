@@ -1,8 +1,10 @@
-"""Model zoo: presets, family adapter and loading."""
+"""Models by name: presets, hub ids, ``save_pretrained`` directories and saved compressed variants,
+loaded with where they came from; variants saved with their structure and manifest.
 
-from compbench.models.families import COMPONENTS, SAMPLE_RATE, InputSpec, ModelAdapter
+The adapter and the presets are :mod:`compbench.architectures`'s, handed on here for convenience."""
+
+from compbench.architectures import COMPONENTS, PRESETS, SAMPLE_RATE, InputSpec, ModelAdapter, Preset
 from compbench.models.loading import LoadedModel, load_model
-from compbench.models.presets import PRESETS, Preset
 
 __all__ = ["COMPONENTS", "PRESETS", "SAMPLE_RATE", "InputSpec", "LoadedModel", "ModelAdapter",
            "Preset", "load_model"]

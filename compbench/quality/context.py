@@ -1,7 +1,7 @@
 """Building the compression context from a task: the caller's side of data-driven compression.
 
 ``measure``, ``compress`` and ``sweep`` call :func:`build_context`; the compressors only see the
-:class:`~compbench.compressors.context.CompressionContext` it returns. Calibration and training
+:class:`~compbench.compression.context.CompressionContext` it returns. Calibration and training
 batches come from the task's train split, the evaluator scores on the dev split (never the test
 split).
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from compbench.compressors.context import Batch, CalibrationData, CompressionContext
+from compbench.architectures.families import SAMPLE_RATE
+from compbench.compression.context import Batch, CalibrationData, CompressionContext
 from compbench.errors import InvalidInputError
-from compbench.models.families import SAMPLE_RATE
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer
 from compbench.quality.evaluate import TaskData as EvaluationData

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from compbench.architectures.families import classifier_labels, floating_dtype
 from compbench.errors import InvalidInputError
-from compbench.models.families import classifier_labels, floating_dtype
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_accuracy, text_accuracy
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states

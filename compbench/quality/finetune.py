@@ -30,7 +30,8 @@ from transformers import AutoModelForAudioClassification, AutoModelForSequenceCl
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError
 from compbench.models import load_model
-from compbench.models.loading import FINETUNE_REPORT, default_weights
+from compbench.models.loading import default_weights
+from compbench.models.provenance import FINETUNE_REPORT
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
 from compbench.schedule import warmup_then_linear_decay

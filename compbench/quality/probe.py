@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compbench.models.families import floating_dtype
+from compbench.architectures.families import floating_dtype
 
 
 @torch.no_grad()

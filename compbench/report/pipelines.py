@@ -1,6 +1,6 @@
 """Commutativity and cumulativeness of a pipeline study, from its records alone.
 
-A study (:mod:`compbench.pipelines`) measured the dense model, each operator alone and orders of
+A study (:mod:`compbench.pipeline_study`) measured the dense model, each operator alone and orders of
 several operators in one run. Per pipeline, the figures compared are its quality and its cost
 relative to the dense model of the same run: MACs, params and latency (1 / speedup, the same-run
 ratio), each a ratio to dense.

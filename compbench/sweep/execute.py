@@ -1,7 +1,8 @@
 """Running one sweep job in this process: fine-tune if asked (cached), measure, label the records.
 
-Both executors call :func:`run_job`: the local one in the driver's process, the Ray one in a
-worker. A variant job measures its dense model too, interleaved in the same process, and keeps
+Every executor calls :func:`execute`: the local one in the driver's process, the Ray one in a
+worker; it runs the job (:func:`run_job`) and turns a failure into an outcome, so the sweep goes
+on. A variant job measures its dense model too, interleaved in the same process, and keeps
 only the variants' records: their ``speedup`` and ``speedup_ci95`` are same-run ratios, and
 ``baseline_latency_ms`` says what the dense model took in that run.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,12 @@ from filelock import FileLock
 
 from compbench import __version__
 from compbench.cache import cache_dir
-from compbench.errors import ModelLoadError
+from compbench.environment import environment
+from compbench.errors import CompbenchError, ModelLoadError
 from compbench.measure import MeasureOptions, measure
 from compbench.models import LoadedModel, load_model
 from compbench.quality.finetune import REPORT_FILE, FinetuneOptions, finetune
+from compbench.record import machine_label
 from compbench.sweep.plan import Job
 from compbench.tasks import find_task
 
@@ -123,3 +127,34 @@ def run_job(job: Job, context: JobContext, progress: Callable[[str, float], None
             record["model"] = job.model.model  # as the sweep names it; checkpoint says where it lives
             record["finetune"] = finetuned
     return kept
+
+
+@dataclass
+class JobOutcome:
+    """How one job ended: its records, or the failure and where it happened."""
+
+    key: str
+    records: list[dict] | None  # None when the job failed
+    seconds: float
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    machine: str | None = None  # where a failed job ran (a Ray worker's node, not the driver)
+
+    @property
+    def ok(self) -> bool:
+        return self.records is not None
+
+
+def execute(job: Job, context: JobContext, progress: Callable[[str, float], None] | None = None) -> JobOutcome:
+    """Run one job and catch its failure (not an interrupt): the sweep goes on with the next."""
+    start = time.perf_counter()
+    try:
+        records = run_job(job, context, progress)
+    except Exception as err:  # any failure of one job is recorded; the others still run
+        message = str(err) if isinstance(err, CompbenchError) else f"{type(err).__name__}: {err}"
+        tail = "".join(traceback.format_exception(err)[-12:])
+        machine = machine_label({"environment": environment(), "threads": context.threads or job.measure.threads,
+                                 "device": job.measure.device})
+        return JobOutcome(job.key, None, time.perf_counter() - start, type(err).__name__, message, tail, machine)
+    return JobOutcome(job.key, records, time.perf_counter() - start)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from compbench import __version__
+from compbench.compression.pipeline import steps_needing_task
+from compbench.compression.spec import spec_label
 from compbench.compressors import Step
-from compbench.compressors.base import steps_needing_task
-from compbench.compressors.spec import spec_label
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.models.loading import model_modality
 from compbench.record import SCHEMA_VERSION
@@ -195,3 +195,13 @@ def estimate_seconds(job: Job, threads: int) -> float:
         examples = min(examples, job.measure.task_limit or examples)
         seconds += max(1, variants) * (examples * forward * typical / job.size + QUALITY_OVERHEAD_S)
     return seconds
+
+
+@dataclass
+class PlannedJob:
+    """A job of a sweep, with its state in the results and whether this run runs it."""
+
+    job: Job
+    state: str  # "done" (its records are in the results), "failed" (in the failures file) or "pending"
+    estimate_s: float
+    will_run: bool = False

@@ -15,13 +15,17 @@ the data root and the cache folder at the same paths (shared storage on a multi-
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import socket
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from compbench import __version__
 from compbench.errors import InvalidInputError
-from compbench.sweep.execute import CachedLoader, JobContext
-from compbench.sweep.plan import Job
+from compbench.sweep.execute import CachedLoader, JobContext, JobOutcome, execute
+from compbench.sweep.executor import Finished, Started
+from compbench.sweep.plan import Job, PlannedJob
 
 _WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its jobs of one model load it once
 
@@ -29,8 +33,6 @@ _WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its jo
 def _ray_job(job: Job, context: JobContext, driver_version: str, threads: int):
     """The Ray task: run one job in a worker (imported by reference, so workers need compbench installed)."""
     global _WORKER_LOADER
-    from compbench.sweep.run import JobOutcome, execute
-
     if __version__ != driver_version:
         return JobOutcome(job.key, None, 0.0, "VersionMismatch",
                           f"this Ray worker runs compbench {__version__}, the driver {driver_version}: "
@@ -52,6 +54,73 @@ def _alive_nodes(ray) -> list[_Node]:
     return [n for n in nodes if n.cpus > 0]
 
 
+NO_TOKEN_MODE = "no token (RAY_AUTH_MODE is not token)"
+NO_TOKEN_FOUND = ("no token (RAY_AUTH_MODE is token, but none is in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                  "~/.ray/auth_token)")
+WRONG_TOKEN = "a token it does not accept"
+
+
+def authentication_error(address: str, sends: str) -> InvalidInputError:
+    """The one error for a cluster that refuses this driver's token (or its lack of one)."""
+    return InvalidInputError(
+        f"the Ray cluster at {address} uses token authentication and refused this driver, which sends {sends}: "
+        "run the sweep as the nodes were started, with RAY_AUTH_MODE=token, and with the cluster's token (the "
+        "head node's ~/.ray/auth_token copied to this machine, or RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
+
+
+def _what_this_driver_sends() -> str:
+    return WRONG_TOKEN if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else NO_TOKEN_MODE
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null for a moment (native code writes there past sys.stderr)."""
+    sys.stderr.flush()
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+
+
+def refusal(address: str) -> str | None:
+    """What this driver sends that the cluster at ``host:port`` refuses, or None where it is accepted or unknown.
+
+    Asked before ``ray.init``, which would retry for 20 s and then say only that it could not connect.
+    Unknown where nothing listens there, the address has another form (``auto``, ``ray://``: ray.init
+    resolves those) or this Ray lacks what the question needs."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError:
+        return None  # nothing there: ray.init says it cannot connect
+    try:
+        from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return None
+    try:
+        ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+    except AuthenticationError:
+        return NO_TOKEN_FOUND
+    except Exception:
+        return None
+    try:
+        with _stderr_silenced():  # Ray's core logs the refusal on its own line; the error below says it
+            GcsClient(address=f"{host}:{port}")  # the cluster's control service checks the token
+    except AuthenticationError:
+        return _what_this_driver_sends()
+    except Exception:  # anything else: ray.init will say what it is
+        return None
+    return None
+
+
 def _init_ray(address: str | None):
     try:
         import ray
@@ -59,20 +128,35 @@ def _init_ray(address: str | None):
         raise InvalidInputError("--executor ray needs Ray: pip install 'compbench[ray]'") from None
     if ray.is_initialized():
         return ray, False
+    refused = refusal(address) if address else None
+    if refused:
+        raise authentication_error(address, refused)
     settings = dict(logging_level=logging.ERROR, log_to_driver=False)
     try:
         if address:
             ray.init(address=address, **settings)
         else:
             ray.init(include_dashboard=False, **settings)
+    except ray.exceptions.AuthenticationError:
+        raise authentication_error(address or "this machine", _what_this_driver_sends()) from None
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise InvalidInputError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {err}") from None
     return ray, True
 
 
-def run_on_ray(pending: list, context: JobContext, events, finished: Callable[[object, object], bool],
+class RayExecutor:
+    """Jobs as Ray tasks on a cluster (``address``) or on a local Ray instance started for the sweep."""
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def run(self, pending: list[PlannedJob], context: JobContext, started: Started, finished: Finished) -> None:
+        run_on_ray(pending, context, started, finished, self.address)
+
+
+def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started, finished: Finished,
                address: str | None) -> None:
-    """Run ``pending`` (PlannedJobs) as Ray tasks; ``finished(planned, outcome)`` writes each as it ends."""
+    """Run ``pending`` as Ray tasks; ``finished(planned, outcome)`` writes each as it ends."""
     ray, started_here = _init_ray(address)
     try:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -93,7 +177,7 @@ def run_on_ray(pending: list, context: JobContext, events, finished: Callable[[o
                 options["num_gpus"] = 1
             ref = task.options(**options).remote(job, context, __version__, job.measure.threads or threads)
             in_flight[ref] = (planned, node)
-            events.job_started(planned)
+            started(planned)
 
         for planned in others:  # Ray queues them; they pack by num_cpus
             threads = planned.job.measure.threads or 1
@@ -122,9 +206,7 @@ def run_on_ray(pending: list, context: JobContext, events, finished: Callable[[o
             ray.shutdown()
 
 
-def _outcome(ray, ref, planned):
-    from compbench.sweep.run import JobOutcome
-
+def _outcome(ray, ref, planned: PlannedJob) -> JobOutcome:
     try:
         return ray.get(ref)
     except Exception as err:  # the worker died (out of memory, a lost node): the job failed

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from compbench.cache import cache_dir
-from compbench.environment import environment
-from compbench.errors import CompbenchError, InvalidInputError
-from compbench.record import machine_label
+from compbench.errors import InvalidInputError
 from compbench.store import (
     append_records,
     clear_failures,
@@ -29,13 +26,17 @@ from compbench.store import (
     read_failures,
     record_failure,
 )
-from compbench.sweep.execute import JobContext, run_job
-from compbench.sweep.plan import Job, estimate_seconds, plan_jobs
+from compbench.sweep.execute import JobContext, JobOutcome
+from compbench.sweep.executor import Executor, LocalExecutor
+from compbench.sweep.plan import PlannedJob, estimate_seconds, plan_jobs
+from compbench.sweep.ray_executor import RayExecutor
 from compbench.sweep.schema import Sweep, load_sweep
 from compbench.tasks import DATA_ROOT_ENV, resolve_data_root
 from compbench.timing.device import default_threads
 
-EXECUTORS = ("local", "ray")
+# --executor NAME -> the executor, built with the sweep's --address (a Ray cluster; the local one takes none)
+EXECUTORS: dict[str, Callable[[str | None], Executor]] = {"local": lambda address: LocalExecutor(),
+                                                          "ray": RayExecutor}
 
 
 @dataclass
@@ -51,29 +52,6 @@ class SweepOptions:
     fail_fast: bool = False
     data_root: str | None = None
     cache_dir: str | Path | None = None  # fine-tuned checkpoints; default $COMPBENCH_CACHE_DIR or ~/.cache/compbench
-
-
-@dataclass
-class PlannedJob:
-    job: Job
-    state: str  # "done" (its records are in the results), "failed" (in the failures file) or "pending"
-    estimate_s: float
-    will_run: bool = False
-
-
-@dataclass
-class JobOutcome:
-    key: str
-    records: list[dict] | None  # None when the job failed
-    seconds: float
-    error_type: str | None = None
-    error: str | None = None
-    traceback: str | None = None
-    machine: str | None = None  # where a failed job ran (a Ray worker's node, not the driver)
-
-    @property
-    def ok(self) -> bool:
-        return self.records is not None
 
 
 class SweepEvents:
@@ -142,20 +120,6 @@ def _calibrate(planned: list[PlannedJob], done_seconds: dict[str, float | None])
             p.estimate_s *= scale
 
 
-def execute(job: Job, context: JobContext, progress: Callable[[str, float], None] | None = None) -> JobOutcome:
-    """Run one job and catch its failure (not an interrupt): the sweep goes on with the next."""
-    start = time.perf_counter()
-    try:
-        records = run_job(job, context, progress)
-    except Exception as err:  # any failure of one job is recorded; the others still run
-        message = str(err) if isinstance(err, CompbenchError) else f"{type(err).__name__}: {err}"
-        tail = "".join(traceback.format_exception(err)[-12:])
-        machine = machine_label({"environment": environment(), "threads": context.threads or job.measure.threads,
-                                 "device": job.measure.device})
-        return JobOutcome(job.key, None, time.perf_counter() - start, type(err).__name__, message, tail, machine)
-    return JobOutcome(job.key, records, time.perf_counter() - start)
-
-
 def _write_outcome(report: SweepReport, planned: PlannedJob, outcome: JobOutcome) -> None:
     """The driver alone writes: records appended (replacing a re-run job's), or the failure recorded."""
     job = planned.job
@@ -192,16 +156,9 @@ def run_sweep(sweep_file: str | Path, options: SweepOptions, events: SweepEvents
         report.stopped_early = options.fail_fast and not outcome.ok
         return report.stopped_early
 
+    executor = EXECUTORS[options.executor](options.address)
     try:
-        if options.executor == "ray":
-            from compbench.sweep.ray_executor import run_on_ray
-
-            run_on_ray(report.to_run, context, events, finished, options.address)
-        else:
-            for planned in report.to_run:
-                events.job_started(planned)
-                if finished(planned, execute(planned.job, context)):
-                    break
+        executor.run(report.to_run, context, events.job_started, finished)
     finally:
         report.seconds = time.perf_counter() - start
     return report

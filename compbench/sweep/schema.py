@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from compbench.checks import check_choice, check_document, check_keys, check_type, load_yaml_file
+from compbench.compression.pipeline import check_pipeline, check_runtimes_served
+from compbench.compression.spec import parse_step
 from compbench.compressors import COMPRESSORS, Step
-from compbench.compressors.base import check_pipeline, check_runtimes_served
-from compbench.compressors.spec import parse_step
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
 from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_modality, model_source

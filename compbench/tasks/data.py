@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compbench.architectures.families import SAMPLE_RATE
 from compbench.errors import InvalidInputError
-from compbench.models.families import SAMPLE_RATE
 from compbench.tasks.schema import AudioFolderSource, CsvSource, HfDatasetSource, Task
 
 DATA_ROOT_ENV = "COMPBENCH_DATA_ROOT"

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from compbench.compressors.structure import keep_heads, keep_neurons
 from compbench.models import ModelAdapter, load_model
+from compbench.surgery.units import keep_heads, keep_neurons
 
 BATCH, TOKENS, ROUNDS, CALLS = 8, 27, 30, 10
 FFN_WIDTHS = (1536, 1444, 1440, 1342, 1344, 1017, 1024, 431, 432, 166, 160, 16)  # 1444...16: fisher at 0.4

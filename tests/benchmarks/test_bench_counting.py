@@ -8,6 +8,8 @@ from transformers import AutoModel
 from compbench.counting.macs import count_macs
 from compbench.models import PRESETS, InputSpec, ModelAdapter, load_model
 
+pytestmark = pytest.mark.serial  # timed for real: alone, never beside other tests
+
 
 @pytest.mark.parametrize("name", ["hubert-large", "wav2vec2-large", "bert-base"])
 def test_bench_count_meta_preset(benchmark, name):

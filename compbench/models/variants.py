@@ -1,4 +1,8 @@
-"""Saving a compressed variant with ``save_pretrained`` and loading it back with its shapes."""
+"""Saving a compressed variant with ``save_pretrained`` and loading it back with its shapes.
+
+The variant's shapes go into its config (the structure record, :mod:`compbench.surgery.structure`), its
+compression steps into ``compbench_manifest.json`` beside the weights. Loading builds the architecture
+from the config, rebuilds the recorded structure, then loads the weights strictly."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import torch
 from safetensors.torch import load_file
 from transformers import PretrainedConfig, PreTrainedModel
 
+from compbench.architectures.families import ModelAdapter
 from compbench.atomic import atomic_directory, refuse_non_empty
-from compbench.compressors.base import Variant
-from compbench.compressors.structure import STRUCTURE_KEY, apply_structure, record_structure
+from compbench.compression.compressor import Variant
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError, ModelLoadError
-from compbench.models.families import ModelAdapter
+from compbench.models.checkpoints import auto_class, with_attention_fallback
 from compbench.runtimes.base import onnx_quantization
+
+# importing compbench.surgery (as this does) registers every structure part that apply_structure rebuilds
+from compbench.surgery.structure import STRUCTURE_KEY, apply_structure, record_structure
 
 MANIFEST_FILE = "compbench_manifest.json"
 
@@ -74,8 +81,6 @@ def has_structure(config: PretrainedConfig) -> bool:
 
 def load_structured(directory: str | Path, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
     """Build the architecture, reshape it to the saved structure, then load the weights strictly."""
-    from compbench.models.loading import auto_class, with_attention_fallback
-
     auto = auto_class(config)  # a saved classifier keeps its head
     model = with_attention_fallback(lambda impl: auto.from_config(config, attn_implementation=impl),
                                     attn_implementation)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from compbench.compressors.context import Batch
-from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, StopForward, UnitGates, valid_positions
+from compbench.compression.context import Batch
 from compbench.eval_mode import evaluating
+from compbench.importance.gates import HEADS, KINDS, StopForward, UnitGates, valid_positions
+from compbench.surgery.linear import effective_weight
 
 MAX_SCALE = 10.0
 

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compbench.compressors.context import Batch
-from compbench.compressors.structure import effective_weight
-from compbench.compressors.unit_gates import HEADS, KINDS, UnitGates, valid_positions
+from compbench.compression.context import Batch
 from compbench.eval_mode import evaluating
+from compbench.importance.gates import HEADS, KINDS, UnitGates, valid_positions
+from compbench.surgery.linear import effective_weight
 
 TOKENS_PER_FORWARD = 4096  # masks per batched forward: copies of the batch up to about this many tokens
 # modules before the first Transformer layer whose outputs no gate changes (replayed, not recomputed)

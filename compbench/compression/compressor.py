@@ -4,8 +4,9 @@ A compressor never mutates its input; it returns a new model and a manifest of w
 removed or changed, per layer. Compressors are registered by name with their options
 declared, so unknown options, wrong types and amounts out of range fail with one clear error.
 A compressor that uses data declares it (``uses_context``) and receives the caller's
-:class:`~compbench.compressors.context.CompressionContext`; ``needs_task`` says, from its
-options, whether it cannot run without task data.
+:class:`~compbench.compression.context.CompressionContext`; ``needs_task`` says, from its
+options, whether it cannot run without task data. The compressors themselves live in
+:mod:`compbench.compressors`, one file each; importing that package registers them all.
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-from compbench.compressors.context import NO_CONTEXT, CompressionContext
+from compbench.compression.context import NO_CONTEXT, CompressionContext
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.registry import Registry
 from compbench.runtimes.base import onnx_quantization
+
+
+def half_up(value: float) -> int:
+    """Round to the nearest whole number, halves up (0.5 * 9 heads -> 5): how an amount becomes units."""
+    return int(value + 0.5)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ def _data_free(options: dict) -> bool:
     return False
 
 
+def _any_device(options: dict, device: torch.device) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Compressor:
     name: str
@@ -82,6 +93,8 @@ class Compressor:
     quantizes: bool = False  # its variants have quantized weights
     accepts_quantized: bool = False  # it works on a model with quantized weights (most need float weights)
     runtimes: tuple[str, ...] | None = None  # the only runtimes its variants run under (None: every runtime)
+    # (checked options, device) -> raises InvalidInputError where its variants cannot run on that device
+    check_device: Callable[[dict, torch.device], None] = _any_device
 
     def check_amount(self, amount: float | None) -> float | None:
         if not self.takes_amount:
@@ -104,10 +117,14 @@ class Compressor:
         return {name: spec.check(self.name, name, options.get(name, spec.default))
                 for name, spec in self.options.items()}
 
+    def task_label(self, options: dict) -> str:
+        """How a message names this step when it needs task data: ``head_pruning with importance: fisher``."""
+        return self.name + (f" with importance: {options['importance']}" if options.get("importance") else "")
+
     def check_context(self, options: dict, context: CompressionContext) -> None:
         """The one error for a compressor that needs task data and has none (options already checked)."""
         if self.needs_task(options):
-            context.require_data(self.name + _options_phrase(options))
+            context.require_data(self.task_label(options))
 
     def __call__(self, model: nn.Module, amount: float | None = None, options: dict | None = None,
                  context: CompressionContext = NO_CONTEXT) -> Variant:
@@ -131,84 +148,3 @@ COMPRESSORS: Registry[Compressor] = Registry("compressor")
 
 def register(compressor: Compressor) -> Compressor:
     return COMPRESSORS.register(compressor.name, compressor)
-
-
-def excluded_runtimes(step_names: list[str], runtimes: list[str]) -> dict[str, str]:
-    """Of ``runtimes``, each one a variant made by these steps cannot run under, with the step that rules it out."""
-    excluded = {}
-    for name in step_names:
-        allowed = COMPRESSORS.get(name).runtimes
-        for runtime in runtimes:
-            if allowed is not None and runtime not in allowed:
-                excluded.setdefault(runtime, name)
-    return excluded
-
-
-def runtimes_phrase(step_name: str) -> str:
-    """The runtimes a restricted compressor's variants run under, as a message says them: ``eager or compile``."""
-    return " or ".join(COMPRESSORS.get(step_name).runtimes)
-
-
-def check_runtimes_served(step_names: list[str], runtimes: list[str]) -> None:
-    """One clear error when a variant made by these steps runs under none of ``runtimes``."""
-    excluded = excluded_runtimes(step_names, runtimes)
-    if runtimes and len(excluded) == len(runtimes):
-        step = excluded[runtimes[0]]
-        raise InvalidInputError(f"{step} variants run only under the runtime {runtimes_phrase(step)}, not "
-                                f"{', '.join(runtimes)}: add that runtime")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a compression pipeline."""
-
-    name: str
-    amount: float | None = None
-    options: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "amount": self.amount, "options": dict(self.options)}
-
-
-def _options_phrase(options: dict) -> str:
-    return f" with importance: {options['importance']}" if options.get("importance") else ""
-
-
-def steps_needing_task(steps: list[Step]) -> list[str]:
-    """Labels of the (checked) steps that cannot run without task data."""
-    return [step.name + _options_phrase(step.options) for step in steps
-            if COMPRESSORS.get(step.name).needs_task(step.options)]
-
-
-def check_task_given(pipelines: list[list[Step]], task: str | None) -> None:
-    """Fail before any model loads when a pipeline needs task data and no task was given."""
-    needing = [label for steps in pipelines for label in steps_needing_task(steps)]
-    if needing and task is None:
-        NO_CONTEXT.require_data(needing[0])
-
-
-def check_pipeline(steps: list[Step]) -> list[Step]:
-    """Validate every step (names, amounts, options) before anything runs."""
-    if not steps:
-        raise InvalidInputError("a compression pipeline needs at least one step")
-    checked = []
-    for step in steps:
-        compressor = COMPRESSORS.get(step.name)  # unknown names: an error with near matches
-        checked.append(Step(step.name, compressor.check_amount(step.amount),
-                            compressor.check_options(step.options)))
-    return checked
-
-
-def apply_pipeline(model: nn.Module, steps: list[Step], context: CompressionContext = NO_CONTEXT) -> Variant:
-    """Apply the steps in order; the input model is left unchanged and is every step's teacher."""
-    manifest: list[dict] = []
-    current = model
-    context = context.with_teacher(model)
-    checked = check_pipeline(steps)
-    for step in checked:  # a step that needs data fails before any step runs
-        COMPRESSORS.get(step.name).check_context(step.options, context)
-    for step in checked:
-        variant = COMPRESSORS.get(step.name)(current, step.amount, step.options, context)
-        current = variant.model
-        manifest.extend(variant.manifest)
-    return Variant(current, manifest)

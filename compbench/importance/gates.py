@@ -14,11 +14,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from compbench.compressors.context import Batch
-from compbench.compressors.structure import LowRankLinear, head_dim, heads_in_layer, make_attention_modular
+from compbench.architectures.families import ModelAdapter
+from compbench.compression.context import Batch
 from compbench.counting.weights import is_input_dependent
 from compbench.eval_mode import evaluating
-from compbench.models.families import ModelAdapter
+from compbench.surgery.linear import LowRankLinear
+from compbench.surgery.units import head_dim, heads_in_layer, make_attention_modular
 
 HEADS, NEURONS = "heads", "neurons"
 KINDS = (HEADS, NEURONS)

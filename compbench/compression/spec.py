@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from compbench.compressors.base import Step, check_pipeline
+from compbench.compression.pipeline import Step, check_pipeline
 from compbench.errors import InvalidInputError
 
 PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")

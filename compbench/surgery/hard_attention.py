@@ -5,7 +5,8 @@ The attention function is registered in transformers' attention-function registr
 ``eager``, ...), with BASE's mask function; layers whose attention module carries
 ``compbench_top_k`` run top-k attention, every other layer runs BASE unchanged. So it works
 whatever the attention implementation, in every family that calls the registry (all but WavLM,
-whose gated relative-position attention compbench runs itself; it gets a clear error).
+whose gated relative-position attention compbench runs itself; it gets a clear error). A saved
+variant records each layer's ``top_k`` in its structure (``hard_attention``) and gets it back on reload.
 
 Cost, honestly: the scores are still computed densely (q times every key), and the aggregation
 is a dense matmul with zeros outside the top k, so ``macs`` does not change. ``macs_effective``
@@ -24,11 +25,14 @@ from torch import nn
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
-from compbench.compressors.structure import TOP_K_ATTRIBUTE
+from compbench.architectures.families import ModelAdapter
 from compbench.counting.macs import declare_density
 from compbench.errors import InvalidInputError
+from compbench.surgery.structure import StructurePart, register_part
+from compbench.surgery.units import attention_module
 
 PREFIX = "compbench_topk|"
+TOP_K_ATTRIBUTE = "compbench_top_k"  # set on an attention module that runs hard (top-k) attention
 
 
 def _base_function(name: str, module: nn.Module):
@@ -92,3 +96,18 @@ def set_hard_attention(model: nn.Module, attention: nn.Module, top_k: int | None
     if config._attn_implementation != name:
         model.set_attn_implementation(name)
     setattr(attention, TOP_K_ATTRIBUTE, top_k)
+
+
+def _describe(adapter: ModelAdapter) -> list[int | None] | None:
+    """Keys each query attends to, per layer (None: dense attention); None when no layer is hard."""
+    top_k = [getattr(attention_module(adapter, i), TOP_K_ATTRIBUTE, None) for i in range(len(adapter.layers()))]
+    return top_k if any(k is not None for k in top_k) else None
+
+
+def _rebuild(adapter: ModelAdapter, top_k: list[int | None]) -> None:
+    for layer, keys in enumerate(top_k):
+        if keys is not None:
+            set_hard_attention(adapter.model, attention_module(adapter, layer), keys)
+
+
+register_part(StructurePart("hard_attention", _describe, _rebuild))

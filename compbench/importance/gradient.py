@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from compbench.compressors.base import Option
-from compbench.compressors.context import (
-    Batch,
-    CompressionContext,
-    examples_in,
-    has_task_head,
-    task_loss,
-)
-from compbench.compressors.unit_gates import UnitGates, gate_gradients
+from compbench.architectures.families import InputSpec, ModelAdapter
+from compbench.compression.compressor import Option
+from compbench.compression.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
 from compbench.errors import InvalidInputError
-from compbench.models.families import InputSpec, ModelAdapter
+from compbench.importance.gates import UnitGates, gate_gradients
 
 SENSITIVITY_SIZE = {"speech": 1.0, "text": 64}  # seconds / tokens per generated batch
 
@@ -58,7 +52,7 @@ def label_free_loss(adapter: ModelAdapter, batch: Batch) -> torch.Tensor:
 def gate_importance(adapter: ModelAdapter, kind: str, options: dict,
                     context: CompressionContext) -> tuple[list[torch.Tensor], dict]:
     """Importance of each head or neuron (``kind``) per layer by ``options['importance']``, and what
-    it was computed from; the gates are :class:`~compbench.compressors.unit_gates.UnitGates`."""
+    it was computed from; the gates are :class:`~compbench.importance.gates.UnitGates`."""
     method, count = options["importance"], options["batches"]
     if count < 1 or options["batch_size"] < 1:
         raise InvalidInputError(f"{method} needs batches >= 1 and batch_size >= 1")

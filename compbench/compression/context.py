@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from compbench.architectures.families import classifier_labels
 from compbench.errors import InvalidInputError
-from compbench.models.families import classifier_labels
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,9 @@ class CalibrationData:
 class CompressionContext:
     """Everything a compressor may use beyond the model: built by the caller, never by a compressor.
 
-    ``teacher`` is the pipeline's input model (set by :func:`apply_pipeline`); ``evaluate`` scores a
-    model on the dev split (never the test split); ``seed`` seeds every sampling of the data."""
+    ``teacher`` is the pipeline's input model (set by :func:`~compbench.compression.pipeline.apply_pipeline`);
+    ``evaluate`` scores a model on the dev split (never the test split); ``seed`` seeds every sampling of
+    the data."""
 
     data: CalibrationData | None = None
     evaluate: Callable[[nn.Module], float] | None = None

@@ -1,0 +1,27 @@
+"""A job: one record in the making, carried through the stages: a subject at one size under one runtime
+(or measured example by example), with the inputs it is timed on and the dense job it is compared with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from compbench.architectures.families import InputSpec, ModelAdapter
+from compbench.models import LoadedModel
+
+
+@dataclass
+class Job:
+    """One record in the making: a subject at one size under one runtime (or per example)."""
+
+    loaded: LoadedModel
+    model: nn.Module  # the dense model, or a compressed variant of it
+    adapter: ModelAdapter
+    spec: InputSpec | None  # None: measured per example on ``examples``
+    inputs: dict
+    record: dict
+    dense: Job | None = None  # for a variant: the dense job it is compared with
+    examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
+    runtime: str = "eager"  # what runs the model (compbench.runtimes); per-example jobs run eager
+    example_macs: list[int] | None = None  # per-example jobs: each example's MACs

@@ -1,0 +1,88 @@
+"""Stage 2, variants: load each model and build its compressed variants, each pipeline applied to the
+dense model with the task's data where a step learns from it; then say how each is measured (sized
+inputs, or example by example when its cost depends on the input) and under which runtimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from compbench.architectures.families import InputSpec, ModelAdapter
+from compbench.compression.compressor import COMPRESSORS
+from compbench.compression.context import NO_CONTEXT, CompressionContext
+from compbench.compression.pipeline import apply_pipeline, excluded_runtimes
+from compbench.counting.weights import is_input_dependent
+from compbench.errors import InvalidInputError
+from compbench.measure.options import ModelLoader
+from compbench.measure.resolve import Run, sizes_for
+from compbench.models import LoadedModel
+from compbench.quality.context import build_context
+from compbench.quality.evaluate import MODALITY_OF_INPUT, check_model_for_task
+from compbench.runtimes.base import onnx_quantization
+
+
+@dataclass
+class Subject:
+    """One model a run measures: the dense model or one compressed variant of it."""
+
+    model: nn.Module
+    adapter: ModelAdapter
+    manifest: list[dict] | None  # every compression step that produced it (a saved variant's own first)
+    dynamic: bool = False  # its cost depends on the input's values (early exit): measured per example only
+    per_example: bool = False  # measured example by example on the task's evaluation split
+    excluded: dict[str, str] = field(default_factory=dict)  # runtime -> the step that rules it out
+
+
+@dataclass
+class ModelGroup:
+    """A loaded model, the sizes it is measured at, and its subjects: the dense model first, then its variants."""
+
+    loaded: LoadedModel
+    specs: list[InputSpec]
+    subjects: list[Subject]
+
+    @property
+    def dense(self) -> Subject:
+        return self.subjects[0]
+
+
+def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> ModelGroup:
+    """Load ``name``, apply every pipeline to it, and decide how each subject is measured."""
+    options, progress = run.options, run.progress
+    progress(f"loading {name}", 0.2 * position / len(options.models))
+    loaded = load(name, options.weights, options.attn_implementation, options.seed)
+    specs = sizes_for(loaded, options)
+    subjects = [Subject(loaded.model, loaded.adapter, loaded.compression)]
+    context = compression_context(loaded, run)
+    for steps in options.compress:
+        progress(f"compressing {name}", 0.2 * position / len(options.models))
+        variant = apply_pipeline(loaded.model, list(steps), context)
+        variant.model.eval()
+        subjects.append(Subject(variant.model, ModelAdapter(variant.model),
+                                (loaded.compression or []) + variant.manifest))
+    for subject in subjects:
+        subject.dynamic = is_input_dependent(subject.model)
+        subject.per_example = options.per_example or subject.dynamic
+        subject.excluded = excluded_runtimes([step["name"] for step in subject.manifest or []], run.runtimes)
+    if any(subject.dynamic for subject in subjects) and run.task is None:
+        raise InvalidInputError(f"{name}: a variant's cost depends on its input (early exit): give --task, "
+                                "it is measured per example on the task's evaluation split")
+    if options.per_example and run.task is None:
+        raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
+    if options.per_example and any(onnx_quantization(subject.model) is not None for subject in subjects):
+        raise InvalidInputError("--per-example times eager PyTorch, and an ort_int8 variant runs only under "
+                                "onnxruntime: measure it without --per-example")
+    return ModelGroup(loaded, specs, subjects)
+
+
+def compression_context(loaded: LoadedModel, run: Run) -> CompressionContext:
+    """The compression context for ``loaded``'s pipelines: built only when a step uses data and a task is given."""
+    options, task = run.options, run.task
+    uses_data = any(COMPRESSORS.get(step.name).uses_context for steps in options.compress for step in steps)
+    if task is None or not uses_data:
+        return NO_CONTEXT
+    if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
+        check_model_for_task(loaded.model, task)  # "fine-tune first" before any data or compression
+    return build_context(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, run.device,
+                         options.seed, run.progress, options.task_limit)

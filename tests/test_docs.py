@@ -1,0 +1,103 @@
+"""The documentation: a short README that points into the docs site, and reference pages generated from the
+code (the hook that fills them in, run on the pages as written), so they cannot drift from `compbench ls`."""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from compbench.catalog import list_compressors, list_presets, list_tasks
+from compbench.record import LatencyMs, Record
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+@pytest.fixture(scope="module")
+def hook():
+    pytest.importorskip("mkdocs", reason="the docs extra builds the site: pip install 'compbench[docs]'")
+    spec = importlib.util.spec_from_file_location("docs_reference_hook", DOCS / "hooks" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def page(hook, name: str) -> str:
+    return hook.render((DOCS / name).read_text(encoding="utf-8"))
+
+
+def test_the_readme_is_short_and_every_link_in_it_exists():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert any(link.startswith("docs/") for link in links)
+    assert [link for link in links if not (REPO / link).exists()] == []
+
+
+def test_the_compressor_options_page_lists_every_compressor_and_option_with_its_default(hook):
+    text = page(hook, "reference/compressors.md")
+    assert hook.MARKER.search(text) is None
+    compressors = list_compressors()
+    assert len(compressors) >= 13
+    for compressor in compressors:
+        section = text.split(f"### `{compressor['name']}`\n", 1)[1].split("\n### ", 1)[0]
+        assert compressor["description"] in section
+        for name, option in compressor["options"].items():
+            row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+            assert f"| `{hook.written(option['default'])}` |" in row and option["type"] in row
+        if not compressor["options"]:
+            assert "No options." in section
+
+
+def test_an_option_default_is_written_as_a_user_writes_it_in_yaml(hook):
+    assert [hook.written(value) for value in (True, None, 0.5, 100_000, "magnitude")] == [
+        "true", "null", "0.5", "100000", "magnitude"]
+
+
+def test_the_record_page_lists_every_field_with_its_type_and_whether_it_is_always_there(hook):
+    text = page(hook, "reference/record.md")
+    for schema in (Record, LatencyMs):
+        for name in schema.__annotations__:
+            row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+            assert ("| yes |" in row) == (name in schema.__required_keys__)
+    assert "| `checkpoint` | `str or null` | yes |" in text
+    assert "| `latency_ms` | `LatencyMs` |  |" in text
+
+
+def test_the_catalog_page_lists_every_preset_and_task_and_the_reference_counts(hook):
+    text = page(hook, "reference/catalog.md")
+    counts = {r["model"]: r["params"] for r in map(json.loads, (REPO / "results" / "preset-counts.jsonl").open())}
+    for preset in list_presets():
+        assert f"| `{preset['name']}` |" in text and f"{counts[preset['name']]:,}" in text
+    assert all(f"| `{task['name']}` |" in text for task in list_tasks())
+
+
+def test_the_command_line_page_is_every_commands_help(hook):
+    text = page(hook, "reference/cli.md")
+    for command in ("measure", "compress", "finetune", "sweep", "pipelines", "report", "ls", "validate"):
+        assert f"## `compbench {command}`" in text and f"usage: compbench {command}" in text
+    assert "--compress-options FILE" in text
+
+
+def test_an_unknown_table_marker_is_an_error(hook):
+    with pytest.raises(KeyError, match="unknown compbench table 'nope'"):
+        hook.render("<!-- compbench:nope -->")
+
+
+def test_every_page_is_in_the_navigation_and_every_marker_is_known(hook):
+    import yaml
+
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+
+    def pages(entries):
+        for entry in entries:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            yield from pages(value) if isinstance(value, list) else [value]
+
+    listed = set(pages(config["nav"]))
+    written = {path.relative_to(DOCS).as_posix() for path in DOCS.rglob("*.md")}
+    assert listed == written
+    for name in written:
+        assert hook.MARKER.search(page(hook, name)) is None  # every marker line was replaced by its table

@@ -9,8 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from compbench.sweep.execute import cache_dir, finetune_key
-from compbench.sweep.run import EXECUTORS, JobOutcome, PlannedJob, SweepEvents, SweepOptions, SweepReport, run_sweep
+from compbench.cache import cache_dir
+from compbench.sweep.execute import JobOutcome, finetune_key
+from compbench.sweep.plan import PlannedJob
+from compbench.sweep.run import EXECUTORS, SweepEvents, SweepOptions, SweepReport, run_sweep
 
 
 def add_parser(commands, name: str) -> None:

@@ -24,6 +24,7 @@ class Counts:
 
 
 def count(group: ModelGroup) -> Counts:
+    """Every subject's params, and its MACs at each of the group's sizes."""
     params = [count_params(s.model, s.adapter.component_of) for s in group.subjects]
     macs = {spec: {position: count_macs(s.model, s.adapter.build_inputs(spec, "meta"), s.adapter.component_of)
                    for position, s in enumerate(group.subjects) if not s.dynamic}

@@ -8,7 +8,6 @@ import torch
 from compbench.measure.resolve import Run
 from compbench.measure.variants import ModelGroup
 from compbench.quality.evaluate import (
-    MODALITY_OF_INPUT,
     TaskData,
     check_model_for_task,
     fidelity,
@@ -18,6 +17,7 @@ from compbench.quality.evaluate import (
 )
 from compbench.runtimes.base import onnx_quantization
 from compbench.runtimes.onnx import served_by_onnxruntime
+from compbench.tasks.schema import MODALITY_OF_INPUT
 
 
 def task_data(group: ModelGroup, run: Run) -> TaskData | None:

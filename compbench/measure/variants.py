@@ -18,8 +18,9 @@ from compbench.measure.options import ModelLoader
 from compbench.measure.resolve import Run, sizes_for
 from compbench.models import LoadedModel
 from compbench.quality.context import build_context
-from compbench.quality.evaluate import MODALITY_OF_INPUT, check_model_for_task
+from compbench.quality.evaluate import check_model_for_task
 from compbench.runtimes.base import onnx_quantization
+from compbench.tasks.schema import MODALITY_OF_INPUT
 
 
 @dataclass

@@ -247,3 +247,13 @@ def test_variants_that_differ_only_in_options_are_told_apart():
                                       'budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)']
     assert list(frame["compressor"]) == ["dense", "budget_pruning",  # what the charts colour by
                                          'budget_pruning (importance: "fisher"; mask_tuning: true)']
+
+
+def test_every_committed_results_file_still_loads_and_draws_its_landscape():
+    files = sorted((REPO / "results").rglob("*.jsonl"))
+    assert len(files) >= 20
+    for path in files:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        frame = landscape_frame(load_landscape([path]))
+        assert len(frame) == len(lines), path
+        assert group_tables(frame), path

@@ -6,8 +6,10 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -446,3 +448,52 @@ def test_the_progress_bar_shows_jobs_done_failed_and_left_with_an_eta(tiny_dirs,
     assert "0 done · 0 failed · 5 left" in screen and "ETA" in screen
     assert "4 done · 1 failed · 0 left" in screen
     assert "[5/5] FAILED no-such-org/no-such-model (unresolved)" in screen
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_error_and_nothing_written(tiny_dirs, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    ports = [f"--{name}={free_port()}" for name in ("node-manager-port", "object-manager-port", "metrics-export-port",
+                                                   "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                   "runtime-env-agent-port")]
+    cluster = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "the-clusters-token"}
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
+    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", *ports],
+                            env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:  # its control service listens: it checks every connection's token from then on
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
+                time.sleep(0.5)
+        sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
+                           compressors={})
+        no_mode = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+        wrong = {**no_mode, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "another-token"}
+        for env, sends in ((no_mode, "no token (RAY_AUTH_MODE is not token)"), (wrong, "a token it does not accept")):
+            results = tmp_path / "r.jsonl"
+            run = subprocess.run([str(bin_dir / "compbench"), "sweep", str(sweep), "--out", str(results), "--executor",
+                                  "ray", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True,
+                                 text=True, timeout=300, env={**env, "HF_HUB_OFFLINE": "1"})
+            errors = [line for line in run.stderr.splitlines() if line.startswith("compbench: error:")]
+            assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
+            assert errors[0].startswith(f"compbench: error: the Ray cluster at 127.0.0.1:{port} uses token "
+                                        f"authentication and refused this driver, which sends {sends}: run the sweep")
+            assert "RAY_AUTH_MODE=token" in errors[0] and "~/.ray/auth_token" in errors[0]
+            assert not results.exists() and not failures_path(results).exists()
+    finally:
+        head.terminate()  # the head drains and stops every process it started
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

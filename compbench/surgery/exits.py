@@ -168,8 +168,6 @@ def with_exits(model: nn.Module, exits: nn.ModuleList, threshold: float) -> nn.M
     return model
 
 
-
-
 def _describe(adapter: ModelAdapter) -> dict | None:
     """An exit after each of the first layers, and when to leave; None for a model without exits."""
     exits = getattr(adapter.model, EXITS_ATTRIBUTE, None)

@@ -9,7 +9,6 @@ from compbench.measure.resolve import Run
 from compbench.measure.variants import ModelGroup
 from compbench.quality.evaluate import (
     TaskData,
-    check_model_for_task,
     fidelity,
     hidden_states,
     prepare_task,
@@ -17,7 +16,6 @@ from compbench.quality.evaluate import (
 )
 from compbench.runtimes.base import onnx_quantization
 from compbench.runtimes.onnx import served_by_onnxruntime
-from compbench.tasks.schema import MODALITY_OF_INPUT
 
 
 def task_data(group: ModelGroup, run: Run) -> TaskData | None:
@@ -25,8 +23,6 @@ def task_data(group: ModelGroup, run: Run) -> TaskData | None:
     task, loaded, options = run.task, group.loaded, run.options
     if task is None:
         return None
-    if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
-        check_model_for_task(loaded.model, task)  # before loading a tokenizer or any data
     return prepare_task(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, options.task_limit)
 
 

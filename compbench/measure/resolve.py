@@ -53,6 +53,8 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     runtimes = check_runtimes(options)
     check_device(pipelines, device)
     task = find_task(options.task) if options.task else None
+    if options.per_example and task is None:
+        raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
     return Run(options, progress, device, threads, runtimes, task, run_id, env)

@@ -54,6 +54,7 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     progress(f"loading {name}", 0.2 * position / len(options.models))
     loaded = load(name, options.weights, options.attn_implementation, options.seed)
     specs = sizes_for(loaded, options)
+    check_fits_task(loaded, run)
     subjects = [Subject(loaded.model, loaded.adapter, loaded.compression)]
     context = compression_context(loaded, run)
     for steps in options.compress:
@@ -69,12 +70,18 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     if any(subject.dynamic for subject in subjects) and run.task is None:
         raise InvalidInputError(f"{name}: a variant's cost depends on its input (early exit): give --task, "
                                 "it is measured per example on the task's evaluation split")
-    if options.per_example and run.task is None:
-        raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
     if options.per_example and any(onnx_quantization(subject.model) is not None for subject in subjects):
         raise InvalidInputError("--per-example times eager PyTorch, and an ort_int8 variant runs only under "
                                 "onnxruntime: measure it without --per-example")
     return ModelGroup(loaded, specs, subjects)
+
+
+def check_fits_task(loaded: LoadedModel, run: Run) -> None:
+    """"Fine-tune first", before any data loads or any step compresses: a model of the task's modality must
+    have the head a ``finetune`` task is evaluated with."""
+    task = run.task
+    if task is not None and MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
+        check_model_for_task(loaded.model, task)
 
 
 def compression_context(loaded: LoadedModel, run: Run) -> CompressionContext:
@@ -83,7 +90,5 @@ def compression_context(loaded: LoadedModel, run: Run) -> CompressionContext:
     uses_data = any(COMPRESSORS.get(step.name).uses_context for steps in options.compress for step in steps)
     if task is None or not uses_data:
         return NO_CONTEXT
-    if MODALITY_OF_INPUT[task.input] == loaded.adapter.modality:
-        check_model_for_task(loaded.model, task)  # "fine-tune first" before any data or compression
     return build_context(task, loaded.adapter.modality, loaded.checkpoint, options.data_root, run.device,
                          options.seed, run.progress, options.task_limit)

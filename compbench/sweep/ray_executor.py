@@ -132,12 +132,13 @@ def _init_ray(address: str | None):
     if refused:
         raise authentication_error(address, refused)
     settings = dict(logging_level=logging.ERROR, log_to_driver=False)
+    refused_by_cluster = getattr(ray.exceptions, "AuthenticationError", ())  # Ray 2.52 and later
     try:
         if address:
             ray.init(address=address, **settings)
         else:
             ray.init(include_dashboard=False, **settings)
-    except ray.exceptions.AuthenticationError:
+    except refused_by_cluster:
         raise authentication_error(address or "this machine", _what_this_driver_sends()) from None
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise InvalidInputError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {err}") from None

@@ -1,6 +1,9 @@
 """MACs and params of whole models: presets against analytic formulas, tiny families against
 an independent counter (torch FlopCounterMode / 2 with eager attention)."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from tiny_models import TINY_CONFIGS, build_tiny
@@ -84,6 +87,21 @@ def test_preset_params_and_macs_are_exact(name):
         assert macs.total == expected
         assert macs.effective == macs.total  # meta weights: nothing is known to be zero
         assert sum(macs.by_component.values()) == macs.total
+
+
+def test_the_committed_preset_counts_are_the_published_params_and_the_analytic_macs():
+    """results/preset-counts.jsonl is what the docs' preset tables show: each line against independent counts."""
+    path = Path(__file__).resolve().parents[1] / "results" / "preset-counts.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert sorted(r["model"] for r in records) == sorted(PRESET_PARAMS)
+    for record in records:
+        config = PRESETS.get(record["model"]).make_config()
+        size = record["input"]
+        if PRESETS.get(record["model"]).modality == "speech":
+            expected = speech_macs(config, size["samples"])
+        else:
+            expected = text_macs(config, size["tokens"], pooler=config.model_type != "distilbert")
+        assert (record["params"], record["macs"], size["batch"]) == (PRESET_PARAMS[record["model"]], expected, 1)
 
 
 def test_acceptance_counts():

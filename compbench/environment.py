@@ -23,6 +23,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory; None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The instruction-set flags of this machine's CPU as Linux lists them; None where it does not say."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def int8_products_saturate() -> bool:
+    """Whether this CPU's int8 matrix kernels for unsigned-by-signed products can saturate: an x86 CPU
+    without VNNI multiplies u8 by s8 with ``vpmaddubsw``, whose pairwise sums clip at int16 (ONNX
+    Runtime's quantization guide); a CPU that does not list its flags is taken to be one of them."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    flags = cpu_flags()
+    return flags is None or not flags & {"avx512_vnni", "avx_vnni", "avx_vnni_int8"}
+
+
 def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 

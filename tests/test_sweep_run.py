@@ -286,12 +286,67 @@ def test_an_interrupted_append_leaves_the_previous_file(tmp_path, monkeypatch):
         append_records(tmp_path / "bad.jsonl", [{"schema_version": 1}])
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+CLUSTER_TOKEN = "the-clusters-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """One real Ray head for the session's Ray tests (they carry QUICK_SWEEP_GROUP, so one test process starts
+    it), with token authentication on, as current Ray has it by default on a cluster: its address. It started
+    in 8 to 11 s here, each time."""
+    pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    ports = [f"--{name}={free_port()}" for name in ("node-manager-port", "object-manager-port", "metrics-export-port",
+                                                   "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                   "runtime-env-agent-port")]
+    cluster = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": CLUSTER_TOKEN}
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
+    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+                             "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+                             f"--temp-dir={temp}", *ports],
+                            env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:  # its control service listens: it checks every connection's token from then on
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()  # the head drains and stops every process it started
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_ray(ray_head):
+    """This test process connected to :func:`ray_head` with the cluster's token, as a driver on a cluster's
+    node is; the sweeps run with ``--executor ray`` reuse the connection."""
+    import ray
+    from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
+
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=CLUSTER_TOKEN)
+    reset_auth_token_state()  # Ray read the mode when it was imported
+    ray.init(address=ray_head, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    reset_auth_token_state()
 
 
 @QUICK_SWEEP_GROUP
@@ -450,50 +505,25 @@ def test_the_progress_bar_shows_jobs_done_failed_and_left_with_an_eta(tiny_dirs,
     assert "[5/5] FAILED no-such-org/no-such-model (unresolved)" in screen
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
+@QUICK_SWEEP_GROUP
 @pytest.mark.slow
-def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_error_and_nothing_written(tiny_dirs, tmp_path):
-    pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
+def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_error_and_nothing_written(tiny_dirs, ray_head,
+                                                                                        tmp_path):
+    """The session's head checks tokens; a driver that sends none, or another, is refused."""
     bin_dir = Path(sys.executable).parent
-    port = free_port()
-    ports = [f"--{name}={free_port()}" for name in ("node-manager-port", "object-manager-port", "metrics-export-port",
-                                                   "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                   "runtime-env-agent-port")]
-    cluster = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "the-clusters-token"}
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
-    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
-                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", *ports],
-                            env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while True:  # its control service listens: it checks every connection's token from then on
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
-                time.sleep(0.5)
-        sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
-                           compressors={})
-        no_mode = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
-        wrong = {**no_mode, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "another-token"}
-        for env, sends in ((no_mode, "no token (RAY_AUTH_MODE is not token)"), (wrong, "a token it does not accept")):
-            results = tmp_path / "r.jsonl"
-            run = subprocess.run([str(bin_dir / "compbench"), "sweep", str(sweep), "--out", str(results), "--executor",
-                                  "ray", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True,
-                                 text=True, timeout=300, env={**env, "HF_HUB_OFFLINE": "1"})
-            errors = [line for line in run.stderr.splitlines() if line.startswith("compbench: error:")]
-            assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
-            assert errors[0].startswith(f"compbench: error: the Ray cluster at 127.0.0.1:{port} uses token "
-                                        f"authentication and refused this driver, which sends {sends}: run the sweep")
-            assert "RAY_AUTH_MODE=token" in errors[0] and "~/.ray/auth_token" in errors[0]
-            assert not results.exists() and not failures_path(results).exists()
-    finally:
-        head.terminate()  # the head drains and stops every process it started
-        head.wait(timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    port = ray_head.rpartition(":")[2]
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
+                       compressors={})
+    no_mode = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+    wrong = {**no_mode, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "another-token"}
+    for env, sends in ((no_mode, "no token (RAY_AUTH_MODE is not token)"), (wrong, "a token it does not accept")):
+        results = tmp_path / "r.jsonl"
+        run = subprocess.run([str(bin_dir / "compbench"), "sweep", str(sweep), "--out", str(results), "--executor",
+                              "ray", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300, env={**env, "HF_HUB_OFFLINE": "1"})
+        errors = [line for line in run.stderr.splitlines() if line.startswith("compbench: error:")]
+        assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
+        assert errors[0].startswith(f"compbench: error: the Ray cluster at 127.0.0.1:{port} uses token "
+                                    f"authentication and refused this driver, which sends {sends}: run the sweep")
+        assert "RAY_AUTH_MODE=token" in errors[0] and "~/.ray/auth_token" in errors[0]
+        assert not results.exists() and not failures_path(results).exists()

@@ -5,10 +5,11 @@ The variant is the float model, unchanged, marked with how ONNX Runtime quantize
 ``onnxruntime`` runtime exports it, checks the export against eager PyTorch, then quantizes the
 file (``onnxruntime.quantization``: pre-processing, then ``quantize_dynamic`` of the MatMuls, as
 int8_dynamic quantizes the Linears; the convolutions too with ``convolutions: true``; int8 weights,
-activations quantized per call) and times the quantized session. Its quality is evaluated through
-ONNX Runtime too. MACs and params stay those of the PyTorch model (each MAC of a quantized MatMul
-is an int8 multiply-add). It must be the last step of a pipeline. int8 under PyTorch is
-``int8_dynamic``.
+activations quantized per call; ``reduce_range`` rounds the weights to 7 bits, which ``auto`` does
+for QInt8 weights on an x86 CPU without VNNI, where int8 products saturate) and times the quantized
+session. Its quality is evaluated through ONNX Runtime too. MACs and params stay those of the
+PyTorch model (each MAC of a quantized MatMul is an int8 multiply-add). It must be the last step of
+a pipeline. int8 under PyTorch is ``int8_dynamic``.
 """
 
 from __future__ import annotations
@@ -45,5 +46,10 @@ register(Compressor(name="ort_int8", compress=mark_for_onnx_quantization, takes_
                     options={"weight_type": Option(str, "QInt8", "the weights' int8 type",
                                                    choices=("QInt8", "QUInt8")),
                              "per_channel": Option(bool, False, "one scale per output channel, not per tensor"),
+                             "reduce_range": Option((bool, str), "auto", "weights rounded to 7 bits, which keeps "
+                                                    "int8 products from saturating on x86 CPUs without VNNI; "
+                                                    "auto: on for QInt8 weights on such a CPU, as ONNX Runtime "
+                                                    "advises (the record says which ran)",
+                                                    choices=("auto", True, False)),
                              "convolutions": Option(bool, False, "also the convolutions (a speech model's feature "
                                                                  "encoder); ConvInteger is slow on CPU")}))

@@ -13,15 +13,18 @@ from compbench.errors import InvalidInputError
 def refuse_non_empty(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InvalidInputError(f"--out {out_dir} already exists and is not empty; choose a new directory")
+    if not out_dir.parent.is_dir():
+        raise InvalidInputError(f"cannot write to {out_dir}: the folder {out_dir.parent} does not exist; "
+                                f"create it first")
 
 
 def atomic_directory(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(staging)`` on a temporary directory beside ``out_dir``, then rename it into place.
 
-    Refuses an existing non-empty ``out_dir``; on any error the staging directory is removed."""
+    Refuses an existing non-empty ``out_dir`` and one whose parent folder is missing (it is not made); on
+    any error the staging directory is removed."""
     out_dir = Path(out_dir)
     refuse_non_empty(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         write(staging)

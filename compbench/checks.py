@@ -5,6 +5,8 @@ Every error names where it happened (the file and the key path), so a user can f
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +75,48 @@ def check_choice(where: str, key: str, value: Any, choices: tuple[Any, ...]) -> 
         raise InvalidInputError(f"{where}: {key!r} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, reading ``1e9`` as the number YAML 1.2 and JSON say it is (YAML 1.1 needs
+    ``1.0e+9`` and reads ``1e9`` as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` parsed as :func:`yaml.safe_load` does (plain data only), with ``1e9`` a number."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+
+
+def syntax_error(path: str | Path, language: str, err: Exception) -> InvalidInputError:
+    """One line naming the file, the line and column, and what is wrong, for a YAML or JSON syntax error."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is not None:
+        problem = getattr(err, "problem", None) or getattr(err, "context", None) or "invalid"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: "
+    elif isinstance(err, json.JSONDecodeError):
+        problem, where = err.msg, f"line {err.lineno}, column {err.colno}: "
+    else:
+        problem, where = " ".join(str(err).split()), ""
+    return InvalidInputError(f"{path}: not valid {language}: {where}{problem}")
+
+
 def load_yaml_file(path: str | Path, kind: str) -> Any:
-    """The parsed content of a YAML file (``yaml.safe_load``); an unreadable or invalid file is one clear error."""
+    """The parsed content of a YAML file (``yaml.safe_load``, with ``1e9`` a number); an unreadable, empty or
+    invalid file is one clear error naming it."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"cannot read {kind} {path}: it is not UTF-8 text") from None
     except OSError as err:
-        raise InvalidInputError(f"cannot read {kind} {path}: {err.strerror}") from None
+        raise InvalidInputError(f"cannot read {kind} {path}: {err.strerror or err}") from None
+    try:
+        data = parse_yaml(text)
     except yaml.YAMLError as err:
-        raise InvalidInputError(f"{path}: not valid YAML: {err}") from None
+        raise syntax_error(path, "YAML", err) from None
+    if data is None:
+        raise InvalidInputError(f"{path}: the {kind} is empty")
+    return data

@@ -21,6 +21,7 @@ import pandas as pd
 from filelock import FileLock
 
 from compbench.errors import CorruptResultsError, ResultsWriteError, SchemaVersionError
+from compbench.outputs import check_output_file
 from compbench.record import SCHEMA_VERSION, validate_record
 
 # from_version -> function upgrading a record to from_version + 1
@@ -111,24 +112,9 @@ def locked(path: str | Path) -> Iterator[None]:
 
 
 def check_writable(path: str | Path) -> None:
-    """Raise :class:`ResultsWriteError` unless ``path`` can be created or replaced; writes nothing.
-
-    Checked by making (and removing) a temporary file where the real one would go, which
-    catches what ``os.access`` misses (read-only mounts, /proc, a root user)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ResultsWriteError(f"cannot write results to {path}: it is a directory")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the nearest existing folder: the missing ones would be made in it
-    if not folder.is_dir():
-        raise ResultsWriteError(f"cannot write results to {path}: {folder} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
-    except OSError as err:
-        raise ResultsWriteError(f"cannot write results to {path}: {err.strerror or err} in {folder}") from None
-    os.close(fd)
-    os.unlink(probe)
+    """Raise :class:`ResultsWriteError` unless ``path`` can be created or replaced in a folder that exists;
+    writes nothing (:func:`compbench.outputs.check_output_file`)."""
+    check_output_file(path, "results")
 
 
 def _file_mode(path: Path) -> int:
@@ -146,7 +132,6 @@ def write_text_atomically(path: str | Path, text: str) -> None:
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
         stale.unlink(missing_ok=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None

@@ -7,11 +7,13 @@ the BERT layout (embeddings, Transformer layers) and take token ids.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from compbench.environment import memory_bytes
 from compbench.errors import InvalidInputError, UnknownNameError
 from compbench.registry import Registry
 
@@ -147,25 +149,10 @@ class ModelAdapter:
 
     # ---- inputs -------------------------------------------------------------------------
     def max_tokens(self) -> int:
-        limit = self.config.max_position_embeddings
-        if self.config.model_type == "roberta":  # positions start after the padding index
-            limit -= self.config.pad_token_id + 1
-        return limit
+        return max_tokens(self.config)
 
     def check_input(self, spec: InputSpec) -> None:
-        if spec.batch < 1:
-            raise InvalidInputError(f"batch must be >= 1, got {spec.batch}")
-        if self.modality == "speech":
-            receptive_field = _receptive_field(self.config)
-            if spec.size <= 0 or spec.samples < receptive_field:
-                raise InvalidInputError(
-                    f"--seconds {spec.size:g} is too short: the feature encoder needs at least "
-                    f"{receptive_field} samples ({receptive_field / SAMPLE_RATE:g} s) of 16 kHz audio")
-        else:
-            if spec.size != int(spec.size) or not 1 <= spec.size <= self.max_tokens():
-                raise InvalidInputError(
-                    f"--tokens {spec.size:g} is out of range for {self.config.model_type}: "
-                    f"use a whole number from 1 to {self.max_tokens()}")
+        check_input(self.config, self.modality, spec)
 
     def floating_dtype(self) -> torch.dtype:
         """The dtype of the model's floating-point weights (audio inputs are built in it)."""
@@ -203,6 +190,54 @@ def classifier_labels(model: nn.Module) -> list[str] | None:
     if not type(model).__name__.endswith("ForSequenceClassification"):
         return None
     return [str(v) for v in (getattr(model.config, "id2label", None) or {}).values()]
+
+
+def max_tokens(config) -> int:
+    """The longest text input a model of this config takes: its position embeddings."""
+    limit = config.max_position_embeddings
+    if config.model_type == "roberta":  # positions start after the padding index
+        limit -= config.pad_token_id + 1
+    return limit
+
+
+def frames(config, samples: int) -> int:
+    """Frames the CNN feature encoder emits for ``samples`` of audio."""
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        samples = max((samples - kernel) // stride + 1, 0)
+    return samples
+
+
+def largest_activation_bytes(config, spec: InputSpec) -> int:
+    """A lower bound on the memory a speech model of this config needs at this input: its first convolution's
+    float32 output (conv_dim[0] channels at the waveform's rate over the first stride), which every attention
+    implementation makes whole; attention scores are not counted, as SDPA's CPU kernels never hold them whole."""
+    return spec.batch * config.conv_dim[0] * (spec.samples // config.conv_stride[0]) * 4
+
+
+def check_input(config, modality: str, spec: InputSpec) -> None:
+    """Refuse an input size a model of this config cannot take, or that cannot fit in this machine's memory,
+    before anything is built (:class:`InvalidInputError` naming the flag and the limit)."""
+    flag = "--seconds" if modality == "speech" else "--tokens"
+    if spec.batch < 1:
+        raise InvalidInputError(f"batch must be >= 1, got {spec.batch}")
+    if not math.isfinite(spec.size):
+        raise InvalidInputError(f"{flag} {spec.size:g}: give a finite number")
+    if modality == "speech":
+        receptive_field = _receptive_field(config)
+        if spec.size <= 0 or spec.samples < receptive_field:
+            raise InvalidInputError(
+                f"--seconds {spec.size:g} is too short: the feature encoder needs at least "
+                f"{receptive_field} samples ({receptive_field / SAMPLE_RATE:g} s) of 16 kHz audio")
+        needed, available = largest_activation_bytes(config, spec), memory_bytes()
+        if available and needed > available:
+            raise InvalidInputError(
+                f"--seconds {spec.size:g}{f' x batch {spec.batch}' if spec.batch > 1 else ''} is too long for "
+                f"{config.model_type}: its first convolution's output alone would take {needed / 2**30:,.1f} GiB, more "
+                f"than this machine's {available / 2**30:,.1f} GiB of memory")
+    elif spec.size != int(spec.size) or not 1 <= spec.size <= max_tokens(config):
+        raise InvalidInputError(
+            f"--tokens {spec.size:g} is out of range for {config.model_type}: "
+            f"use a whole number from 1 to {max_tokens(config)}")
 
 
 def _receptive_field(config) -> int:

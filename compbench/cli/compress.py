@@ -13,6 +13,7 @@ from compbench.compressors import apply_pipeline
 from compbench.models import load_model
 from compbench.models.loading import WEIGHTS
 from compbench.models.variants import save_variant
+from compbench.outputs import check_output_folder
 from compbench.quality.context import build_context
 from compbench.tasks import find_task, resolve_data_root
 
@@ -57,6 +58,7 @@ def add_parser(commands, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "the variant")
     with progress_bar() as update:
         manifest = compress_model(args.model, args.compress, args.out, args.weights, args.compress_options,
                                   args.seed, args.task, args.data_root, update)

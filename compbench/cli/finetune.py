@@ -7,6 +7,7 @@ import json
 
 from compbench.cli.output import progress_bar
 from compbench.models.loading import WEIGHTS
+from compbench.outputs import check_output_folder
 from compbench.quality.finetune import MODALITY_DEFAULTS, POOLINGS, PRECISIONS, FinetuneOptions, finetune
 
 
@@ -42,6 +43,7 @@ def add_parser(commands, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "the fine-tuned model")
     options = FinetuneOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                               max_tokens=args.max_tokens, max_seconds=args.max_seconds, pooling=args.pooling,
                               label_smoothing=args.label_smoothing, precision=args.precision,

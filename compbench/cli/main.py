@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 
 # transformers imports torchao when it is installed; torchao then logs, at WARNING, kernels it has
@@ -42,13 +44,28 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["measure", *argv]  # `compbench` alone runs the embedded default measurement
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args)
+        status = COMMANDS[args.command].run(args)
+        sys.stdout.flush()  # a reader that went away is met here, not at exit
+        return status
     except CompbenchError as err:
         print(f"compbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compbench: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe (``| head``): end quietly, as a command killed by SIGPIPE does, with
+    what was to be written already written (results files are written before anything is printed)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+    except (OSError, ValueError):
+        pass
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from rich.table import Table
 from compbench.cli.measure import add_measurement_arguments, measurement_options, options_by_name
 from compbench.cli.output import progress_bar
 from compbench.compression.spec import parse_spec
+from compbench.outputs import check_output_folder
 from compbench.pipeline_study import MAX_OPERATORS, run_pipeline_study
 from compbench.report.pipelines import display_tables, study_tables, summary_line
 from compbench.report.write import write_report
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     operators = [parse_spec(spec, named) for spec in args.op]
     options = measurement_options(args)
     existing_records(args.out)  # refuse a corrupt or foreign results file, or an unwritable place, before measuring
+    if args.report:
+        check_output_folder(args.report, "the report", empty=False)
     with progress_bar() as update:
         records = run_pipeline_study(args.model, args.task, operators, args.subsets, options, update)
     append_records(args.out, records)

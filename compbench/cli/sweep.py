@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from compbench.cache import cache_dir
+from compbench.outputs import check_output_file
 from compbench.sweep.execute import JobOutcome, finetune_key
 from compbench.sweep.plan import PlannedJob
 from compbench.sweep.run import EXECUTORS, SweepEvents, SweepOptions, SweepReport, run_sweep
@@ -99,6 +100,7 @@ def _print_plan(report: SweepReport, options: SweepOptions) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     options = SweepOptions(out=args.out, executor=args.executor, address=args.address, dry_run=args.dry_run,
                            retry_failed=args.retry_failed, force=args.force, fail_fast=args.fail_fast,
                            data_root=args.data_root, cache_dir=args.cache_dir)

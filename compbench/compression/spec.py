@@ -12,21 +12,29 @@ from pathlib import Path
 
 import yaml
 
+from compbench.checks import parse_yaml, syntax_error
+from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.pipeline import Step, check_pipeline
-from compbench.errors import InvalidInputError
+from compbench.errors import InvalidInputError, UnknownNameError
 
 PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _load_file(path: Path):
+def _load_file(path: Path, kind: str):
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"cannot read {kind} {path}: it is not UTF-8 text") from None
     except OSError as err:
-        raise InvalidInputError(f"cannot read {path}: {err.strerror}") from None
+        raise InvalidInputError(f"cannot read {kind} {path}: {err.strerror or err}") from None
+    language = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if language == "JSON" else parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InvalidInputError(f"{path} is not valid {path.suffix[1:].upper()}: {err}") from None
+        raise syntax_error(path, language, err) from None
+    if data is None or not text.strip():
+        raise InvalidInputError(f"{path}: the {kind} is empty")
+    return data
 
 
 def parse_step(text: str, options: dict | None = None, where: str = "--compress") -> Step:
@@ -57,7 +65,7 @@ def parse_spec(spec: str, options_by_name: dict[str, dict] | None = None) -> lis
 
 
 def _steps_from_file(path: Path) -> list[Step]:
-    data = _load_file(path)
+    data = _load_file(path, "pipeline file")
     if not isinstance(data, list):
         raise InvalidInputError(f"{path}: a pipeline file holds a list of steps ({{name, amount, options}})")
     steps = []
@@ -73,9 +81,14 @@ def _steps_from_file(path: Path) -> list[Step]:
 
 def load_options_file(path: str) -> dict[str, dict]:
     """``--compress-options FILE``: a mapping from compressor name to its options."""
-    data = _load_file(Path(path))
+    data = _load_file(Path(path), "compressor options file")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise InvalidInputError(f"{path}: expected a mapping from compressor name to a mapping of options")
+    for name in data:
+        try:
+            COMPRESSORS.get(name)  # a misspelled name would leave its options unapplied
+        except UnknownNameError as err:
+            raise InvalidInputError(f"{path}: {err}") from None
     return data
 
 

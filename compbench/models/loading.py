@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from compbench.architectures.families import FAMILIES, ModelAdapter
 from compbench.architectures.presets import PRESETS
@@ -20,6 +20,7 @@ from compbench.models.variants import has_structure, load_structured, read_manif
 WEIGHTS = ("random", "pretrained")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+HUB_ID_LIMIT = 96  # the Hugging Face Hub's longest repository id (namespace/name)
 
 
 @dataclass
@@ -48,24 +49,40 @@ def model_source(name: str) -> str:
     """``preset``, ``local`` (a directory) or ``hub`` (an ``org/name`` id); unknown names raise with near matches."""
     if name in PRESETS:
         return "preset"
-    if Path(name).is_dir():
-        return "local"
+    try:
+        if Path(name).is_dir():
+            return "local"
+    except OSError as err:  # a name longer than a path may be
+        raise ModelLoadError(f"model {name[:40]}... ({len(name)} characters) is not a preset, a directory or a "
+                             f"hub id: {err.strerror or err}") from None
     if _HUB_ID.match(name):
+        if len(name) > HUB_ID_LIMIT:
+            raise ModelLoadError(f"model {name[:40]}... ({len(name)} characters) is not a preset or a directory, "
+                                 f"and a hub id has at most {HUB_ID_LIMIT}")
         return "hub"
+    if len(name) > HUB_ID_LIMIT:
+        raise UnknownNameError("model", f"{name[:40]}... ({len(name)} characters)", PRESETS.names())
     raise UnknownNameError("model", name, PRESETS.names())
 
 
-def model_modality(name: str) -> str:
-    """``speech`` or ``text``, from the preset or the model's config (a hub id needs the hub or its cache)."""
+def model_config(name: str) -> PretrainedConfig:
+    """The config of the preset, directory or hub id ``name`` (a hub id needs the hub or its cache)."""
     source = model_source(name)
     if source == "preset":
-        return PRESETS.get(name).modality
+        return PRESETS.get(name).make_config()
     if source == "local" and not (Path(name) / "config.json").is_file():
         raise ModelLoadError(f"{name} is a directory but holds no config.json "
                              "(expected a directory written by save_pretrained)")
     config = load_config(str(Path(name).resolve()) if source == "local" else name)
     check_family(config, name)
-    return FAMILIES.get(config.model_type).modality
+    return config
+
+
+def model_modality(name: str) -> str:
+    """``speech`` or ``text``, from the preset or the model's config (a hub id needs the hub or its cache)."""
+    if model_source(name) == "preset":
+        return PRESETS.get(name).modality
+    return FAMILIES.get(model_config(name).model_type).modality
 
 
 def load_model(name: str, weights: str | None = None, attn_implementation: str = "sdpa",
@@ -89,7 +106,7 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
         checkpoint = preset.checkpoint
         if weights == "pretrained":
             checkpoint = str(preset.local_weights() or preset.checkpoint)
-    elif Path(name).is_dir():
+    elif model_source(name) == "local":
         source, checkpoint = "local", str(Path(name).resolve())
         if not (Path(name) / "config.json").is_file():
             raise ModelLoadError(f"{name} is a directory but holds no config.json "

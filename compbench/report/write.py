@@ -208,7 +208,6 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iter
 
 def _move_into(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     except OSError as err:
         raise ResultsWriteError(f"cannot write the report to {out_dir}: {err.strerror or err}") from None

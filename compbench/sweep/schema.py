@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from compbench.architectures.families import FAMILIES, InputSpec, check_input
 from compbench.checks import check_choice, check_document, check_keys, check_type, load_yaml_file
 from compbench.compression.pipeline import check_pipeline, check_runtimes_served
 from compbench.compression.spec import parse_step
 from compbench.compressors import COMPRESSORS, Step
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure import DEFAULT_SECONDS, DEFAULT_TOKENS
-from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_modality, model_source
+from compbench.models.loading import ATTN_IMPLEMENTATIONS, WEIGHTS, model_config, model_modality, model_source
 from compbench.quality.finetune import FinetuneOptions, resolved_options
 from compbench.runtimes import RUNTIMES
 from compbench.tasks import find_task
@@ -205,6 +206,22 @@ def _sizes(where: str, data: dict) -> Sizes:
     return Sizes(seconds=seconds, tokens=tokens, batch=batch)
 
 
+def _check_sizes_fit(where: str, label: str, model: str, sizes: Sizes) -> None:
+    """Every size of the model's modality within what the model takes (maximum positions) and this machine's
+    memory allows, when the file is read; a model whose config cannot be read now fails as its own job."""
+    try:
+        config = model_config(model)
+    except CompbenchError:
+        return
+    modality = FAMILIES.get(config.model_type).modality
+    key, values = ("seconds", sizes.seconds) if modality == "speech" else ("tokens", sizes.tokens)
+    for index, value in enumerate(values):
+        try:
+            check_input(config, modality, InputSpec(modality, float(value), sizes.batch))
+        except CompbenchError as err:
+            raise InvalidInputError(f"{where}.{key}[{index}] for {label}: {err}") from None
+
+
 def _compressor(where: str, name: str, data: Any) -> CompressorEntry:
     try:
         compressor = COMPRESSORS.get(name)
@@ -336,8 +353,11 @@ def sweep_from_dict(data: object, where: str) -> Sweep:
     _refuse_repeated_variants(where, compressors, pipelines)
     measure = _measure(f"{where}: measure", data.get("measure") or {})
     _refuse_unserved_variants(where, compressors, pipelines, measure.runtimes)
+    sizes = _sizes(f"{where}: sizes", data.get("sizes") or {})
+    for index, entry in enumerate(models):
+        _check_sizes_fit(f"{where}: sizes", f"models[{index}] {entry.model}", entry.model, sizes)
     return Sweep(name=data["name"], description=data.get("description", ""), models=models,
-                 sizes=_sizes(f"{where}: sizes", data.get("sizes") or {}), compressors=compressors,
+                 sizes=sizes, compressors=compressors,
                  pipelines=pipelines, measure=measure, task=data.get("task"), file=where)
 
 

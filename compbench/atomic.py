@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,12 @@ def refuse_non_empty(out_dir: Path) -> None:
                                 f"create it first")
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def atomic_directory(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(staging)`` on a temporary directory beside ``out_dir``, then rename it into place.
 
@@ -28,6 +35,7 @@ def atomic_directory(out_dir: str | Path, write: Callable[[Path], None]) -> Path
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         write(staging)
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the folder a user named is not
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)

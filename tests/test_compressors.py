@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 
 import pytest
 import torch
@@ -271,6 +272,15 @@ def test_save_refuses_a_non_empty_directory_and_leaves_nothing(tmp_path):
     save_variant(variant, tmp_path / "fresh", {"model": "tiny"})
     assert (tmp_path / "fresh" / MANIFEST_FILE).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "taken"]  # no staging left
+    umask = os.umask(0o022)
+    try:
+        save_variant(variant, tmp_path / "shared", {"model": "tiny"})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755  # as mkdir makes it, not a private staging folder
+    with pytest.raises(InvalidInputError, match="the folder .*missing does not exist"):
+        save_variant(variant, tmp_path / "missing" / "v", {})
+    assert not (tmp_path / "missing").exists()
 
 
 def test_reload_through_plain_transformers_for_unstructured_variants(tmp_path):

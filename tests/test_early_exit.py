@@ -145,7 +145,8 @@ def test_exits_save_and_reload_with_the_variant(family, tmp_path):
     inputs = inputs_of(model, batch=2)
     with torch.no_grad():
         expected = variant(**inputs).logits
-    save_variant(Variant(variant, [manifest]), tmp_path / "v", {"model": "tiny"})
+    step = {"name": "early_exit", "amount": None, "options": OPTIONS, **manifest}  # as the registry records a step
+    save_variant(Variant(variant, [step]), tmp_path / "v", {"model": "tiny"})
     loaded = load_model(str(tmp_path / "v")).model
     assert isinstance(loaded, EarlyExitModel) and loaded.compbench_exit_threshold == 10.0
     saved, reloaded = getattr(variant, EXITS_ATTRIBUTE).state_dict(), getattr(loaded, EXITS_ATTRIBUTE).state_dict()

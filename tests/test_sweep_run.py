@@ -1,5 +1,6 @@
 """Running sweeps: resumable, exactly once per job, failures recorded, the same on Ray as locally."""
 
+import errno
 import json
 import multiprocessing
 import os
@@ -284,6 +285,44 @@ def test_an_interrupted_append_leaves_the_previous_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.jsonl.lock", "r.jsonl"]  # no temporary file left
     with pytest.raises(CorruptResultsError):
         append_records(tmp_path / "bad.jsonl", [{"schema_version": 1}])
+
+
+class FillsTheDisk:
+    """A file whose disk fills up after ``room`` characters: it writes those, then fails as a full disk does."""
+
+    def __init__(self, handle, room: int):
+        self.handle, self.room = handle, room
+
+    def write(self, text: str) -> int:
+        self.handle.write(text[:self.room])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def test_a_disk_that_fills_up_mid_append_is_one_error_and_the_file_is_as_it_was(tmp_path, monkeypatch, capsys):
+    from sample_records import make_record as record
+
+    results = tmp_path / "r.jsonl"
+    append_records(results, [record(run_id="first")])
+    before = results.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: FillsTheDisk(real_fdopen(fd, *a, **k), room=100))
+    code = main(["measure", "--model", "minilm-l6", "--tokens", "8", "--no-latency", "--out", str(results)])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"compbench: error: cannot write {results}: No space left on device")
+    assert results.read_bytes() == before  # the half-written copy never replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.jsonl.lock", "r.jsonl"]  # nor was it left beside it
 
 
 CLUSTER_TOKEN = "the-clusters-token"

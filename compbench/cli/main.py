@@ -48,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away is met here, not at exit
         return status
     except CompbenchError as err:
-        print(f"compbench: error: {err}", file=sys.stderr)
+        print(f"compbench: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compbench: interrupted; nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _reader_gone()
+
+
+def printable(message: str) -> str:
+    """``message`` on one line: characters that are not printable (a newline or a control character inside a
+    key or a name the user wrote) shown as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
 def _reader_gone() -> int:

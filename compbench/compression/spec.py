@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from compbench.checks import parse_yaml, syntax_error
+from compbench.checks import check_type, parse_yaml, syntax_error
 from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.pipeline import Step, check_pipeline
-from compbench.errors import InvalidInputError, UnknownNameError
+from compbench.errors import CompbenchError, InvalidInputError
 
 PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -75,8 +75,13 @@ def _steps_from_file(path: Path) -> list[Step]:
                                     "'amount' and 'options'")
         if not isinstance(entry.get("options", {}), dict):
             raise InvalidInputError(f"{path}: step {index + 1}: 'options' must be a mapping")
+        check_type(f"{path}: step {index + 1}: 'name'", entry["name"], str)
+        check_type(f"{path}: step {index + 1}: 'amount'", entry.get("amount"), (float, type(None)))
         steps.append(Step(entry["name"], entry.get("amount"), entry.get("options") or {}))
-    return check_pipeline(steps)
+    try:
+        return check_pipeline(steps)
+    except CompbenchError as err:
+        raise InvalidInputError(f"{path}: {err}") from None
 
 
 def load_options_file(path: str) -> dict[str, dict]:
@@ -84,10 +89,10 @@ def load_options_file(path: str) -> dict[str, dict]:
     data = _load_file(Path(path), "compressor options file")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise InvalidInputError(f"{path}: expected a mapping from compressor name to a mapping of options")
-    for name in data:
-        try:
-            COMPRESSORS.get(name)  # a misspelled name would leave its options unapplied
-        except UnknownNameError as err:
+    for name, options in data.items():
+        try:  # a misspelled name would leave its options unapplied
+            COMPRESSORS.get(name).check_options(options)
+        except CompbenchError as err:
             raise InvalidInputError(f"{path}: {err}") from None
     return data
 

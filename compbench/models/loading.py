@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from compbench.architectures.families import FAMILIES, ModelAdapter
 from compbench.architectures.presets import PRESETS
-from compbench.errors import InvalidInputError, ModelLoadError, UnknownNameError
+from compbench.errors import CompbenchError, InvalidInputError, ModelLoadError, UnknownNameError
 from compbench.models.checkpoints import check_family, from_config, from_pretrained, load_config
 from compbench.models.provenance import saved_provenance
 from compbench.models.variants import has_structure, load_structured, read_manifest
@@ -70,10 +70,16 @@ def model_config(name: str) -> PretrainedConfig:
     source = model_source(name)
     if source == "preset":
         return PRESETS.get(name).make_config()
-    if source == "local" and not (Path(name) / "config.json").is_file():
+    if source == "hub":
+        config = load_config(name)
+    elif not (Path(name) / "config.json").is_file():
         raise ModelLoadError(f"{name} is a directory but holds no config.json "
                              "(expected a directory written by save_pretrained)")
-    config = load_config(str(Path(name).resolve()) if source == "local" else name)
+    else:
+        try:
+            config = AutoConfig.from_pretrained(str(Path(name).resolve()))
+        except Exception as err:  # transformers' errors for a config it cannot read are of many kinds
+            raise ModelLoadError(f"cannot read {Path(name) / 'config.json'}: {_first_line(err)}") from None
     check_family(config, name)
     return config
 
@@ -108,10 +114,7 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
             checkpoint = str(preset.local_weights() or preset.checkpoint)
     elif model_source(name) == "local":
         source, checkpoint = "local", str(Path(name).resolve())
-        if not (Path(name) / "config.json").is_file():
-            raise ModelLoadError(f"{name} is a directory but holds no config.json "
-                                 "(expected a directory written by save_pretrained)")
-        config = load_config(checkpoint)
+        config = model_config(name)
     elif _HUB_ID.match(name):
         source, checkpoint = "hub", name
         config = load_config(name)
@@ -120,6 +123,24 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
 
     check_family(config, name)
     torch.manual_seed(seed)
+    if source != "local":
+        return _built(name, source, checkpoint, config, weights, attn_implementation)
+    try:
+        return _built(name, source, checkpoint, config, weights, attn_implementation)
+    except CompbenchError:
+        raise
+    except Exception as err:  # a folder damaged or edited by hand: config, weights and manifest disagree
+        raise ModelLoadError(f"cannot load the model in {name}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
+
+
+def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, weights: str,
+           attn_implementation: str) -> LoadedModel:
+    """The model ``load_model`` loads, once its name is resolved and its config read."""
     compression = None
     if source == "local":
         manifest = read_manifest(checkpoint)

@@ -52,13 +52,30 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
 
 
 def read_manifest(directory: str | Path) -> dict | None:
+    """The manifest ``compbench compress`` wrote beside a variant (None where there is none), checked: a
+    ``source`` mapping and a ``compression`` list of steps, each a mapping with a ``name``."""
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("source", {}), dict):
+        raise ModelLoadError(f"{path}: a manifest holds a mapping with a 'source' mapping and a 'compression' list")
+    steps = manifest.get("compression")
+    if not isinstance(steps, list) or not all(_is_step(step) for step in steps):
+        raise ModelLoadError(f"{path}: 'compression' must list the steps, each a mapping with a 'name', an "
+                             f"'amount' (a number or null) and 'options' (a mapping)")
+    return manifest
+
+
+def _is_step(step) -> bool:
+    amount = step.get("amount", False) if isinstance(step, dict) else False
+    return (isinstance(step, dict) and isinstance(step.get("name"), str) and isinstance(step.get("options"), dict)
+            and (amount is None or isinstance(amount, int | float) and not isinstance(amount, bool)))
 
 
 def _state_dict(directory: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +85,10 @@ def _state_dict(directory: Path) -> dict[str, torch.Tensor]:
     index = directory / "model.safetensors.index.json"
     if not index.is_file():
         raise ModelLoadError(f"{directory} holds no model.safetensors (or sharded index)")
-    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    try:
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelLoadError(f"{index} is not a safetensors index: {err}") from None
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
         state.update(load_file(str(directory / shard)))

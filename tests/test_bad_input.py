@@ -100,6 +100,9 @@ def test_a_sweep_of_sizes_a_model_cannot_take_is_refused_when_read(capsys, tmp_p
                                         "is too long"):
         load_sweep(long)
     assert not (tmp_path / "r.jsonl").exists()
+    offline = write_sweep(tmp_path / "o.yaml", models=[NO_MODEL], sizes={"seconds": [1.0, float("nan")]})
+    with pytest.raises(Exception, match=r"sizes.seconds\[1\]: must be a finite number > 0, got nan"):
+        load_sweep(offline)  # a model whose config cannot be read now: the size is still checked
 
 
 def test_a_misspelled_compressor_in_the_options_file_is_an_error_with_the_near_name(capsys, tmp_path):

@@ -170,7 +170,7 @@ def test_a_local_directory_is_a_model(tmp_path):
     ({"models": [{"model": "minilm-l6", "finetune": "fsdd-digits"}]}, r"models\[0\].finetune: task fsdd-digits"),
     ({"models": ["distilhubert", "distilhubert"]}, r"models\[1\] repeats models\[0\]"),
     ({"task": "rt-polarty"}, r"sweep.yaml: task: unknown task 'rt-polarty'. Did you mean: rt-polarity"),
-    ({"sizes": {"seconds": [1, -2]}}, r"sizes.seconds\[1\]: must be > 0"),
+    ({"sizes": {"seconds": [1, -2]}}, r"sizes.seconds\[1\]: must be a finite number > 0"),
     ({"sizes": {"tokens": [8.5]}}, r"sizes.tokens\[0\] must be an integer"),
     ({"sizes": {"second": [1]}}, r"sizes: unknown key\(s\) 'second'"),
     ({"compressors": {"head_prunning": {"amounts": [0.5]}}},

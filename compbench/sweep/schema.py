@@ -9,6 +9,7 @@ key (``quick.yaml: compressors.head_pruning.amounts[1]: ...``).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,8 +190,8 @@ def _number_list(where: str, values: list, kind: type) -> tuple:
         raise InvalidInputError(f"{where}: give at least one value")
     for index, value in enumerate(values):
         check_type(f"{where}[{index}]", value, kind)
-        if value <= 0:
-            raise InvalidInputError(f"{where}[{index}]: must be > 0, got {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidInputError(f"{where}[{index}]: must be a finite number > 0, got {value!r}")
     if len(set(values)) != len(values):
         raise InvalidInputError(f"{where}: values are listed twice: {values}")
     return tuple(kind(v) for v in values)

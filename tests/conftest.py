@@ -64,6 +64,15 @@ def _small_gemm_peak(request, monkeypatch):
 QUICK_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "quick.yaml"
 # tests that share one expensive fixture run in one test process (pytest -n 2 --dist loadgroup), so it is built once
 QUICK_SWEEP_GROUP = pytest.mark.xdist_group("quick-sweep")
+# the tests that export every tiny family to ONNX share one cache, so each family is exported once (4 s each here)
+TINY_ONNX_GROUP = pytest.mark.xdist_group("tiny-onnx-exports")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_cache(tmp_path_factory):
+    """The cache folder of the tests marked :data:`TINY_ONNX_GROUP`: each tiny family's export is made by the
+    first of them and found by the others."""
+    return str(tmp_path_factory.mktemp("tiny-onnx"))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_ONNX_GROUP
 from test_budget_pruning import inputs_of
 from tiny_models import TINY_CONFIGS, build_tiny
 
@@ -73,14 +74,15 @@ def test_ort_int8_runs_only_under_onnxruntime_and_must_be_the_last_step(tmp_path
 
 
 @needs_onnx
+@TINY_ONNX_GROUP
 @pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
-def test_the_export_is_checked_then_quantized_for_every_family(family, tmp_path):
+def test_the_export_is_checked_then_quantized_for_every_family(family, tiny_onnx_cache):
     import onnx
 
     model = build_tiny(family)
     inputs = inputs_of(model, batch=1)
     variant = COMPRESSORS.get("ort_int8")(model).model
-    prepared = RUNTIMES.get("onnxruntime").prepare(variant, inputs, 1, CPU, str(tmp_path))
+    prepared = RUNTIMES.get("onnxruntime").prepare(variant, inputs, 1, CPU, tiny_onnx_cache)
     reference = eager_output(model, inputs)
     assert check_outputs("onnxruntime", reference, prepared.checked_output()) <= 1e-3  # the float export
     quantized = prepared.output()
@@ -93,10 +95,10 @@ def test_the_export_is_checked_then_quantized_for_every_family(family, tmp_path)
     assert operators & {"MatMulInteger", "DynamicQuantizeMatMul"}  # the MatMuls now take int8 weights
     assert "ConvInteger" not in operators and quantization["operators"] == ["MatMul"]  # as int8_dynamic: Linears
     assert quantization["file"] != prepared.info["file"] and quantization["quantize_seconds"] > 0
-    again = RUNTIMES.get("onnxruntime").prepare(variant, inputs, 1, CPU, str(tmp_path))
+    again = RUNTIMES.get("onnxruntime").prepare(variant, inputs, 1, CPU, tiny_onnx_cache)
     assert again.info["quantization"]["quantize_seconds"] is None  # cached beside the export
     assert torch.equal(again.output(), quantized)
-    dense = RUNTIMES.get("onnxruntime").prepare(model, inputs, 1, CPU, str(tmp_path))
+    dense = RUNTIMES.get("onnxruntime").prepare(model, inputs, 1, CPU, tiny_onnx_cache)
     assert dense.info["file"] == prepared.info["file"] and dense.info["export_seconds"] is None  # same weights
 
 

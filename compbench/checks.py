@@ -103,16 +103,21 @@ def syntax_error(path: str | Path, language: str, err: Exception) -> InvalidInpu
     return InvalidInputError(f"{path}: not valid {language}: {where}{problem}")
 
 
-def load_yaml_file(path: str | Path, kind: str) -> Any:
-    """The parsed content of a YAML file (``yaml.safe_load``, with ``1e9`` a number); an unreadable, empty or
-    invalid file is one clear error naming it."""
-    path = Path(path)
+def read_text_file(path: Path, kind: str) -> str:
+    """The UTF-8 text of the ``kind`` file at ``path``; an unreadable or undecodable file is one clear error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InvalidInputError(f"cannot read {kind} {path}: it is not UTF-8 text") from None
     except OSError as err:
         raise InvalidInputError(f"cannot read {kind} {path}: {err.strerror or err}") from None
+
+
+def load_yaml_file(path: str | Path, kind: str) -> Any:
+    """The parsed content of a YAML file (``yaml.safe_load``, with ``1e9`` a number); an unreadable, empty or
+    invalid file is one clear error naming it."""
+    path = Path(path)
+    text = read_text_file(path, kind)
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as err:

@@ -8,18 +8,13 @@ import sys
 
 import pytest
 import yaml
+from test_cli import run_cli
 from tiny_models import build_tiny
 
 from compbench.cli.main import main
 from compbench.sweep.schema import load_sweep
 
 NO_MODEL = "no-such-org/no-such-model"  # loading it would fail: an --out error must come first
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error(err: str) -> str:

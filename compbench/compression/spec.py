@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from compbench.checks import check_type, parse_yaml, syntax_error
+from compbench.checks import check_type, parse_yaml, read_text_file, syntax_error
 from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.pipeline import Step, check_pipeline
 from compbench.errors import CompbenchError, InvalidInputError
@@ -21,12 +21,7 @@ PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _load_file(path: Path, kind: str):
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInputError(f"cannot read {kind} {path}: it is not UTF-8 text") from None
-    except OSError as err:
-        raise InvalidInputError(f"cannot read {kind} {path}: {err.strerror or err}") from None
+    text = read_text_file(path, kind)
     language = "JSON" if path.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if language == "JSON" else parse_yaml(text)

@@ -16,6 +16,7 @@ from compbench.errors import CompbenchError, InvalidInputError, ModelLoadError, 
 from compbench.models.checkpoints import check_family, from_config, from_pretrained, load_config
 from compbench.models.provenance import saved_provenance
 from compbench.models.variants import has_structure, load_structured, read_manifest
+from compbench.runtimes.base import first_line
 
 WEIGHTS = ("random", "pretrained")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -134,8 +135,7 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
 
 
 def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, weights: str,

@@ -70,7 +70,9 @@ def test_a_report_folder_is_made_in_a_folder_that_exists(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("seconds", "says"), [
-    ("1e9", "--seconds 1e+09 is too long for hubert: its first convolution's output alone would take"),
+    # distilhubert's first convolution: 512 channels at stride 5 over 1e9 s of 16 kHz audio, 4 bytes each
+    ("1e9", "--seconds 1e+09 is too long for hubert: its first convolution's output alone would take "
+            f"{512 * (16_000 * 10**9 // 5) * 4 / 2**30:,.1f} GiB"),
     ("nan", "--seconds nan: give a finite number"), ("inf", "--seconds inf: give a finite number"),
     ("-inf", "--seconds -inf: give a finite number")])
 def test_sizes_that_are_not_finite_or_do_not_fit_in_memory_are_one_error(seconds, says, capsys):

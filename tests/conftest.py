@@ -21,6 +21,13 @@ TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
 
 
 def pytest_configure(config):
+    if config.getoption("dist", "no") == "loadgroup" and not os.environ.get("PYTEST_XDIST_WORKER") \
+            and not _xdist_can_group():
+        import xdist
+
+        raise pytest.UsageError(
+            f"--dist loadgroup does not keep a group's tests together under pytest {pytest.__version__} with "
+            f"pytest-xdist {xdist.__version__}: install the versions constraints.txt pins")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # one of several test processes sharing the cores: one intra-op thread each, so they do not fight over
         # them (a measurement that sets --threads still gets its own setting, restored after)
@@ -40,6 +47,33 @@ def pytest_configure(config):
             "Run the default CPU env instead: tox -e py311")
 
 
+BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``serial`` (timed for real) live in tests/benchmarks: .ci/run runs that folder alone."""
+    misplaced = [item.nodeid for item in items if item.get_closest_marker("serial")
+                 and BENCHMARKS not in Path(str(item.path)).resolve().parents]
+    if misplaced:
+        raise pytest.UsageError(f"{misplaced[0]} is marked serial (timed for real) but is not in tests/benchmarks")
+
+
+def _xdist_can_group() -> bool:
+    """Whether pytest-xdist's ``--dist loadgroup`` works here: it renames each test of an ``xdist_group``
+    ``test@group`` by setting the item's ``_nodeid``, which pytest 9.2 no longer reads (the groups are then
+    spread over the test processes without a word, and every shared fixture is built in each)."""
+    class Probe(pytest.Item):
+        def runtest(self):
+            pass
+
+    probe = object.__new__(Probe)
+    probe._nodeid = "probe@group"
+    try:
+        return probe.nodeid == "probe@group"
+    except AttributeError:
+        return False
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Fine-tunes and ONNX exports go to a folder of the test session, never the user's cache."""
@@ -52,7 +86,8 @@ def _small_gemm_peak(request, monkeypatch):
     """Every timed ``measure()`` measures this machine's fp32 GEMM peak twice, before and after timing (14
     square matmuls of 1024 and 2048: seconds on 2 cores, in every timed test). Tests read the peak's fields,
     not its value, so in this process it is measured on 256-wide matrices; a test marked ``full_gemm_peak``
-    gets the real one. Subprocesses and Ray workers always measure the real one."""
+    gets the real one, and so do subprocesses. (The Ray workers of test_sweep_run's ``local_ray`` measure it
+    small too.)"""
     if request.node.get_closest_marker("full_gemm_peak"):
         return
     from compbench.measure import latency

@@ -367,17 +367,27 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def local_ray(ray_head):
     """This test process connected to :func:`ray_head` with the cluster's token, as a driver on a cluster's
-    node is; the sweeps run with ``--executor ray`` reuse the connection."""
+    node is, for one test; the sweeps run with ``--executor ray`` reuse the connection."""
     import ray
     from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
 
     saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=CLUSTER_TOKEN)
     reset_auth_token_state()  # Ray read the mode when it was imported
-    ray.init(address=ray_head, log_to_driver=False, logging_level="ERROR")
+
+    def small_gemm_peak():  # in each Ray worker, as conftest's _small_gemm_peak in this process
+        import functools
+
+        from compbench.measure import latency
+        from compbench.timing.peak import measure_gemm_peak
+
+        latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
+
+    ray.init(address=ray_head, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"worker_process_setup_hook": small_gemm_peak})
     yield ray
     ray.shutdown()
     for name, value in saved.items():
@@ -390,18 +400,9 @@ def local_ray(ray_head):
 
 @QUICK_SWEEP_GROUP
 @pytest.mark.slow
-def test_ray_executor_gives_the_same_jobs_params_and_macs(quick_results, local_ray, tmp_path):
-    results = tmp_path / "quick-ray.jsonl"
-    report = run_sweep(QUICK, SweepOptions(out=results, executor="ray"))
-    assert not report.failed and len(report.outcomes) == 10
-    assert records_per_job(results) == records_per_job(quick_results[0])
-    assert cost_of(results) == cost_of(quick_results[0])
-    assert run_sweep(QUICK, SweepOptions(out=results, executor="ray")).outcomes == []  # a restarted driver resumes
-
-
-@QUICK_SWEEP_GROUP
-@pytest.mark.slow
-def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ray, tmp_path):
+def test_ray_executor_gives_the_same_jobs_params_macs_and_quality_as_the_local_one(tiny_dirs, local_ray, tmp_path):
+    """A small timed sweep with a task, run locally and on Ray: the same job keys, params and MACs, the same
+    quality, timed as asked; a restarted driver resumes (nothing left to run)."""
     from test_task_quality import AUDIO_TASK, write_tones
 
     write_tones(tmp_path / "data" / "tones")
@@ -409,18 +410,23 @@ def test_ray_executor_times_and_evaluates_like_the_local_one(tiny_dirs, local_ra
     hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
                        task=str(tmp_path / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
-                       pipelines=[], measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
-    runs = {}
+                       pipelines=[["ffn_pruning=0.5", "layer_drop=0.5"]],
+                       measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
+    runs, data_root = {}, str(tmp_path / "data")
     for executor in ("local", "ray"):
         results = tmp_path / f"{executor}.jsonl"
-        report = run_sweep(sweep, SweepOptions(out=results, executor=executor, data_root=str(tmp_path / "data")))
-        assert not report.failed
-        runs[executor] = read_records(results)
-    for local, remote in zip(runs["local"], runs["ray"], strict=True):
+        report = run_sweep(sweep, SweepOptions(out=results, executor=executor, data_root=data_root))
+        assert not report.failed and len(report.outcomes) == 3
+        runs[executor] = results
+    assert records_per_job(runs["ray"]) == records_per_job(runs["local"])
+    assert cost_of(runs["ray"]) == cost_of(runs["local"])
+    for local, remote in zip(read_records(runs["local"]), read_records(runs["ray"]), strict=True):
         assert (remote["job"], remote["params"], remote["macs"]) == (local["job"], local["params"], local["macs"])
         assert remote["quality"]["value"] == local["quality"]["value"]
         assert remote["latency_ms"]["runs"] == 6 and remote["threads"] == 1
-    assert runs["ray"][1]["speedup_ci95"] is not None and "fidelity" in runs["ray"][1]
+    assert all(r["speedup_ci95"] is not None and "fidelity" in r for r in read_records(runs["ray"])[1:])
+    again = run_sweep(sweep, SweepOptions(out=runs["ray"], executor="ray", data_root=data_root))
+    assert again.outcomes == []  # a restarted driver resumes: nothing left to run
 
 
 @needs_minilm
@@ -547,22 +553,30 @@ def test_the_progress_bar_shows_jobs_done_failed_and_left_with_an_eta(tiny_dirs,
 @QUICK_SWEEP_GROUP
 @pytest.mark.slow
 def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_error_and_nothing_written(tiny_dirs, ray_head,
-                                                                                        tmp_path):
+                                                                                        tmp_path, capsys,
+                                                                                        monkeypatch):
     """The session's head checks tokens; a driver that sends none, or another, is refused."""
-    bin_dir = Path(sys.executable).parent
+    from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
+
     port = ray_head.rpartition(":")[2]
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
                        compressors={})
-    no_mode = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
-    wrong = {**no_mode, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "another-token"}
-    for env, sends in ((no_mode, "no token (RAY_AUTH_MODE is not token)"), (wrong, "a token it does not accept")):
+    for name in [name for name in os.environ if name.startswith("RAY_AUTH")]:
+        monkeypatch.delenv(name)
+    for env, sends in (({}, "no token (RAY_AUTH_MODE is not token)"),
+                       ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "another-token"}, "a token it does not accept")):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_auth_token_state()  # Ray reads the mode once; a new driver process would read it afresh
         results = tmp_path / "r.jsonl"
-        run = subprocess.run([str(bin_dir / "compbench"), "sweep", str(sweep), "--out", str(results), "--executor",
-                              "ray", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=300, env={**env, "HF_HUB_OFFLINE": "1"})
-        errors = [line for line in run.stderr.splitlines() if line.startswith("compbench: error:")]
-        assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
+        code = main(["sweep", str(sweep), "--out", str(results), "--executor", "ray",
+                     "--address", f"127.0.0.1:{port}"])
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("compbench: error:")]
+        assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
         assert errors[0].startswith(f"compbench: error: the Ray cluster at 127.0.0.1:{port} uses token "
                                     f"authentication and refused this driver, which sends {sends}: run the sweep")
         assert "RAY_AUTH_MODE=token" in errors[0] and "~/.ray/auth_token" in errors[0]
         assert not results.exists() and not failures_path(results).exists()
+    monkeypatch.undo()
+    reset_auth_token_state()

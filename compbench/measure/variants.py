@@ -66,7 +66,10 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     for subject in subjects:
         subject.dynamic = is_input_dependent(subject.model)
         subject.per_example = options.per_example or subject.dynamic
-        subject.excluded = excluded_runtimes([step["name"] for step in subject.manifest or []], run.runtimes)
+        # the runtimes a variant cannot run under matter only where it is timed (its counts are PyTorch's, and an
+        # ort_int8 variant's quality is evaluated in ONNX Runtime whatever is timed)
+        subject.excluded = excluded_runtimes([step["name"] for step in subject.manifest or []],
+                                             run.runtimes) if options.latency else {}
     if any(subject.dynamic for subject in subjects) and run.task is None:
         raise InvalidInputError(f"{name}: a variant's cost depends on its input (early exit): give --task, "
                                 "it is measured per example on the task's evaluation split")

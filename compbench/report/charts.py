@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from compbench.report.landscape import NOT_TIMED
 
@@ -43,6 +45,8 @@ def _panel_title(axis, rows: pd.DataFrame) -> None:
 def _panels(groups: list[str], width: float = 7.0, height: float = 4.6) -> tuple[Figure, list]:
     columns = 1 if len(groups) <= 1 else 2
     rows = max(1, math.ceil(len(groups) / columns))
+    from matplotlib.figure import Figure  # imported where a chart is drawn: the CLI starts without it
+
     figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
     for extra in axes[len(groups):]:
@@ -51,6 +55,8 @@ def _panels(groups: list[str], width: float = 7.0, height: float = 4.6) -> tuple
 
 
 def _empty(title: str, message: str) -> Figure:
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(6, 2.5), layout="constrained")
     axis = figure.subplots()
     axis.set_axis_off()
@@ -83,6 +89,8 @@ def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None,
 
 def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
     present = [c for c in styles if c in set(frame["compressor"])]
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], linestyle="none", markersize=9 if c != "dense" else 13, label=c, **styles[c])
                for c in present]
     longest = max((len(h.get_label()) for h in handles), default=0)
@@ -190,6 +198,8 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
         axis.set(xlabel=_macs_axis(group))
         _panel_title(axis, group)
         axis.grid(axis="x", alpha=0.3)
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], color=colours[c], linewidth=8, label=c) for c in components]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     figure.suptitle("MACs by component")

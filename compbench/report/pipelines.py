@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from compbench.errors import InvalidInputError
 
@@ -191,6 +194,8 @@ def display_tables(tables: StudyTables) -> list[tuple[str, pd.DataFrame]]:
 
 def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
     """Four panels (quality, MACs, params, latency): each pipeline's estimate against its measured value."""
+    from matplotlib.figure import Figure  # imported where a chart is drawn: the CLI starts without it
+
     figure = Figure(figsize=(13, 3.8), layout="constrained")
     axes = figure.subplots(1, len(FIGURES))
     data = tables.cumulativeness

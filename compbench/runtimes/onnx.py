@@ -216,25 +216,23 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict, threads: int, device: to
 
 class _Positional(nn.Module):
     """``model`` called with its inputs in a fixed order (torch.export writes dynamic shapes per positional
-    argument), returning its comparable output, and with ``hidden_states`` every hidden state stacked."""
+    argument), returning its comparable output and every hidden state, stacked."""
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...], hidden_states: bool):
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
         super().__init__()
-        self.model, self.names, self.hidden_states = model, names, hidden_states
+        self.model, self.names = model, names
 
     def forward(self, *values):
-        output = self.model(**dict(zip(self.names, values, strict=True)), output_hidden_states=self.hidden_states)
-        if not self.hidden_states:
-            return comparable_output(output)
+        output = self.model(**dict(zip(self.names, values, strict=True)), output_hidden_states=True)
         return comparable_output(output), torch.stack(output.hidden_states)
 
 
-def export_dynamic(model: nn.Module, inputs: dict, hidden_states: bool, folder: Path) -> Path:
-    """``model`` exported for any batch and length of these inputs (cached under a hash of its state, the
-    inputs' names and dtypes, the outputs and the torch version)."""
+def export_dynamic(model: nn.Module, inputs: dict, folder: Path) -> Path:
+    """``model`` exported for any batch and length of these inputs, answering its comparable output and every
+    hidden state (cached under a hash of its state, the inputs' names and dtypes and the torch version)."""
     names = tuple(sorted(inputs))
     signature = [(name, str(inputs[name].dtype)) for name in names]
-    key = hashlib.sha256(repr((model_fingerprint(model), signature, hidden_states, "dynamic",
+    key = hashlib.sha256(repr((model_fingerprint(model), signature, "dynamic, with hidden states",
                                torch.__version__)).encode()).hexdigest()[:24]
     path = folder / f"{type(model).__name__}-dynamic-{key}.onnx"
     if path.exists():
@@ -248,7 +246,7 @@ def export_dynamic(model: nn.Module, inputs: dict, hidden_states: bool, folder: 
             # an example batch of two: a dimension of size one would be specialised, not left dynamic
             example = tuple(torch.cat([inputs[name].cpu()] * 2) for name in names)
             dynamic = tuple({axis: torch.export.Dim.DYNAMIC for axis in range(value.dim())} for value in example)
-            program = torch.onnx.export(_Positional(model, names, hidden_states).cpu().eval(), example,
+            program = torch.onnx.export(_Positional(model, names).cpu().eval(), example,
                                         dynamic_shapes=(dynamic,), input_names=list(names), dynamo=True,
                                         optimize=True, verbose=False)
         program.save(str(partial))
@@ -265,18 +263,19 @@ def served_by_onnxruntime(model: nn.Module, threads: int, cache: str | None = No
     shallow copy whose ``forward(**inputs, output_hidden_states=False)`` returns ``logits`` (a classifier)
     or ``last_hidden_state``, and ``hidden_states`` when asked, for inputs of any batch and length.
 
-    A session is made per set of input names and outputs, on the first call: the float export is checked
-    against eager PyTorch on that call's inputs (:class:`OutputMismatchError` beyond the tolerance), then
-    quantized. For quality evaluation; the timed sessions are :func:`prepare_onnxruntime`'s."""
+    A session is made per set of input names, on the first call, from one export that answers both the output
+    (quality) and the hidden states (fidelity): the float export is checked against eager PyTorch on that call's
+    inputs (:class:`OutputMismatchError` beyond the tolerance), then quantized. For quality evaluation; the
+    timed sessions are :func:`prepare_onnxruntime`'s."""
     quantization = onnx_quantization(model)
     folder = cache_dir(cache) / "onnx"
     device = torch.device("cpu")
     sessions: dict[tuple, tuple] = {}
 
-    def session_for(inputs: dict, hidden_states: bool):
-        key = (tuple(sorted(inputs)), hidden_states)
+    def session_for(inputs: dict):
+        key = tuple(sorted(inputs))
         if key not in sessions:
-            path = export_dynamic(model, inputs, hidden_states, folder)
+            path = export_dynamic(model, inputs, folder)
             exported, _ = _session(path, threads, device)
             with torch.inference_mode():
                 eager = model(**inputs)
@@ -290,8 +289,9 @@ def served_by_onnxruntime(model: nn.Module, threads: int, cache: str | None = No
 
     def forward(output_hidden_states: bool = False, **inputs):
         inputs = {name: value for name, value in inputs.items() if value is not None}
-        session, kind = session_for(inputs, bool(output_hidden_states))
-        outputs = [torch.from_numpy(array) for array in session.run(None, _feed(session, inputs))]
+        session, kind = session_for(inputs)
+        wanted = None if output_hidden_states else [session.get_outputs()[0].name]
+        outputs = [torch.from_numpy(array) for array in session.run(wanted, _feed(session, inputs))]
         answer = SimpleNamespace(**{kind: outputs[0]})
         if output_hidden_states:
             answer.hidden_states = tuple(outputs[1])

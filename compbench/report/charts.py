@@ -43,10 +43,10 @@ def _panel_title(axis, rows: pd.DataFrame) -> None:
 
 
 def _panels(groups: list[str], width: float = 7.0, height: float = 4.6) -> tuple[Figure, list]:
-    columns = 1 if len(groups) <= 1 else 2
-    rows = max(1, math.ceil(len(groups) / columns))
     from matplotlib.figure import Figure  # imported where a chart is drawn: the CLI starts without it
 
+    columns = 1 if len(groups) <= 1 else 2
+    rows = max(1, math.ceil(len(groups) / columns))
     figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
     for extra in axes[len(groups):]:
@@ -88,9 +88,9 @@ def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None,
 
 
 def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
-    present = [c for c in styles if c in set(frame["compressor"])]
     from matplotlib.lines import Line2D
 
+    present = [c for c in styles if c in set(frame["compressor"])]
     handles = [Line2D([], [], linestyle="none", markersize=9 if c != "dense" else 13, label=c, **styles[c])
                for c in present]
     longest = max((len(h.get_label()) for h in handles), default=0)
@@ -179,6 +179,8 @@ def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
 
 def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
     """For each variant, its GMACs split by component (feature encoder or embeddings, attention, FFN, other, head)."""
+    from matplotlib.lines import Line2D
+
     groups = list(dict.fromkeys(frame["group"]))
     height = max(max(2.5, 0.32 * (frame["group"] == g).sum() + 1.2) for g in groups)  # room for every bar
     figure, axes = _panels(groups, width=7.0, height=height)
@@ -198,8 +200,6 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
         axis.set(xlabel=_macs_axis(group))
         _panel_title(axis, group)
         axis.grid(axis="x", alpha=0.3)
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=colours[c], linewidth=8, label=c) for c in components]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     figure.suptitle("MACs by component")

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
-from compbench.checks import check_type, parse_yaml, read_text_file, syntax_error
+from compbench.checks import check_type, load_yaml_file, read_text_file, syntax_error
 from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.pipeline import Step, check_pipeline
 from compbench.errors import CompbenchError, InvalidInputError
@@ -21,13 +19,14 @@ PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _load_file(path: Path, kind: str):
+    if path.suffix != ".json":
+        return load_yaml_file(path, kind)
     text = read_text_file(path, kind)
-    language = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if language == "JSON" else parse_yaml(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise syntax_error(path, language, err) from None
-    if data is None or not text.strip():
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise syntax_error(path, "JSON", err) from None
+    if data is None:
         raise InvalidInputError(f"{path}: the {kind} is empty")
     return data
 

@@ -112,8 +112,11 @@ def test_a_misspelled_compressor_in_the_options_file_is_an_error_with_the_near_n
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("version: 1\nname: s\nmodels: [minilm-l6\n", "not valid YAML: line 4, column 1: expected ',' or ']'"),
-    ("version: 1\nname: s\n  models: x\n", "not valid YAML: line 3, column 9: mapping values are not allowed here"),
+    # libyaml's words (PyYAML's own parser, where PyYAML was built without libyaml, words them a little differently)
+    ("version: 1\nname: s\nmodels: [minilm-l6\n",
+     r"not valid YAML: line 4, column 1: (did not find )?expected ',' or ']'"),
+    ("version: 1\nname: s\n  models: x\n",
+     "not valid YAML: line 3, column 9: mapping values are not allowed (in this context|here)"),
     ("", "the sweep file is empty"), ("# nothing but a comment\n", "the sweep file is empty"),
     ("\xff\xfe", None)])
 def test_yaml_errors_name_the_file_and_fit_on_one_line(text, says, capsys, tmp_path):
@@ -125,7 +128,7 @@ def test_yaml_errors_name_the_file_and_fit_on_one_line(text, says, capsys, tmp_p
         path.write_text(text)
     code, out, err = run_cli(capsys, "sweep", str(path), "--out", str(tmp_path / "r.jsonl"), "--dry-run")
     line = one_error(err)
-    assert code == 2 and str(path) in line and says in line and "<unicode string>" not in line
+    assert code == 2 and str(path) in line and re.search(says, line) and "<unicode string>" not in line
 
 
 def test_an_empty_or_broken_options_file_names_itself(capsys, tmp_path):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from compbench.environment import cpu_cores
 from compbench.errors import DeviceUnavailableError, InvalidInputError, UnknownNameError
 from compbench.measure import MeasureOptions, measure
 from compbench.record import validate_record
@@ -50,6 +51,18 @@ def test_thread_setting_is_restored():
     measured = 2 if before == 1 else 1  # a setting that differs from the process's
     records = measure(MeasureOptions(models=["minilm-l6"], tokens=[4], threads=measured, timing=QUICK))
     assert records[0]["threads"] == measured and torch.get_num_threads() == before
+
+
+def test_the_default_thread_count_is_omp_num_threads_where_set(monkeypatch):
+    options = MeasureOptions(models=["minilm-l6"], tokens=[4], latency=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert measure(options)[0]["threads"] == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert measure(options)[0]["threads"] == cpu_cores()
+    for setting in ("0", "two", "-1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", setting)
+        with pytest.raises(InvalidInputError, match=f"OMP_NUM_THREADS='{setting}' is not a thread count"):
+            measure(options)
 
 
 @pytest.mark.parametrize("options,error,message", [

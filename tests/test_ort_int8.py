@@ -34,6 +34,9 @@ from compbench.runtimes.onnx import served_by_onnxruntime
 from compbench.tasks import find_task
 from compbench.timing.wallclock import TimingPolicy
 
+# every ONNX export of these tests reads one table of operator translations (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_onnx_registry")
+
 CPU = torch.device("cpu")
 QUICK_TIMING = TimingPolicy(budget_s=0.05, min_runs=3, warmup_s=0.0)
 needs_onnx = pytest.mark.skipif(

@@ -23,6 +23,9 @@ from compbench.runtimes import RUNTIMES, OutputMismatchError, check_outputs
 from compbench.runtimes.onnx import export_path
 from compbench.timing.wallclock import TimingPolicy
 
+# every ONNX export of these tests reads one table of operator translations (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_onnx_registry")
+
 CPU = torch.device("cpu")
 needs_onnx = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("onnxruntime", "onnx", "onnxscript")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -26,7 +27,10 @@ COMMANDS = {"measure": measure, "compress": compress, "finetune": finetune, "swe
             "pipelines": pipelines, "report": report, "ls": ls, "validate": validate}
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, built once per process (the Python API and the tests call :func:`main` many
+    times; building it took longer than most commands' checks of their input)."""
     parser = argparse.ArgumentParser(
         prog="compbench",
         description="Measure what compressed speech and text Transformers cost: params, exact MACs, "

@@ -53,7 +53,7 @@ def add_measurement_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads (default: every core this process may use)")
+                        help="CPU threads (default: OMP_NUM_THREADS where set, else every core this process may use)")
     parser.add_argument("--no-latency", dest="latency", action="store_false",
                         help="count params and MACs only; do not time")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")

@@ -32,7 +32,8 @@ def prune_neurons(model, amount: float, options: dict, context: CompressionConte
     removed = units_to_remove(importance, amount, options["scope"])
     for layer, neurons in zip(layers, removed, strict=True):
         if neurons:
-            keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in set(neurons)])
+            dropped = set(neurons)
+            keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in dropped])
     after = [adapter.ffn(i)[0].out_features for i in layers]
     return model, {"neurons_before": before, "neurons_after": after,
                    "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed", **seen}

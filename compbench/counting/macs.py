@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from compbench.counting.meta import is_meta, meta_clone, to_meta
+from compbench.counting.meta import is_meta, meta_clone, run_on_meta, to_meta
 from compbench.counting.weights import count_nonzero, is_tensor_subclass, needs_real_forward, weight_values
 from compbench.errors import UncountedOpError
 from compbench.eval_mode import evaluating
@@ -210,7 +210,7 @@ class MacCounterMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = run_on_meta(func, args, kwargs)
         handler = MAC_HANDLERS.get(func.overloadpacket)
         if handler is None:
             if looks_like_matmul(str(func.overloadpacket)):

@@ -31,7 +31,7 @@ class MeasureOptions:
     tokens: Sequence[int] = DEFAULT_TOKENS  # input sizes for text models
     batch: int = 1
     device: str = "cpu"
-    threads: int | None = None  # None: every core this process may use
+    threads: int | None = None  # None: OMP_NUM_THREADS where set, else every core this process may use
     latency: bool = True
     memory: bool = True
     audit: bool = False

@@ -89,7 +89,7 @@ class MeasureSettings:
 
     latency: bool = True
     memory: bool = True
-    threads: int | None = None  # None: every core of the machine that runs the job
+    threads: int | None = None  # None: OMP_NUM_THREADS where set, else every core of the machine that runs the job
     device: str = "cpu"
     budget: float = TimingPolicy.budget_s
     rel_ci: float = TimingPolicy.rel_ci

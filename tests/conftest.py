@@ -85,14 +85,12 @@ def _private_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _small_gemm_peak(request, monkeypatch):
+def _small_gemm_peak(monkeypatch):
     """Every timed ``measure()`` measures this machine's fp32 GEMM peak twice, before and after timing (14
-    square matmuls of 1024 and 2048: seconds on 2 cores, in every timed test). Tests read the peak's fields,
-    not its value, so in this process it is measured on 256-wide matrices; a test marked ``full_gemm_peak``
-    gets the real one, and so do subprocesses. (The Ray workers of test_sweep_run's ``local_ray`` measure it
-    small too.)"""
-    if request.node.get_closest_marker("full_gemm_peak"):
-        return
+    square matmuls of 1024 and 2048: 7 s with one thread, in every timed test). Tests read the peak's fields,
+    not its value, so in this process it is measured on 256-wide matrices (test_measure checks that measure()
+    asks for the peak at its default sizes); subprocesses measure the real one. (The Ray workers of
+    test_sweep_run's ``local_ray`` measure it small too.)"""
     from compbench.measure import latency
     from compbench.timing.peak import measure_gemm_peak
 

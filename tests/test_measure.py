@@ -6,6 +6,7 @@ import torch
 from compbench.environment import cpu_cores
 from compbench.errors import DeviceUnavailableError, InvalidInputError, UnknownNameError
 from compbench.measure import MeasureOptions, measure
+from compbench.measure import latency as latency_stage
 from compbench.record import validate_record
 from compbench.timing.stats import paired_ratio_ci
 from compbench.timing.wallclock import TimingPolicy
@@ -26,10 +27,17 @@ def test_counts_only_one_record_per_model_and_size():
     assert records[0]["compression"] is None and records[0]["weights"] == "random"
 
 
-@pytest.mark.full_gemm_peak
-def test_latency_records_are_complete(device):
+def test_latency_records_are_complete(device, monkeypatch):
+    asked, small = [], latency_stage.measure_gemm_peak  # conftest's: the peak on small matrices
+
+    def recorded(where, **settings):
+        asked.append(settings)
+        return small(where, **settings)
+
+    monkeypatch.setattr(latency_stage, "measure_gemm_peak", recorded)
     records = measure(MeasureOptions(models=["distilhubert", "minilm-l6"], seconds=[0.25], tokens=[8],
                                      device=device, threads=1, timing=QUICK))
+    assert asked == [{"threads": 1}, {"threads": 1}]  # before and after timing, at the default sizes
     for record in records:
         latency = record["latency_ms"]
         assert latency["runs"] == len(latency["samples"]) == 6
@@ -39,7 +47,7 @@ def test_latency_records_are_complete(device):
         assert record["achieved_flops_per_s"] == pytest.approx(2 * record["macs"] / (latency["median"] / 1e3))
         assert record["fraction_of_peak"] == pytest.approx(
             record["achieved_flops_per_s"] / record["gemm_peak"]["flops_per_s"])
-        assert record["gemm_peak"]["size"] in (1024, 2048) and record["gemm_peak"]["dtype"] == "float32"
+        assert record["gemm_peak"]["size"] == 256 and record["gemm_peak"]["dtype"] == "float32"
         assert record["memory"]["peak_bytes"] > record["memory"]["weights_bytes"] > 0
         if not latency["converged"]:
             assert "ran out" in record["warnings"][0]

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from compbench.architectures.families import InputSpec, ModelAdapter
-from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.context import NO_CONTEXT, CompressionContext
 from compbench.compression.pipeline import apply_pipeline, excluded_runtimes
+from compbench.compressors import COMPRESSORS  # the package: every built-in compressor registered
 from compbench.counting.weights import is_input_dependent
 from compbench.errors import InvalidInputError
 from compbench.measure.options import ModelLoader

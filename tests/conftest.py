@@ -14,7 +14,6 @@ import functools  # noqa: E402
 import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 import yaml  # noqa: E402
 
 TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
@@ -29,6 +28,8 @@ def pytest_configure(config):
             f"--dist loadgroup does not keep a group's tests together under pytest {pytest.__version__} with "
             f"pytest-xdist {xdist.__version__}: install the versions constraints.txt pins")
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch  # here, not at the top: pytest-xdist's controller never needs it and starts the workers sooner
+
         # one of several test processes sharing the cores: one intra-op thread each, so they do not fight over
         # them (a measurement that sets --threads still gets its own setting, restored after). OMP_NUM_THREADS is
         # compbench's default thread count too, and every process a test starts inherits it: with a thread per
@@ -43,7 +44,9 @@ def pytest_configure(config):
             raise pytest.UsageError(
                 f"COMPBENCH_TEST_INSTALLED is set, but compbench was imported from the checkout "
                 f"({compbench.__file__}); run `pytest` (not `python -m pytest`) after a non-editable install")
-    if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+    if TEST_DEVICE == "cuda" and not _cuda_available():
+        import torch
+
         raise pytest.UsageError(
             "COMPBENCH_TEST_DEVICE=cuda (tox -e gpu) needs CUDA, but torch.cuda.is_available() is False "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}). "
@@ -59,6 +62,12 @@ def pytest_collection_modifyitems(config, items):
                  and BENCHMARKS not in Path(str(item.path)).resolve().parents]
     if misplaced:
         raise pytest.UsageError(f"{misplaced[0]} is marked serial (timed for real) but is not in tests/benchmarks")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _xdist_can_group() -> bool:

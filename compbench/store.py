@@ -44,20 +44,21 @@ def _migrate(record: dict, path: Path, line: int) -> dict:
     return record
 
 
+def _json_object(line: str, path: Path, number: int) -> dict:
+    """Line ``number`` of ``path`` as the JSON object it must be."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise CorruptResultsError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise CorruptResultsError(f"{path}:{number}: expected a JSON object per line")
+    return value
+
+
 def _json_lines(text: str, path: Path) -> list[tuple[int, str, dict]]:
     """(line number, line, object) for every non-blank line; a line that is no JSON object is refused."""
-    parsed = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorruptResultsError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(value, dict):
-            raise CorruptResultsError(f"{path}:{number}: expected a JSON object per line")
-        parsed.append((number, line, value))
-    return parsed
+    return [(number, line, _json_object(line, path, number))
+            for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def _parse_lines(text: str, path: Path) -> list[tuple[str, dict]]:
@@ -87,8 +88,39 @@ def _read_text(path: Path) -> str:
 
 def read_records(path: str | Path) -> list[dict]:
     """All records in ``path``, validated and migrated to the current schema."""
+    return list(iter_records(path))
+
+
+def iter_records(path: str | Path, without: Collection[str] = ()) -> Iterator[dict]:
+    """Each record in ``path``, in file order, validated and migrated, read one line at a time (a file of any
+    size in the memory of its records); the fields named in ``without`` (``latency_ms.samples``: a field of a
+    field) are dropped as each is read. The same errors as :func:`read_records`, at the line they are met."""
     path = Path(path)
-    return [record for _, record in _parse_lines(_read_text(path), path)]
+    dropped = [name.split(".") for name in without]
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                record = _migrate(_json_object(line, path, number), path, number)
+                problems = validate_record(record)
+                if problems:
+                    raise CorruptResultsError(f"{path}:{number}: invalid record: {'; '.join(problems)}")
+                for *parents, name in dropped:
+                    holder = record
+                    for parent in parents:
+                        holder = holder.get(parent) if isinstance(holder, dict) else None
+                    if isinstance(holder, dict):
+                        holder.pop(name, None)
+                yield record
+    except UnicodeDecodeError as err:
+        raise CorruptResultsError(f"results file {path} is not UTF-8 text: {err}") from None
+    except FileNotFoundError:
+        raise CorruptResultsError(f"results file {path} does not exist") from None
+    except IsADirectoryError:
+        raise CorruptResultsError(f"results file {path} is a directory") from None
+    except OSError as err:
+        raise CorruptResultsError(f"cannot read results file {path}: {err.strerror}") from None
 
 
 def _lock_path(path: Path) -> Path:

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import random
 import re
 from pathlib import Path
 
@@ -83,6 +84,32 @@ def independent_front(rows: list[dict], objectives: list[tuple[str, str]]) -> se
         if not beaten:
             front.add(i)
     return front
+
+
+def test_the_two_objective_front_is_the_brute_force_one_on_points_with_ties():
+    rng = random.Random(7)
+    for size in (1, 2, 3, 10, 200):
+        for senses in (["max", "min"], ["min", "min"], ["max", "max"]):
+            points = [(rng.randint(0, 6), rng.randint(0, 6)) for _ in range(size)]  # many ties, many repeats
+            rows = [{"a": a, "b": b} for a, b in points]
+            expected = independent_front(rows, list(zip(("a", "b"), senses, strict=True)))
+            assert [i for i, kept in enumerate(pareto_mask(points, senses)) if kept] == sorted(expected)
+
+
+def test_a_configuration_measured_in_several_runs_is_one_row_its_latest(tmp_path):
+    first = landscape_records()
+    again = [dict(r, run_id="later", timestamp="2030-01-01T00:00:00+00:00") for r in first[:3]]
+    again[1] = dict(again[1], speedup=1.5, latency_ms=latency(9.0))  # head_pruning=0.25, measured again
+    frame = landscape_frame(first + again)
+    assert len(frame) == len(first) and frame["measurements"].tolist() == [2, 2, 2, 1, 1, 1, 1]
+    assert frame.loc[1, "run_id"] == "later" and frame.loc[1, "speedup"] == 1.5 and frame.loc[2, "speedup"] == 10 / 9.6
+    results = tmp_path / "r.jsonl"
+    append_records(results, first + again)
+    write_report([results], tmp_path / "report", formats=["md"])
+    text = (tmp_path / "report" / "landscape.md").read_text()
+    assert ("10 records of 7 configurations (each shown by its latest measurement; 3 were measured more than "
+            "once)") in text
+    assert "| measurements |" in text
 
 
 def record_values(record):
@@ -255,5 +282,5 @@ def test_every_committed_results_file_still_loads_and_draws_its_landscape():
     for path in files:
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         frame = landscape_frame(load_landscape([path]))
-        assert len(frame) == len(lines), path
+        assert frame["measurements"].sum() == len(lines), path  # every record is one row's measurement
         assert group_tables(frame), path

@@ -7,7 +7,7 @@ from sample_records import make_record
 
 from compbench.errors import CorruptResultsError, SchemaVersionError
 from compbench.record import REQUIRED_FIELDS, SCHEMA_VERSION, validate_record
-from compbench.store import append_records, load_records, read_records
+from compbench.store import append_records, iter_records, load_records, read_records
 
 
 def test_round_trip(tmp_path):
@@ -85,3 +85,19 @@ def test_schema_lists_the_documented_keys():
     assert "latency_ms" not in REQUIRED_FIELDS  # absent with --no-latency
     assert validate_record(make_record()) == []
     assert validate_record(make_record(params=True)) == ["'params' must be an integer, got True"]
+
+
+def test_iter_records_reads_line_by_line_and_drops_what_it_is_told(tmp_path):
+    path = tmp_path / "results.jsonl"
+    append_records(path, [make_record(), make_record(model="bert-base")])
+    with path.open("a", encoding="utf-8") as handle:  # a blank line, then a damaged record
+        handle.write("\n" + json.dumps(make_record(params="many")) + "\n")
+    read = iter_records(path, without=("latency_ms.samples", "no_such.field", "environment.cores"))
+    first = next(read)  # one line at a time: the damaged record is not read yet
+    assert "samples" not in first["latency_ms"] and first["latency_ms"]["median"] == 2.0
+    assert "cores" not in first["environment"] and first["model"] == "distilhubert"
+    assert next(read)["model"] == "bert-base"
+    with pytest.raises(CorruptResultsError, match=r"results.jsonl:4: invalid record: 'params' must be an integer"):
+        next(read)
+    with pytest.raises(CorruptResultsError, match="does not exist"):
+        list(iter_records(tmp_path / "none.jsonl"))

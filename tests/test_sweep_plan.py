@@ -236,3 +236,14 @@ def test_estimates_are_positive_and_grow_with_the_work():
     assert estimates["hubert-base 10s head_pruning 0.25/0.5/0.75"] > estimates["hubert-base 10s bf16"]
     untimed = replace(jobs[-1], measure=replace(jobs[-1].measure, latency=False))
     assert plan.estimate_seconds(untimed, threads=2) < estimates[jobs[-1].label()]
+
+
+@pytest.mark.parametrize(("model", "modality", "size"), [("minilm-l6", "text", 37), ("distilhubert", "speech", 2.3)])
+def test_a_plans_macs_between_the_fitted_sizes_are_within_a_percent_of_a_count(model, modality, size):
+    from compbench.sweep import plan
+
+    counted = plan._counted_macs(model, modality, size)
+    assert size not in plan.FIT_SIZES[modality] and counted > 0
+    assert plan.dense_macs(model, modality, size, 3) == pytest.approx(3 * counted, rel=0.01)
+    assert plan.dense_macs(model, modality, plan.FIT_SIZES[modality][1], 2) == 2 * plan._counted_macs(
+        model, modality, plan.FIT_SIZES[modality][1])  # a fitted size is its own count

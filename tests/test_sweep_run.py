@@ -1,5 +1,6 @@
 """Running sweeps: resumable, exactly once per job, failures recorded, the same on Ray as locally."""
 
+import contextlib
 import errno
 import json
 import multiprocessing
@@ -367,35 +368,49 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture
-def local_ray(ray_head):
-    """This test process connected to :func:`ray_head` with the cluster's token, as a driver on a cluster's
-    node is, for one test; the sweeps run with ``--executor ray`` reuse the connection."""
-    import ray
-    from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
-
-    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=CLUSTER_TOKEN)
-    reset_auth_token_state()  # Ray read the mode when it was imported
-
-    def small_gemm_peak():  # in each Ray worker, as conftest's _small_gemm_peak in this process
+def small_gemm_peak():
+    """A Ray worker's setup: the GEMM peak on small matrices, as conftest's _small_gemm_peak in this process.
+    (Made by a function so that Ray sends its code to the workers, which cannot import this file.)"""
+    def setup():
         import functools
 
         from compbench.measure import latency
         from compbench.timing.peak import measure_gemm_peak
 
         latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
+    return setup
 
+
+@contextlib.contextmanager
+def connected(ray_head, worker_setup=None):
+    """This test process connected to :func:`ray_head` with the cluster's token, as a driver on a cluster's
+    node is, its workers set up by ``worker_setup``; the sweeps run with ``--executor ray`` reuse the
+    connection."""
+    import ray
+    from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
+
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=CLUSTER_TOKEN)
+    reset_auth_token_state()  # Ray read the mode when it was imported
     ray.init(address=ray_head, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"worker_process_setup_hook": small_gemm_peak})
-    yield ray
-    ray.shutdown()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    reset_auth_token_state()
+             runtime_env={"worker_process_setup_hook": worker_setup or small_gemm_peak()})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_auth_token_state()
+
+
+@pytest.fixture
+def local_ray(ray_head):
+    """:func:`connected` for one test."""
+    with connected(ray_head) as ray:
+        yield ray
 
 
 @QUICK_SWEEP_GROUP
@@ -427,6 +442,87 @@ def test_ray_executor_gives_the_same_jobs_params_macs_and_quality_as_the_local_o
     assert all(r["speedup_ci95"] is not None and "fidelity" in r for r in read_records(runs["ray"])[1:])
     again = run_sweep(sweep, SweepOptions(out=runs["ray"], executor="ray", data_root=data_root))
     assert again.outcomes == []  # a restarted driver resumes: nothing left to run
+
+
+@QUICK_SWEEP_GROUP
+@pytest.mark.slow
+def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_recorded_failed(tiny_dirs, ray_head,
+                                                                                          tmp_path):
+    """Workers of a real Ray cluster killed (SIGKILL) in the middle of a job: the head_pruning job's worker
+    dies the first time only, the layer_drop job's every time. The first is run again and recorded once;
+    the second is run twice, then written as failed; the sweep completes."""
+    killed, gemm = str(tmp_path / "killed"), small_gemm_peak()
+    os.mkdir(killed)
+
+    def dying_workers():
+        gemm()
+        import os as worker_os
+        import signal as worker_signal
+        from pathlib import Path as WorkerPath
+
+        from compbench.sweep import ray_executor
+
+        run = ray_executor.execute
+
+        def execute(job, context):
+            label, times = job.label(), len(list(WorkerPath(killed).glob(f"{job.key}.*")))
+            if "layer_drop" in label or ("head_pruning" in label and times == 0):
+                (WorkerPath(killed) / f"{job.key}.{times}").touch()
+                worker_os.kill(worker_os.getpid(), worker_signal.SIGKILL)  # as the OOM killer or a user would
+            return run(job, context)
+
+        ray_executor.execute = execute
+
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[{"model": str(tiny_dirs / "hubert"),
+                                                                "weights": "random"}],
+                       compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]}},
+                       pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
+    results = tmp_path / "r.jsonl"
+    jobs = {job.label(): job.key for job in plan_jobs(load_sweep(sweep))}
+    with connected(ray_head, dying_workers):
+        report = run_sweep(sweep, SweepOptions(out=results, executor="ray"))
+    head, drop = (next(key for label, key in jobs.items() if name in label) for name in ("head_pruning", "layer_drop"))
+    assert len(report.outcomes) == 3 and [o.key for o in report.failed] == [drop]
+    assert sorted(path.name for path in Path(killed).iterdir()) == sorted([f"{head}.0", f"{drop}.0", f"{drop}.1"])
+    assert records_per_job(results) == Counter({key: 1 for key in jobs.values() if key != drop})  # no record twice
+    [failure] = read_failures(results)
+    assert failure["job"] == drop and "died, also when it ran again" in failure["error"]
+    again = run_sweep(sweep, SweepOptions(out=results))  # a rerun skips both: done, and failed earlier
+    assert again.outcomes == [] and sum(records_per_job(results).values()) == 2
+
+
+def _fine_tune_until_killed(job, cache: str, data_root: str, started: str) -> None:
+    """In a forked process: the sweep's fine-tune of ``job``, saying when a fifth of its steps are done."""
+    def progress(message, fraction):
+        if fraction > 0.2:
+            Path(started).touch()
+
+    sweep_execute.ensure_finetuned(job, Path(cache), data_root, progress)
+
+
+def test_a_fine_tune_killed_mid_epoch_leaves_no_checkpoint_and_the_rerun_trains_again(tones, tmp_path):
+    task_file, data_root, tiny = tones
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "version": 1, "name": "ft", "sizes": {"seconds": [0.25]}, "measure": {"latency": False, "memory": False},
+        "models": [{"model": tiny, "weights": "random", "finetune": task_file,
+                    "finetune_options": {"epochs": 6, "batch_size": 2, "learning_rate": 1e-3, "precision": "fp32"}}]}))
+    [job] = plan_jobs(load_sweep(sweep))
+    cache, started = tmp_path / "cache", tmp_path / "started"
+    child = multiprocessing.get_context("fork").Process(  # forked: no new interpreter to import torch again
+        target=_fine_tune_until_killed, args=(job, str(cache), data_root, str(started)))
+    child.start()
+    deadline = time.time() + 120
+    while not started.exists() and child.is_alive() and time.time() < deadline:
+        time.sleep(0.01)
+    assert child.is_alive(), "the fine-tune ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)  # in the middle of an epoch
+    child.join()
+    key = sweep_execute.finetune_key(job.model.describe())
+    assert sorted(p.name for p in (cache / "finetune").iterdir()) == [f".{key}.lock"]  # no checkpoint, not a part
+    out, finetuned = sweep_execute.ensure_finetuned(job, cache, data_root)
+    assert not finetuned["cached"] and finetuned["best_epoch"] >= 1 and out == cache / "finetune" / key
+    assert sweep_execute.ensure_finetuned(job, cache, data_root)[1]["cached"]  # complete now: found, not trained
 
 
 @needs_minilm

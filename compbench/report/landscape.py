@@ -1,4 +1,4 @@
-"""The landscape as a table: one row per record, grouped by model, input size and machine, with Pareto marks.
+"""The landscape as a table: one row per configuration, grouped by model, input size and machine, with Pareto marks.
 
 Built from records alone (any results file, from any machine), by plain functions that
 ``compbench report``, the notebook and the tests all call. Groups never mix machines: a
@@ -11,6 +11,11 @@ runs: on a shared machine the same dense model's median moved by 30 % between jo
 variants of different runs are ranked or drawn against each other by latency, the latency used is
 ``relative_latency``: the variant's median over its own dense model's in the same run (1 / speedup,
 1 for the dense model), with the interval of ``speedup_ci95``.
+
+A configuration measured more than once (reruns, sweeps that share jobs) is one row: its latest
+measurement, with how many there were. Results files are read one line at a time and without their raw
+timing samples (the tables and charts use the recorded medians and intervals), so 100,000 records
+load and report in the time and memory ``results/store-scale/`` records.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import pandas as pd
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
 from compbench.record import compression_label, input_label, machine_label, runtime_name, step_label
-from compbench.store import read_failures, read_records
+from compbench.store import iter_records, read_failures
 
 NOT_TIMED = "not timed"
 # Pareto fronts: name -> ((column, "max" | "min"), ...). Which ones a group gets is decided by what it measured.
@@ -49,11 +54,16 @@ class Landscape:
     sources: list[str] = field(default_factory=list)
 
 
+# every run's raw timings: the largest part of a timed record (2 of its 6 KB), read by no table or chart
+RAW_SAMPLES = ("latency_ms.samples", "baseline_latency_ms.samples", "macs_per_example.samples")
+
+
 def load_landscape(paths: Iterable[str | Path]) -> Landscape:
-    """Read results files (and the failures file beside each, if any)."""
+    """Read results files (and the failures file beside each, if any), without the records' raw samples
+    (:data:`RAW_SAMPLES`; :func:`compbench.store.read_records` gives whole records)."""
     landscape = Landscape([], [], [])
     for path in paths:
-        landscape.records += read_records(path)
+        landscape.records += iter_records(path, without=RAW_SAMPLES)
         landscape.failures += read_failures(path)
         landscape.sources.append(str(path))
     if not landscape.records:
@@ -189,11 +199,35 @@ def pareto_mask(points: Sequence[Sequence[float]], senses: Sequence[str]) -> lis
     do not dominate each other, so both stay on the front."""
     signs = [1 if sense == "max" else -1 for sense in senses]
     scored = [[sign * value for sign, value in zip(signs, point, strict=True)] for point in points]
+    if len(signs) == 2:
+        return _pareto_mask_2d(scored)
     mask = []
     for i, a in enumerate(scored):
         dominated = any(all(b_k >= a_k for a_k, b_k in zip(a, b, strict=True)) and b != a
                         for j, b in enumerate(scored) if j != i)
         mask.append(not dominated)
+    return mask
+
+
+def _pareto_mask_2d(scored: list[list[float]]) -> list[bool]:
+    """:func:`pareto_mask` of two objectives, both to be maximised, in one sort and one pass (every front here
+    has two; comparing every pair took minutes for a group of tens of thousands of points). Point a is
+    dominated by b when b's first is greater and its second at least as great, or its first equal and its
+    second greater."""
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i][0], -scored[i][1]))
+    mask = [True] * len(scored)
+    best_of_greater_first = -math.inf  # the greatest second objective among points with a greater first one
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and scored[order[end]][0] == scored[order[start]][0]:
+            end += 1
+        greatest_here = scored[order[start]][1]  # sorted: the first of a run of equal firsts has the greatest second
+        for i in order[start:end]:
+            second = scored[i][1]
+            mask[i] = not (second < greatest_here or second <= best_of_greater_first)
+        best_of_greater_first = max(best_of_greater_first, greatest_here)
+        start = end
     return mask
 
 
@@ -206,14 +240,34 @@ def group_fronts(group: pd.DataFrame) -> list[str]:
     return ["latency_params"] if timed else ["macs_params"]
 
 
+CONFIGURATION = ("group", "variant", "task")  # a row of the landscape: what was measured, where and how
+
+
+def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[int]]:
+    """The latest record (by timestamp; the later in the files where equal) of each configuration, in the
+    order configurations first appear, and how many records measured each."""
+    latest: dict[tuple, tuple[str, int]] = {}
+    counts: dict[tuple, int] = {}
+    rows = [_row(r) for r in records]
+    for index, (record, row) in enumerate(zip(records, rows, strict=True)):
+        key = tuple(row[column] for column in CONFIGURATION)
+        counts[key] = counts.get(key, 0) + 1
+        if key not in latest or record["timestamp"] >= latest[key][0]:
+            latest[key] = (record["timestamp"], index)
+    return [rows[index] for _, index in latest.values()], list(counts.values())
+
+
 def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
-    """One row per record with the landscape's columns, quality change against dense, and Pareto marks.
+    """One row per configuration (:data:`CONFIGURATION`: its latest record; ``measurements``: how many records
+    measured it) with the landscape's columns, quality change against dense, and Pareto marks.
 
     Each ``pareto_<front>`` column is True or False for the rows of groups that get that front
     (rows missing one of its values are False) and missing (NA) elsewhere."""
     if isinstance(records, Landscape):
         records = records.records
-    frame = pd.DataFrame([_row(r) for r in records])
+    rows, counts = latest_per_configuration(records)
+    frame = pd.DataFrame(rows)
+    frame["measurements"] = counts
     dense_quality = {}
     for row in frame[frame["is_dense"] & frame["quality"].notna()].itertuples():
         dense_quality.setdefault((row.model, row.task, row.split), row.quality)
@@ -270,6 +324,8 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             table[f"{task} {metric}"] = group["quality"].map(lambda v: "" if v != v else f"{v:.4f}")
             table["Δ vs dense"] = group["quality_delta"].map(lambda v: "" if v != v else f"{v:+.4f}")
             table["fidelity (output CKA)"] = group["fidelity_cka"].map(lambda v: "" if v != v else f"{v:.4f}")
+        if (group["measurements"] > 1).any():  # reruns of a configuration: the latest is shown
+            table["measurements"] = group["measurements"]
         table["Pareto"] = group["pareto"].map(lambda v: f"★ {v}" if v else "")
         tables.append((title, table.reset_index(drop=True)))
     return tables

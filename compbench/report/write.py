@@ -83,10 +83,20 @@ def study_chart_name(tables: StudyTables) -> str:
     return f"pipeline_study_{tables.study}"
 
 
+def records_phrase(landscape: Landscape, frame: pd.DataFrame) -> str:
+    """``24 records``, or where configurations were measured more than once, how many rows they make."""
+    records = len(landscape.records)
+    if records == len(frame):
+        return f"{records} records"
+    repeated = int((frame["measurements"] > 1).sum())
+    return (f"{records} records of {len(frame)} configurations (each shown by its latest measurement; "
+            f"{repeated} {'was' if repeated == 1 else 'were'} measured more than once)")
+
+
 def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str],
                     studies: Sequence[StudyTables] = ()) -> str:
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
-    parts = [f"# compbench landscape\n\n{len(frame)} records from {', '.join(landscape.sources)}"
+    parts = [f"# compbench landscape\n\n{records_phrase(landscape, frame)} from {', '.join(landscape.sources)}"
              f" (compbench {__version__}, {datetime.now(UTC):%Y-%m-%d}).\n"]
     if machines:
         parts.append("Machines: " + "; ".join(machines) + ".\n")
@@ -139,7 +149,8 @@ def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str],
                 studies: Sequence[StudyTables] = ()) -> str:
     esc = html.escape
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
-    body = [f"<h1>compbench landscape</h1><p>{len(frame)} records from {esc(', '.join(landscape.sources))} "
+    body = [f"<h1>compbench landscape</h1><p>{esc(records_phrase(landscape, frame))} from "
+            f"{esc(', '.join(landscape.sources))} "
             f"(compbench {__version__}, {datetime.now(UTC):%Y-%m-%d}).</p>"]
     if machines:
         body.append("<p>Machines: " + "; ".join(map(esc, machines)) + ".</p>")

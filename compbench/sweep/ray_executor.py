@@ -27,6 +27,7 @@ from compbench.sweep.execute import CachedLoader, JobContext, JobOutcome, execut
 from compbench.sweep.executor import Finished, Started
 from compbench.sweep.plan import Job, PlannedJob
 
+RETRIES_OF_A_LOST_WORKER = 1
 _WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its jobs of one model load it once
 
 
@@ -165,7 +166,9 @@ def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started,
         nodes = _alive_nodes(ray)
         if not nodes:
             raise InvalidInputError("the Ray cluster has no node with CPUs")
-        task = ray.remote(max_retries=0)(_ray_job)
+        # a worker that dies during a job (killed, out of memory, its node lost) runs the job once more; a job
+        # that fails in the worker returns its failure and is never run again (Ray retries only a lost worker)
+        task = ray.remote(max_retries=RETRIES_OF_A_LOST_WORKER)(_ray_job)
         context = replace(context, loader=None)  # each worker keeps its own
         timing = [p for p in pending if p.job.timed]
         others = [p for p in pending if not p.job.timed]
@@ -210,5 +213,6 @@ def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started,
 def _outcome(ray, ref, planned: PlannedJob) -> JobOutcome:
     try:
         return ray.get(ref)
-    except Exception as err:  # the worker died (out of memory, a lost node): the job failed
-        return JobOutcome(planned.job.key, None, 0.0, type(err).__name__, f"Ray task failed: {err}")
+    except Exception as err:  # the worker died again on the retry (out of memory, a lost node): the job failed
+        return JobOutcome(planned.job.key, None, 0.0, type(err).__name__,
+                          f"the Ray worker running it died, also when it ran again: {err}")

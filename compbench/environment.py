@@ -71,8 +71,11 @@ def torch_build() -> str:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5,
-                          check=True).stdout.strip()
+    # --no-optional-locks: `git status` otherwise refreshes the index under .git/index.lock, and a git killed
+    # there (this timeout, or a measurement killed with it) left the lock behind: the checkout's next commit
+    # failed with "index.lock: File exists" (seen after the suite's kill -9 tests under load)
+    return subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, text=True,
+                          timeout=5, check=True).stdout.strip()
 
 
 def git_commit() -> str | None:

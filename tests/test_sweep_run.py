@@ -491,6 +491,39 @@ def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_rec
     assert again.outcomes == [] and sum(records_per_job(results).values()) == 2
 
 
+@QUICK_SWEEP_GROUP
+@pytest.mark.slow
+def test_the_driver_of_a_ray_sweep_killed_then_run_again_resumes(tiny_dirs, ray_head, tmp_path):
+    """The driver (``compbench sweep --executor ray --address``, its own process) killed with SIGKILL once the
+    first job's record is written: the file holds whole jobs, and a new driver runs only what is missing,
+    every job once."""
+    hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
+                       compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]},
+                                    "ffn_pruning": {"amounts": [0.5]}, "low_rank": {"amounts": [0.5]}},
+                       pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
+    jobs = plan_jobs(load_sweep(sweep))
+    results = tmp_path / "r.jsonl"
+    driver = subprocess.Popen([sys.executable, "-m", "compbench.cli.main", "sweep", str(sweep), "--out", str(results),
+                               "--executor", "ray", "--address", ray_head],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                              env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": CLUSTER_TOKEN})
+    deadline = time.time() + 240
+    while not (results.exists() and results.read_text().count("\n") >= 1) and time.time() < deadline:
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    expected = Counter({job.key: max(1, len(job.variants)) for job in jobs})  # dense: 1; a variant job: 1 each
+    written = records_per_job(results)
+    assert 0 < len(written) < len(jobs) and all(written[key] == expected[key] for key in written)  # whole jobs
+    # the new driver resumes from the file as any rerun does (run here without Ray: its workers would import
+    # compbench again, 8 s each, to show what test_ray_executor_gives_the_same... already shows)
+    report = run_sweep(sweep, SweepOptions(out=results))
+    assert not report.failed and len(report.outcomes) == len(jobs) - len(written)  # only what was missing
+    assert records_per_job(results) == expected
+
+
 def _fine_tune_until_killed(job, cache: str, data_root: str, started: str) -> None:
     """In a forked process: the sweep's fine-tune of ``job``, saying when a fifth of its steps are done."""
     def progress(message, fraction):

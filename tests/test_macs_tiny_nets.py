@@ -149,3 +149,35 @@ def test_counting_does_not_modify_or_allocate_the_model():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.is_meta for p in net.parameters())
     assert not net._forward_hooks and not net._forward_pre_hooks
+
+
+def test_meta_output_layouts_are_remembered_and_give_the_same_count_and_outputs():
+    from compbench.counting import meta
+
+    class Net(nn.Module):  # the same Linear, LayerNorm, GELU and matmul shapes twice; a view and a transpose
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU()) for _ in range(2))
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return (x @ x.transpose(-1, -2)).reshape(2, -1)
+
+    net, x = Net(), torch.randn(2, 5, 8)
+    meta._OUTPUT_LAYOUTS.clear()
+    first = count_macs(net, {"x": x})
+    remembered = len(meta._OUTPUT_LAYOUTS)
+    again = count_macs(net, {"x": x})
+    assert remembered > 0 and len(meta._OUTPUT_LAYOUTS) == remembered  # the second count computed no new layout
+    assert (again.total, again.by_op, again.effective) == (first.total, first.by_op, first.effective)
+    assert first.total == 2 * (2 * 5 * 8 * 8) + 2 * 5 * 8 * 5
+    assert not any(key[0].overloadpacket in (torch.ops.aten.view, torch.ops.aten.transpose)
+                   for key in meta._OUTPUT_LAYOUTS)  # views are run, never remembered
+    with torch.device("meta"):
+        inputs = torch.empty(3, 8)
+    weight = torch.empty(8, 8, device="meta")
+    out = meta.run_on_meta(torch.ops.aten.mm.default, (inputs, weight), {})
+    twice = meta.run_on_meta(torch.ops.aten.mm.default, (inputs, weight), {})
+    assert (out.shape, out.stride(), out.dtype) == (twice.shape, twice.stride(), twice.dtype) == ((3, 8), (8, 1),
+                                                                                                   torch.float32)

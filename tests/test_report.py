@@ -105,6 +105,12 @@ def test_a_configuration_measured_in_several_runs_is_one_row_its_latest(tmp_path
     assert frame.loc[1, "run_id"] == "later" and frame.loc[1, "speedup"] == 1.5 and frame.loc[2, "speedup"] == 10 / 9.6
     results = tmp_path / "r.jsonl"
     append_records(results, first + again)
+    landscape = load_landscape([results])  # superseded records are dropped as they are read
+    assert landscape.read == 10 and len(landscape.records) == 7 and sorted(landscape.measurements.values()) == [
+        1, 1, 1, 1, 2, 2, 2]
+    assert [r["run_id"] for r in landscape.records].count("later") == 3
+    assert landscape_frame(landscape)[["run_id", "speedup", "measurements"]].equals(
+        frame[["run_id", "speedup", "measurements"]])
     write_report([results], tmp_path / "report", formats=["md"])
     text = (tmp_path / "report" / "landscape.md").read_text()
     assert ("10 records of 7 configurations (each shown by its latest measurement; 3 were measured more than "

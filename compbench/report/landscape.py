@@ -47,11 +47,18 @@ FRONT_LABELS = {"quality_macs": "quality/MACs", "quality_latency": "quality/late
 
 @dataclass
 class Landscape:
-    """Records and failed jobs read from one or more results files."""
+    """Records and failed jobs read from one or more results files.
+
+    From :func:`load_landscape`, ``records`` holds the latest record of each configuration and every record of
+    a pipeline study (a record another of its configuration has superseded is dropped as the files are read,
+    so memory follows the configurations, not the records); ``read`` counts every record read, and
+    ``measurements`` how many measured each configuration."""
 
     records: list[dict]
     failures: list[dict] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    read: int = 0
+    measurements: dict[tuple, int] = field(default_factory=dict)
 
 
 # every run's raw timings: the largest part of a timed record (2 of its 6 KB), read by no table or chart
@@ -59,16 +66,32 @@ RAW_SAMPLES = ("latency_ms.samples", "baseline_latency_ms.samples", "macs_per_ex
 
 
 def load_landscape(paths: Iterable[str | Path]) -> Landscape:
-    """Read results files (and the failures file beside each, if any), without the records' raw samples
-    (:data:`RAW_SAMPLES`; :func:`compbench.store.read_records` gives whole records)."""
+    """Read results files (and the failures file beside each, if any), one line at a time and without the
+    records' raw samples (:data:`RAW_SAMPLES`; :func:`compbench.store.read_records` gives whole records),
+    keeping what :class:`Landscape` says."""
     landscape = Landscape([], [], [])
+    kept: list[dict] = []
+    latest: dict[tuple, int] = {}  # configuration -> where its latest record is in ``kept``
+    done: set = set()
     for path in paths:
-        landscape.records += iter_records(path, without=RAW_SAMPLES)
+        for record in iter_records(path, without=RAW_SAMPLES):
+            landscape.read += 1
+            done.add(record.get("job"))
+            key = configuration_of(_row(record))
+            landscape.measurements[key] = landscape.measurements.get(key, 0) + 1
+            previous = latest.get(key)
+            newer = previous is None or record["timestamp"] >= kept[previous]["timestamp"]
+            if newer and previous is not None and "pipeline_study" not in kept[previous]:
+                kept[previous] = record  # superseded, and no study needs it: the configuration keeps its place
+            elif newer or "pipeline_study" in record:  # a new configuration, or a record a study needs
+                if newer:
+                    latest[key] = len(kept)
+                kept.append(record)
         landscape.failures += read_failures(path)
         landscape.sources.append(str(path))
+    landscape.records = kept
     if not landscape.records:
         raise InvalidInputError(f"no records in {', '.join(landscape.sources)}")
-    done = {r.get("job") for r in landscape.records}
     landscape.failures = [f for f in landscape.failures if f["job"] not in done]  # failed, then succeeded
     return landscape
 
@@ -243,18 +266,20 @@ def group_fronts(group: pd.DataFrame) -> list[str]:
 CONFIGURATION = ("group", "variant", "task")  # a row of the landscape: what was measured, where and how
 
 
-def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[int]]:
-    """The latest record (by timestamp; the later in the files where equal) of each configuration, in the
-    order configurations first appear, and how many records measured each."""
+def configuration_of(row: dict) -> tuple:
+    return tuple(row[column] for column in CONFIGURATION)
+
+
+def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[tuple]]:
+    """The row of the latest record (by timestamp; the later in the files where equal) of each configuration,
+    in the order configurations first appear in ``records``, and each row's configuration."""
     latest: dict[tuple, tuple[str, int]] = {}
-    counts: dict[tuple, int] = {}
     rows = [_row(r) for r in records]
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
-        key = tuple(row[column] for column in CONFIGURATION)
-        counts[key] = counts.get(key, 0) + 1
+        key = configuration_of(row)
         if key not in latest or record["timestamp"] >= latest[key][0]:
             latest[key] = (record["timestamp"], index)
-    return [rows[index] for _, index in latest.values()], list(counts.values())
+    return [rows[index] for _, index in latest.values()], list(latest)
 
 
 def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
@@ -263,11 +288,17 @@ def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
 
     Each ``pareto_<front>`` column is True or False for the rows of groups that get that front
     (rows missing one of its values are False) and missing (NA) elsewhere."""
+    measurements = None
     if isinstance(records, Landscape):
-        records = records.records
-    rows, counts = latest_per_configuration(records)
+        records, measurements = records.records, records.measurements
+    rows, keys = latest_per_configuration(records)
+    if measurements is None:
+        measurements = {}
+        for record in records:
+            key = configuration_of(_row(record))
+            measurements[key] = measurements.get(key, 0) + 1
     frame = pd.DataFrame(rows)
-    frame["measurements"] = counts
+    frame["measurements"] = [measurements[key] for key in keys]
     dense_quality = {}
     for row in frame[frame["is_dense"] & frame["quality"].notna()].itertuples():
         dense_quality.setdefault((row.model, row.task, row.split), row.quality)

@@ -85,7 +85,7 @@ def study_chart_name(tables: StudyTables) -> str:
 
 def records_phrase(landscape: Landscape, frame: pd.DataFrame) -> str:
     """``24 records``, or where configurations were measured more than once, how many rows they make."""
-    records = len(landscape.records)
+    records = landscape.read or len(landscape.records)
     if records == len(frame):
         return f"{records} records"
     repeated = int((frame["measurements"] > 1).sum())

@@ -239,6 +239,23 @@ def test_dry_run_lists_jobs_and_writes_nothing(tiny_dirs, tmp_path, capsys):
     assert f"{len(jobs)} jobs: {len(jobs)} done, 0 failed, 0 pending; 0 would run" in capsys.readouterr().out
 
 
+def test_a_long_plan_lists_every_job_on_its_own_line(tmp_path, capsys):
+    from compbench.cli.sweep import TABLE_ROWS
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"version": 1, "name": "long",
+                                     "models": [{"model": "minilm-l6", "weights": "random"}],
+                                     "sizes": {"tokens": list(range(1, TABLE_ROWS + 12))},
+                                     "measure": {"latency": False, "memory": False}}))
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "r.jsonl"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    jobs = plan_jobs(load_sweep(sweep))
+    assert len(jobs) == TABLE_ROWS + 11 and lines[1] == "#  job  state  runs  estimate"
+    assert [line.split("  ")[:2] for line in lines[2:2 + len(jobs)]] == [[str(i), job.key] for i, job in
+                                                                         enumerate(jobs, start=1)]
+    assert lines[2 + len(jobs)].startswith(f"{len(jobs)} jobs: 0 done, 0 failed, {len(jobs)} pending")
+
+
 def test_timed_variants_share_lock_step_rounds_with_their_dense_model(tiny_dirs, tmp_path):
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
                        compressors={"head_pruning": {"amounts": [0.25, 0.5]}},

@@ -61,29 +61,36 @@ def _json_lines(text: str, path: Path) -> list[tuple[int, str, dict]]:
             for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
+def _checked(record: dict, path: Path, number: int) -> dict:
+    """Line ``number``'s record migrated to the current schema and validated."""
+    record = _migrate(record, path, number)
+    problems = validate_record(record)
+    if problems:
+        raise CorruptResultsError(f"{path}:{number}: invalid record: {'; '.join(problems)}")
+    return record
+
+
 def _parse_lines(text: str, path: Path) -> list[tuple[str, dict]]:
     """Each record line with its record, validated and migrated to the current schema."""
-    records = []
-    for number, line, record in _json_lines(text, path):
-        record = _migrate(record, path, number)
-        problems = validate_record(record)
-        if problems:
-            raise CorruptResultsError(f"{path}:{number}: invalid record: {'; '.join(problems)}")
-        records.append((line, record))
-    return records
+    return [(line, _checked(record, path, number)) for number, line, record in _json_lines(text, path)]
+
+
+def _read_error(path: Path, err: OSError | UnicodeDecodeError) -> CorruptResultsError:
+    """Why the results file ``path`` could not be read, in one line."""
+    if isinstance(err, FileNotFoundError):
+        return CorruptResultsError(f"results file {path} does not exist")
+    if isinstance(err, IsADirectoryError):
+        return CorruptResultsError(f"results file {path} is a directory")
+    if isinstance(err, UnicodeDecodeError):
+        return CorruptResultsError(f"results file {path} is not UTF-8 text: {err}")
+    return CorruptResultsError(f"cannot read results file {path}: {err.strerror}")
 
 
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CorruptResultsError(f"results file {path} does not exist") from None
-    except IsADirectoryError:
-        raise CorruptResultsError(f"results file {path} is a directory") from None
-    except UnicodeDecodeError as err:
-        raise CorruptResultsError(f"results file {path} is not UTF-8 text: {err}") from None
-    except OSError as err:
-        raise CorruptResultsError(f"cannot read results file {path}: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _read_error(path, err) from None
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -102,10 +109,7 @@ def iter_records(path: str | Path, without: Collection[str] = ()) -> Iterator[di
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                record = _migrate(_json_object(line, path, number), path, number)
-                problems = validate_record(record)
-                if problems:
-                    raise CorruptResultsError(f"{path}:{number}: invalid record: {'; '.join(problems)}")
+                record = _checked(_json_object(line, path, number), path, number)
                 for *parents, name in dropped:
                     holder = record
                     for parent in parents:
@@ -113,14 +117,8 @@ def iter_records(path: str | Path, without: Collection[str] = ()) -> Iterator[di
                     if isinstance(holder, dict):
                         holder.pop(name, None)
                 yield record
-    except UnicodeDecodeError as err:
-        raise CorruptResultsError(f"results file {path} is not UTF-8 text: {err}") from None
-    except FileNotFoundError:
-        raise CorruptResultsError(f"results file {path} does not exist") from None
-    except IsADirectoryError:
-        raise CorruptResultsError(f"results file {path} is a directory") from None
-    except OSError as err:
-        raise CorruptResultsError(f"cannot read results file {path}: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _read_error(path, err) from None
 
 
 def _lock_path(path: Path) -> Path:

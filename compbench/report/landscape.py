@@ -270,16 +270,19 @@ def configuration_of(row: dict) -> tuple:
     return tuple(row[column] for column in CONFIGURATION)
 
 
-def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[tuple]]:
+def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[tuple], dict[tuple, int]]:
     """The row of the latest record (by timestamp; the later in the files where equal) of each configuration,
-    in the order configurations first appear in ``records``, and each row's configuration."""
+    in the order configurations first appear in ``records``; each row's configuration; and how many of
+    ``records`` measured each."""
     latest: dict[tuple, tuple[str, int]] = {}
+    counts: dict[tuple, int] = {}
     rows = [_row(r) for r in records]
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         key = configuration_of(row)
+        counts[key] = counts.get(key, 0) + 1
         if key not in latest or record["timestamp"] >= latest[key][0]:
             latest[key] = (record["timestamp"], index)
-    return [rows[index] for _, index in latest.values()], list(latest)
+    return [rows[index] for _, index in latest.values()], list(latest), counts
 
 
 def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
@@ -289,14 +292,10 @@ def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
     Each ``pareto_<front>`` column is True or False for the rows of groups that get that front
     (rows missing one of its values are False) and missing (NA) elsewhere."""
     measurements = None
-    if isinstance(records, Landscape):
+    if isinstance(records, Landscape):  # its records may be fewer than were read: it counted them as it read
         records, measurements = records.records, records.measurements
-    rows, keys = latest_per_configuration(records)
-    if measurements is None:
-        measurements = {}
-        for record in records:
-            key = configuration_of(_row(record))
-            measurements[key] = measurements.get(key, 0) + 1
+    rows, keys, counts = latest_per_configuration(records)
+    measurements = measurements or counts
     frame = pd.DataFrame(rows)
     frame["measurements"] = [measurements[key] for key in keys]
     dense_quality = {}

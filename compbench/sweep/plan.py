@@ -187,11 +187,8 @@ def dense_macs(model: str, modality: str, size: float, batch: int) -> int | None
     :data:`FIT_SIZES` (and at ``size`` itself when it is one of them), a quadratic through those counts
     elsewhere; None if the model cannot be counted here."""
     points = FIT_SIZES[modality]
-    if size in points:
-        counted = _counted_macs(model, modality, size)
-        return None if counted is None else counted * batch
     counts = [_counted_macs(model, modality, point) for point in points]
-    if any(count is None for count in counts):  # e.g. fewer positions than the largest fitting size
+    if size in points or None in counts:  # a fitting size, or a model that takes fewer positions: counted
         counted = _counted_macs(model, modality, size)
         return None if counted is None else counted * batch
     estimate = sum(count * math.prod((size - other) / (point - other) for other in points if other != point)

@@ -99,7 +99,7 @@ def _small_gemm_peak(monkeypatch):
     square matmuls of 1024 and 2048: 7 s with one thread, in every timed test). Tests read the peak's fields,
     not its value, so in this process it is measured on 256-wide matrices (test_measure checks that measure()
     asks for the peak at its default sizes); subprocesses measure the real one. (The Ray workers of
-    test_sweep_run's ``local_ray`` measure it small too.)"""
+    test_sweep_run's ``ray_sweeps`` measure it small too.)"""
     from compbench.measure import latency
     from compbench.timing.peak import measure_gemm_peak
 

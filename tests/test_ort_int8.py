@@ -131,14 +131,16 @@ def test_int8_products_saturate_on_x86_cpus_without_vnni(machine, flags, saturat
 
 
 @needs_onnx
-def test_convolutions_are_quantized_only_when_asked(tmp_path):
+@TINY_ONNX_GROUP
+def test_convolutions_are_quantized_only_when_asked(tiny_onnx_cache):
     import onnx
 
     model = build_tiny("hubert")
     variant = COMPRESSORS.get("ort_int8")(model, None, {"convolutions": True})
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)]
     assert variant.manifest[0]["total"] == len(layers) > len([m for m in layers if isinstance(m, torch.nn.Linear)])
-    prepared = RUNTIMES.get("onnxruntime").prepare(variant.model, inputs_of(model, batch=1), 1, CPU, str(tmp_path))
+    # the float export is the one test_the_export_is_checked_then_quantized_for_every_family made (same weights)
+    prepared = RUNTIMES.get("onnxruntime").prepare(variant.model, inputs_of(model, batch=1), 1, CPU, tiny_onnx_cache)
     assert prepared.info["quantization"]["operators"] == ["MatMul", "Conv"]
     assert "ConvInteger" in {node.op_type for node in onnx.load(prepared.info["quantization"]["file"]).graph.node}
 

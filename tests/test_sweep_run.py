@@ -385,23 +385,41 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def small_gemm_peak():
-    """A Ray worker's setup: the GEMM peak on small matrices, as conftest's _small_gemm_peak in this process.
-    (Made by a function so that Ray sends its code to the workers, which cannot import this file.)"""
+def ray_worker_setup(deaths: str):
+    """A Ray worker's setup (made by a function so that Ray sends its code to the workers, which cannot import
+    this file): the GEMM peak on small matrices, as conftest's _small_gemm_peak in this process; and a job whose
+    label contains a name listed in ``deaths``/plan.json (``{name: times}``) kills its worker (SIGKILL, as the
+    OOM killer or a user would) the first ``times`` times it starts, leaving ``<job key>.<attempt>`` there."""
     def setup():
         import functools
+        import json
+        import os
+        import signal
+        from pathlib import Path
 
         from compbench.measure import latency
+        from compbench.sweep import ray_executor
         from compbench.timing.peak import measure_gemm_peak
 
         latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
+        run, folder = ray_executor.execute, Path(deaths)
+
+        def execute(job, context):
+            plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").exists() else {}
+            died = len(list(folder.glob(f"{job.key}.*")))
+            if any(name in job.label() and died < times for name, times in plan.items()):
+                (folder / f"{job.key}.{died}").touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return run(job, context)
+
+        ray_executor.execute = execute
     return setup
 
 
 @contextlib.contextmanager
-def connected(ray_head, worker_setup=None):
+def connected(ray_head, deaths: str):
     """This test process connected to :func:`ray_head` with the cluster's token, as a driver on a cluster's
-    node is, its workers set up by ``worker_setup``; the sweeps run with ``--executor ray`` reuse the
+    node is, its workers set up by :func:`ray_worker_setup`; the sweeps run with ``--executor ray`` reuse the
     connection."""
     import ray
     from ray._private.authentication_test_utils import reset_auth_token_state  # how Ray's own tests switch
@@ -410,7 +428,7 @@ def connected(ray_head, worker_setup=None):
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=CLUSTER_TOKEN)
     reset_auth_token_state()  # Ray read the mode when it was imported
     ray.init(address=ray_head, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"worker_process_setup_hook": worker_setup or small_gemm_peak()})
+             runtime_env={"worker_process_setup_hook": ray_worker_setup(deaths)})
     try:
         yield ray
     finally:
@@ -423,84 +441,70 @@ def connected(ray_head, worker_setup=None):
         reset_auth_token_state()
 
 
-@pytest.fixture
-def local_ray(ray_head):
-    """:func:`connected` for one test."""
-    with connected(ray_head) as ray:
-        yield ray
+@pytest.fixture(scope="module")
+def ray_sweeps(tiny_dirs, ray_head, tmp_path_factory):
+    """The module's two Ray sweeps run by this process, in one connection, so that the second gets the workers
+    the first started (each new Ray worker imports torch and compbench: 8-10 s of a core; a connection per test
+    cost the suite ~30 s of its two cores). (1) A small timed sweep with a task, then run again; (2) a sweep
+    whose workers die in the middle of jobs: head_pruning's the first time only, layer_drop's every time.
+    {"same": (sweep, data root, results, report, rerun report), "killed": (sweep, deaths folder, results,
+    report)}, the connection closed."""
+    from test_task_quality import AUDIO_TASK, write_tones
+
+    root = tmp_path_factory.mktemp("ray-sweeps")
+    deaths = root / "deaths"
+    deaths.mkdir()
+    write_tones(root / "data" / "tones")
+    (root / "tones.yaml").write_text(yaml.safe_dump(AUDIO_TASK))
+    hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
+    same = tiny_sweep(root / "same.yaml", tiny_dirs, models=[hubert],
+                      task=str(root / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
+                      pipelines=[["ffn_pruning=0.5", "layer_drop=0.5"]],
+                      measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
+    killed = tiny_sweep(root / "killed.yaml", tiny_dirs, models=[hubert],
+                        compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]}},
+                        pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
+    data_root = str(root / "data")
+    with connected(ray_head, str(deaths)):
+        on_ray = SweepOptions(out=root / "same.jsonl", executor="ray", data_root=data_root)
+        runs = {"same": (same, data_root, on_ray.out, run_sweep(same, on_ray), run_sweep(same, on_ray))}
+        (deaths / "plan.json").write_text(json.dumps({"head_pruning": 1, "layer_drop": 2}))
+        runs["killed"] = (killed, deaths, root / "killed.jsonl",
+                          run_sweep(killed, SweepOptions(out=root / "killed.jsonl", executor="ray")))
+    return runs
 
 
 @QUICK_SWEEP_GROUP
 @pytest.mark.slow
-def test_ray_executor_gives_the_same_jobs_params_macs_and_quality_as_the_local_one(tiny_dirs, local_ray, tmp_path):
+def test_ray_executor_gives_the_same_jobs_params_macs_and_quality_as_the_local_one(ray_sweeps, tmp_path):
     """A small timed sweep with a task, run locally and on Ray: the same job keys, params and MACs, the same
     quality, timed as asked; a restarted driver resumes (nothing left to run)."""
-    from test_task_quality import AUDIO_TASK, write_tones
-
-    write_tones(tmp_path / "data" / "tones")
-    (tmp_path / "tones.yaml").write_text(yaml.safe_dump(AUDIO_TASK))
-    hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
-    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
-                       task=str(tmp_path / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
-                       pipelines=[["ffn_pruning=0.5", "layer_drop=0.5"]],
-                       measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
-    runs, data_root = {}, str(tmp_path / "data")
-    for executor in ("local", "ray"):
-        results = tmp_path / f"{executor}.jsonl"
-        report = run_sweep(sweep, SweepOptions(out=results, executor=executor, data_root=data_root))
-        assert not report.failed and len(report.outcomes) == 3
-        runs[executor] = results
-    assert records_per_job(runs["ray"]) == records_per_job(runs["local"])
-    assert cost_of(runs["ray"]) == cost_of(runs["local"])
-    for local, remote in zip(read_records(runs["local"]), read_records(runs["ray"]), strict=True):
-        assert (remote["job"], remote["params"], remote["macs"]) == (local["job"], local["params"], local["macs"])
-        assert remote["quality"]["value"] == local["quality"]["value"]
+    sweep, data_root, on_ray, report, again = ray_sweeps["same"]
+    local = tmp_path / "local.jsonl"
+    for ran in (report, run_sweep(sweep, SweepOptions(out=local, data_root=data_root))):
+        assert not ran.failed and len(ran.outcomes) == 3
+    assert records_per_job(on_ray) == records_per_job(local)
+    assert cost_of(on_ray) == cost_of(local)
+    for here, remote in zip(read_records(local), read_records(on_ray), strict=True):
+        assert (remote["job"], remote["params"], remote["macs"]) == (here["job"], here["params"], here["macs"])
+        assert remote["quality"]["value"] == here["quality"]["value"]
         assert remote["latency_ms"]["runs"] == 6 and remote["threads"] == 1
-    assert all(r["speedup_ci95"] is not None and "fidelity" in r for r in read_records(runs["ray"])[1:])
-    again = run_sweep(sweep, SweepOptions(out=runs["ray"], executor="ray", data_root=data_root))
+    assert all(r["speedup_ci95"] is not None and "fidelity" in r for r in read_records(on_ray)[1:])
     assert again.outcomes == []  # a restarted driver resumes: nothing left to run
 
 
 @QUICK_SWEEP_GROUP
 @pytest.mark.slow
-def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_recorded_failed(tiny_dirs, ray_head,
-                                                                                          tmp_path):
+def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_recorded_failed(ray_sweeps):
     """Workers of a real Ray cluster killed (SIGKILL) in the middle of a job: the head_pruning job's worker
     dies the first time only, the layer_drop job's every time. The first is run again and recorded once;
     the second is run twice, then written as failed; the sweep completes."""
-    killed, gemm = str(tmp_path / "killed"), small_gemm_peak()
-    os.mkdir(killed)
-
-    def dying_workers():
-        gemm()
-        import os as worker_os
-        import signal as worker_signal
-        from pathlib import Path as WorkerPath
-
-        from compbench.sweep import ray_executor
-
-        run = ray_executor.execute
-
-        def execute(job, context):
-            label, times = job.label(), len(list(WorkerPath(killed).glob(f"{job.key}.*")))
-            if "layer_drop" in label or ("head_pruning" in label and times == 0):
-                (WorkerPath(killed) / f"{job.key}.{times}").touch()
-                worker_os.kill(worker_os.getpid(), worker_signal.SIGKILL)  # as the OOM killer or a user would
-            return run(job, context)
-
-        ray_executor.execute = execute
-
-    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[{"model": str(tiny_dirs / "hubert"),
-                                                                "weights": "random"}],
-                       compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]}},
-                       pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
-    results = tmp_path / "r.jsonl"
+    sweep, deaths, results, report = ray_sweeps["killed"]
     jobs = {job.label(): job.key for job in plan_jobs(load_sweep(sweep))}
-    with connected(ray_head, dying_workers):
-        report = run_sweep(sweep, SweepOptions(out=results, executor="ray"))
     head, drop = (next(key for label, key in jobs.items() if name in label) for name in ("head_pruning", "layer_drop"))
     assert len(report.outcomes) == 3 and [o.key for o in report.failed] == [drop]
-    assert sorted(path.name for path in Path(killed).iterdir()) == sorted([f"{head}.0", f"{drop}.0", f"{drop}.1"])
+    assert sorted(path.name for path in deaths.iterdir()) == sorted([f"{head}.0", f"{drop}.0", f"{drop}.1",
+                                                                     "plan.json"])
     assert records_per_job(results) == Counter({key: 1 for key in jobs.values() if key != drop})  # no record twice
     [failure] = read_failures(results)
     assert failure["job"] == drop and "died, also when it ran again" in failure["error"]
@@ -518,7 +522,9 @@ def test_the_driver_of_a_ray_sweep_killed_then_run_again_resumes(tiny_dirs, ray_
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
                        compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]},
                                     "ffn_pruning": {"amounts": [0.5]}, "low_rank": {"amounts": [0.5]}},
-                       pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
+                       # two threads a job, so the jobs run one after another on one Ray worker (a second would
+                       # import torch and compbench too: 8-10 s of a core)
+                       pipelines=[], measure={"latency": False, "memory": False, "threads": 2})
     jobs = plan_jobs(load_sweep(sweep))
     results = tmp_path / "r.jsonl"
     driver = subprocess.Popen([sys.executable, "-m", "compbench.cli.main", "sweep", str(sweep), "--out", str(results),

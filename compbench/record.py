@@ -50,6 +50,8 @@ class Record(TypedDict):
     model_source: Annotated[str, "preset, hub or local; for weights trained here, how: compbench finetune: M from "
                                  "random init on T vN"]
     checkpoint: Annotated[str | None, "where the weights (or the architecture) came from"]
+    base_model: NotRequired[Annotated[dict, "a saved variant: the model its first compression step compressed "
+                                            "(model, checkpoint, weights, model_source), across every save"]]
     family: Annotated[str, "config.model_type"]
     modality: Annotated[str, "speech or text"]
     weights: Annotated[str, "random, pretrained, or trained-here:TASK (trained by compbench finetune, not "

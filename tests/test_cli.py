@@ -120,6 +120,35 @@ def test_compress_then_measure_the_saved_variant(capsys, tmp_path):
     assert (reloaded["weights"], reloaded["model_source"]) == ("random", "preset")  # the preset's random weights
 
 
+def test_a_variant_compressed_three_times_records_every_step_in_order_and_its_base_model(capsys, tmp_path):
+    """compress, save, reload and compress again, three times: the manifest and measure's record list the
+    steps of every round in order, and name the model the first round compressed; the counts are those of the
+    three steps applied at once."""
+    rounds = ["head_pruning=0.5,low_rank=0.3", "layer_drop=0.5", "ffn_pruning=0.25"]
+    model = "minilm-l6"
+    for number, spec in enumerate(rounds):
+        weights = ["--weights", "random"] if number == 0 else []
+        code, out, err = run_cli(capsys, "compress", "--model", model, *weights, "--compress", spec,
+                                 "--out", str(tmp_path / f"round{number}"))
+        assert code == 0, err
+        model = str(tmp_path / f"round{number}")
+    names = ["head_pruning", "low_rank", "layer_drop", "ffn_pruning"]
+    assert [step["name"] for step in json.loads(out)["steps"]] == names  # what compress prints ...
+    manifest = json.loads((tmp_path / "round2" / "compbench_manifest.json").read_text())
+    assert [(step["name"], step["amount"]) for step in manifest["compression"]] == list(zip(
+        names, [0.5, 0.3, 0.5, 0.25], strict=True))  # ... is what it saved
+    assert (manifest["source"]["model"], manifest["source"]["weights"]) == ("minilm-l6", "random")
+    code, out, _ = run_cli(capsys, "measure", "--model", model, "--tokens", "8", "--no-latency", "--format", "json")
+    [chained] = json.loads(out)
+    assert [step["name"] for step in chained["compression"]] == names and len(chained["manifest"]) == 4
+    assert chained["base_model"] == manifest["source"] and chained["weights"] == "random"
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--compress", ",".join(rounds), "--tokens",
+                           "8", "--no-latency", "--format", "json")
+    at_once = json.loads(out)[1]
+    assert (chained["params"], chained["macs"]) == (at_once["params"], at_once["macs"])
+    assert chained["compression"] == at_once["compression"] and "base_model" not in at_once
+
+
 @pytest.mark.parametrize("spec,message", [
     ("head_prunin=0.5", "Did you mean: head_pruning"),
     ("ffn_pruning=1.5", "amount must be in [0, 1)"),

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from compbench.cli.output import progress_bar
+from compbench.compression.compressor import Variant
 from compbench.compression.context import NO_CONTEXT
 from compbench.compression.pipeline import check_task_given
 from compbench.compression.spec import load_options_file, parse_spec
@@ -35,10 +36,13 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
         context = build_context(task_spec, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
                                 progress=progress)
     variant = apply_pipeline(loaded.model, steps, context)
-    source = {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,
-              "model_source": loaded.source}
-    save_variant(variant, out_dir, source)
-    return {"source": source, "compression": (loaded.compression or []) + variant.manifest}
+    # a saved variant compressed again: its manifest keeps the model the first step compressed and every step
+    # since, in order (the steps that made the variant, then these)
+    source = loaded.origin or {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,
+                               "model_source": loaded.source}
+    chained = Variant(variant.model, (loaded.compression or []) + variant.manifest)
+    save_variant(chained, out_dir, source)
+    return {"source": source, "compression": chained.manifest}
 
 
 def add_parser(commands, name: str) -> None:

@@ -35,6 +35,9 @@ class LoadedModel:
     model: PreTrainedModel
     adapter: ModelAdapter
     compression: list[dict] | None = None  # for a saved compbench variant: its manifest steps
+    # for a saved compbench variant: the model its first step compressed (its manifest's source: model,
+    # checkpoint, weights, model_source), the same across any number of compress-save-load rounds
+    origin: dict | None = None
 
     @property
     def attn_implementation(self) -> str:
@@ -141,10 +144,11 @@ def _first_line(err: Exception) -> str:
 def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, weights: str,
            attn_implementation: str) -> LoadedModel:
     """The model ``load_model`` loads, once its name is resolved and its config read."""
-    compression = None
+    compression = origin = None
     if source == "local":
         manifest = read_manifest(checkpoint)
         compression = manifest["compression"] if manifest else None
+        origin = (manifest or {}).get("source") or None
         if has_structure(config):
             if weights == "random":
                 raise InvalidInputError(f"{name} is a compressed variant whose shapes come with its "
@@ -153,7 +157,7 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
             model.eval()
             source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
             return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
-                               model=model, adapter=ModelAdapter(model), compression=compression)
+                               model=model, adapter=ModelAdapter(model), compression=compression, origin=origin)
     if weights == "random":
         model = from_config(config, attn_implementation)
     else:
@@ -162,4 +166,4 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
             source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
-                       model=model, adapter=ModelAdapter(model), compression=compression)
+                       model=model, adapter=ModelAdapter(model), compression=compression, origin=origin)

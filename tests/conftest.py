@@ -9,6 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# compbench's tables are as wide as the terminal ($COLUMNS): the tests read them at one width, whatever
+# terminal runs them (pytest-xdist's workers set COLUMNS=80); tests of the fitting set their own
+os.environ["COLUMNS"] = "200"
 
 import functools  # noqa: E402
 import importlib.util  # noqa: E402

@@ -97,6 +97,29 @@ def test_ls_lists_every_preset(capsys):
     assert all(name in out for name in PRESETS.names())
 
 
+def test_ls_names_the_extra_of_a_runtime_that_is_not_installed_as_written(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails, as where it is missing
+    code, out, _ = run_cli(capsys, "ls")
+    assert code == 0 and "not installed: pip install 'compbench[onnx]'" in out  # not read as rich markup
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, width):
+    """No line wider than $COLUMNS; what is left out to get there is named under the table."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, listing, _ = run_cli(capsys, "ls")
+    code, measured, err = run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "8", "--threads", "1",
+                                  "--budget", "0.2", "--max-runs", "6", "--compress", "head_pruning=0.5,low_rank=0.3",
+                                  "--compress", "layer_drop=0.5")
+    assert code == 0, err
+    for out in (listing, measured):
+        assert max(len(line) for line in out.splitlines()) <= width
+    assert "head_pruning=0.5,low_rank=0.3" in measured.replace("\n", "").replace(" ", "").replace("│", "")
+    assert ("left out at" in measured) is (width < 160) and "speedup" in measured and "median ms" in measured
+
+
 def test_console_script_entry_point():
     from importlib.metadata import entry_points
 

@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
-from rich.table import Table
-
 from compbench.catalog import list_compressors, list_presets, list_runtimes, list_tasks
+from compbench.cli.tables import Column, console, output_width, print_table
 
 
 def add_parser(commands, name: str) -> None:
@@ -24,37 +22,30 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"models": presets, "compressors": compressors, "tasks": tasks, "runtimes": runtimes},
                          indent=2))
         return 0
-    table = Table(title="model presets (architecture-exact; --weights random needs no download)",
-                  title_justify="left")
-    for column in ("name", "modality", "checkpoint", "description"):
-        table.add_column(column)
-    for p in presets:
-        table.add_row(p["name"], p["modality"], p["checkpoint"], p["description"])
-    console = Console(file=sys.stdout, width=160)
-    console.print(table)
-    table = Table(title="compressors (--compress name=amount,...; options from --compress-options FILE)",
-                  title_justify="left")
-    for column in ("name", "amount", "task data", "runtimes", "options", "description"):
-        table.add_column(column)
+    out = console(sys.stdout, output_width())
+    print_table(out, "model presets (architecture-exact; --weights random needs no download)",
+                [Column("name"), Column("modality"), Column("checkpoint", drop=1), Column("description", wraps=True)],
+                [(p["name"], p["modality"], p["checkpoint"], p["description"]) for p in presets])
+    rows = []
     for c in compressors:
-        opts = "\n".join(f"{n}: {o['type']} = {o['default']!r}" + (f" ({'|'.join(map(str, o['choices']))})"
-                                                                     if o["choices"] else "")
-                         for n, o in c["options"].items())
-        table.add_row(c["name"], "[0, 1)" if c["takes_amount"] else "none", c["task_data"],
-                      ", ".join(c["runtimes"] or ["all"]), opts or "-", c["description"])
-    console.print(table)
-    table = Table(title="tasks (tasks/*.yaml; data from --data-root or $COMPBENCH_DATA_ROOT)", title_justify="left")
-    for column in ("name", "version", "input", "labels", "metric", "protocol", "description"):
-        table.add_column(column)
-    for t in tasks:
-        table.add_row(t["name"], str(t["version"]), t["input"], str(t["labels"]), t["metric"], t["protocol"],
-                      t["description"])
-    console.print(table)
-    table = Table(title="runtimes (--runtime; several are timed interleaved)", title_justify="left")
-    for column in ("name", "version here", "description"):
-        table.add_column(column)
-    for r in runtimes:
-        missing = f"not installed: pip install 'compbench[{r['extra']}]'"
-        table.add_row(r["name"], r["version"] if r["available"] else missing, r["description"])
-    console.print(table)
+        options = "\n".join(f"{n}: {o['type']} = {o['default']!r}" + (f" ({'|'.join(map(str, o['choices']))})"
+                                                                        if o["choices"] else "")
+                             for n, o in c["options"].items())
+        rows.append((c["name"], "[0, 1)" if c["takes_amount"] else "none", c["task_data"],
+                     ", ".join(c["runtimes"] or ["all"]), options or "-", c["description"]))
+    print_table(out, "compressors (--compress name=amount,...; options from --compress-options FILE)",
+                [Column("name"), Column("amount"), Column("task data", wraps=True, drop=2),
+                 Column("runtimes", wraps=True, drop=1), Column("options", wraps=True, drop=3),
+                 Column("description", wraps=True)], rows)
+    print_table(out, "tasks (tasks/*.yaml; data from --data-root or $COMPBENCH_DATA_ROOT)",
+                [Column("name"), Column("version", right=True, drop=2), Column("input"),
+                 Column("labels", right=True, drop=3), Column("metric"), Column("protocol", drop=1),
+                 Column("description", wraps=True)],
+                [(t["name"], t["version"], t["input"], t["labels"], t["metric"], t["protocol"],
+                  t["description"]) for t in tasks])
+    installed = [r["version"] if r["available"] else f"not installed: pip install 'compbench[{r['extra']}]'"
+                 for r in runtimes]
+    print_table(out, "runtimes (--runtime; several are timed interleaved)",
+                [Column("name"), Column("version here", wraps=True), Column("description", wraps=True)],
+                [(r["name"], version, r["description"]) for r, version in zip(runtimes, installed, strict=True)])
     return 0

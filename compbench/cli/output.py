@@ -9,13 +9,15 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
+from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.record import input_label, runtime_name
 from compbench.report.landscape import variant_label
 from compbench.store import records_to_frame
 
 FORMATS = ("table", "json", "csv")
+UNCONVERGED = "*"  # beside a median whose timing did not converge
 
 
 @contextmanager
@@ -28,34 +30,37 @@ def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], Non
         yield lambda text, done: bar.update(task, description=text, completed=done)
 
 
-def records_table(records: list[dict]) -> Table:
-    table = Table(title="compbench measurements", title_justify="left")
+def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]:
+    """The terminal table of ``records``: its columns (those the records fill; the least important left out
+    first on a narrow terminal, in the order of their ``drop``) and one row per record."""
     has_latency = any("latency_ms" in r for r in records)
     has_audit = any("audit" in r for r in records)
-    runtimes = {runtime_name(r) for r in records}
-    columns = ("model", "variant", "input") + (("runtime",) if len(runtimes) > 1 else ()) + (
-        "params", "nonzero", "GMACs", "GMACs eff")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "variant", "input", "runtime") else "right")
+    several_runtimes = len({runtime_name(r) for r in records}) > 1
     has_speedup = any("speedup" in r for r in records)
-    if has_latency:
-        for column in ("median ms", "IQR ms", "95% CI ms", "runs", "GFLOP/s", "% peak", "peak MB"):
-            table.add_column(column, justify="right")
-    if has_speedup:
-        for column in ("speedup", "pred."):
-            table.add_column(column, justify="right")
     has_quality = any("quality" in r for r in records)
+    columns = [Column("model", wraps=True), Column("variant", wraps=True), Column("input")]
+    columns += [Column("runtime")] if several_runtimes else []
+    columns += [Column("params", right=True), Column("nonzero", right=True, drop=4),
+                Column("GMACs", right=True), Column("GMACs eff", right=True, drop=5)]
+    if has_latency:
+        columns += [Column("median ms", right=True), Column("IQR ms", right=True, drop=1),
+                    Column("95% CI ms", right=True, drop=13), Column("runs", right=True, drop=7),
+                    Column("GFLOP/s", right=True, drop=2), Column("% peak", right=True, drop=6),
+                    Column("peak MB", right=True, drop=3)]
+    if has_speedup:
+        columns += [Column("speedup", right=True), Column("pred.", right=True, drop=8)]
     if has_quality:
         task = next(r["quality"] for r in records if "quality" in r)
-        for column in (f"{task['task']} {task['metric']}", "output CKA"):
-            table.add_column(column, justify="right")
+        columns += [Column(f"{task['task']} {task['metric']}", right=True),
+                    Column("output CKA", right=True, drop=10)]
     if has_audit:
-        for column in ("fvcore Δ", "thop Δ"):
-            table.add_column(column, justify="right")
+        columns += [Column("fvcore Δ", right=True, drop=11), Column("thop Δ", right=True, drop=12)]
+    rows = []
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
-        runtime = [runtime_name(r)] if len(runtimes) > 1 else []
-        row = [r["model"], variant_label(r), input_label(r), *runtime, f"{r['params']:,}", nonzero,
+        runtime = [runtime_name(r)] if several_runtimes else []
+        variant = variant_label(r).replace(",", ", ")  # wraps between steps, not inside one
+        row = [r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
             lat = r.get("latency_ms")
@@ -63,7 +68,8 @@ def records_table(records: list[dict]) -> Table:
                 ci = (f"{lat['ci95_low']:.2f}–{lat['ci95_high']:.2f}"
                       if lat["ci95_low"] is not None else "n/a")
                 memory = r.get("memory")
-                row += [f"{lat['median']:.2f}", f"{lat['iqr']:.2f}", ci, str(lat["runs"]),
+                median = f"{lat['median']:.2f}" + ("" if lat.get("converged", True) else UNCONVERGED)
+                row += [median, f"{lat['iqr']:.2f}", ci, str(lat["runs"]),
                         f"{r['achieved_flops_per_s'] / 1e9:.1f}", f"{r['fraction_of_peak']:.0%}",
                         f"{memory['peak_bytes'] / 2**20:.0f}" if memory else ""]
             else:
@@ -77,8 +83,8 @@ def records_table(records: list[dict]) -> Table:
         if has_audit:
             audit = r.get("audit", {})
             row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    return columns, rows
 
 
 def _audit_cell(entry: dict | None) -> str:
@@ -89,16 +95,20 @@ def _audit_cell(entry: dict | None) -> str:
     return f"{entry['relative_difference']:+.2%}"
 
 
-def render(records: list[dict], fmt: str) -> str:
-    """The records as text in ``fmt`` (table, json or csv)."""
+def render(records: list[dict], fmt: str, width: int | None = None) -> str:
+    """The records as text in ``fmt`` (table, json or csv); a table ``width`` characters wide (default: the
+    terminal's, :func:`~compbench.cli.tables.output_width`)."""
     if fmt == "json":
         return json.dumps(records, indent=2)
     if fmt == "csv":
         return records_to_frame(records).to_csv(index=False)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=200, force_terminal=False, color_system=None)
-    console.print(records_table(records))
+    out = console(buffer, output_width() if width is None else width)
+    print_table(out, "compbench measurements", *records_columns(records))
+    if any(not (r.get("latency_ms") or {}).get("converged", True) for r in records):
+        out.print(Text(f"{UNCONVERGED} the timing did not reach its target interval before its budget ran out (the "
+                       "warnings below): compare such medians with care, or give more --budget or --max-runs"))
     for r in records:
         for warning in r.get("warnings", []):
-            console.print(f"warning: {r['model']} {input_label(r)}: {warning}")
+            out.print(Text(f"warning: {r['model']} {variant_label(r)} {input_label(r)}: {warning}"))
     return buffer.getvalue()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from compbench.cli.measure import add_measurement_arguments, measurement_options, options_by_name
 from compbench.cli.output import progress_bar
+from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.compression.spec import parse_spec
 from compbench.outputs import check_output_folder
 from compbench.pipeline_study import MAX_OPERATORS, run_pipeline_study
@@ -36,13 +36,18 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--report", metavar="DIR", help="also write the report of --out (with the study) into DIR")
 
 
-def _terminal_table(title: str, table) -> Table:
-    rendered = Table(title=title, title_justify="left")
-    for column in table.columns:
-        rendered.add_column(str(column), justify="left" if column in ("pipeline", "operators") else "right")
-    for row in table.itertuples(index=False):
-        rendered.add_row(*map(str, row))
-    return rendered
+TEXT_COLUMNS = ("pipeline", "operators", "reason")
+# on a narrow terminal, columns whose names contain these are left out first, in this order
+LEFT_OUT_FIRST = ("min–max", "est.", "meas.", "params / dense", "GMACs", "orders run", "refused")
+
+
+def _columns(frame) -> list[Column]:
+    def drop(position: int, name: str) -> int:
+        rank = next((rank for rank, part in enumerate(LEFT_OUT_FIRST, start=1) if part in name), 0)
+        return rank and rank * 100 + position
+
+    return [Column(str(name), right=name not in TEXT_COLUMNS, wraps=name in TEXT_COLUMNS, drop=drop(position, name))
+            for position, name in enumerate(frame.columns)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar() as update:
         records = run_pipeline_study(args.model, args.task, operators, args.subsets, options, update)
     append_records(args.out, records)
-    console = Console(file=sys.stdout, width=200, force_terminal=False, color_system=None)
+    out = console(sys.stdout, output_width())
     for tables in study_tables(records):
-        console.print(tables.title)
+        out.print(Text(tables.title))
         for title, table in display_tables(tables):
-            console.print(_terminal_table(title, table))
-        console.print(summary_line(tables))
+            print_table(out, title, _columns(table), table.itertuples(index=False))
+        out.print(Text(summary_line(tables)))
     if args.report:
         for path in write_report([args.out], args.report):
             print(path)

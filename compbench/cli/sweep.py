@@ -7,9 +7,10 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.text import Text
 
 from compbench.cache import cache_dir
+from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.outputs import check_output_file
 from compbench.sweep.execute import JobOutcome, finetune_key
 from compbench.sweep.plan import PlannedJob
@@ -86,27 +87,23 @@ def _print_plan(report: SweepReport, options: SweepOptions) -> None:
     rows = [(str(index), f"{planned.job.key}  {planned.job.label()}", planned.state,
              "yes" if planned.will_run else "no", _duration(planned.estimate_s))
             for index, planned in enumerate(report.planned, start=1)]
-    console = Console(file=sys.stdout, width=160)
+    out = console(sys.stdout, output_width())
     if len(rows) > TABLE_ROWS:
         lines = [title, "#  job  state  runs  estimate"] + ["  ".join(row) for row in rows]
-        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+        out.print(Text("\n".join(lines)), soft_wrap=True)
     else:
-        table = Table(title=title, title_justify="left")
-        for column in ("#", "job", "state", "runs", "estimate"):
-            table.add_column(column, justify="right" if column in ("#", "estimate") else "left")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        print_table(out, title, [Column("#", right=True), Column("job", wraps=True), Column("state"),
+                                 Column("runs", drop=1), Column("estimate", right=True)], rows)
     to_run = report.to_run
     states = {state: sum(p.state == state for p in report.planned) for state in ("done", "failed", "pending")}
-    console.print(f"{len(report.planned)} jobs: {states['done']} done, {states['failed']} failed, "
+    out.print(f"{len(report.planned)} jobs: {states['done']} done, {states['failed']} failed, "
                   f"{states['pending']} pending; {len(to_run)} would run, about "
                   f"{_duration(sum(p.estimate_s for p in to_run))} ({report.executor} executor).")
     finetuned = {finetune_key(p.job.model.describe()): p.job.model for p in to_run if p.job.model.finetune}
     for key, entry in finetuned.items():
         path = cache_dir(options.cache_dir) / "finetune" / key
         state = f"cached in {path}" if path.is_dir() else f"not cached: runs first ({path}), not in the estimate"
-        console.print(f"fine-tune {entry.model} on {entry.finetune}: {state}")
+        out.print(Text(f"fine-tune {entry.model} on {entry.finetune}: {state}"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -118,6 +118,23 @@ def test_a_configuration_measured_in_several_runs_is_one_row_its_latest(tmp_path
     assert "| measurements |" in text
 
 
+def test_a_file_given_twice_or_a_record_appended_twice_is_counted_once_with_a_warning(tmp_path, capsys):
+    results, twice = tmp_path / "r.jsonl", tmp_path / "twice.jsonl"
+    append_records(results, landscape_records())
+    append_records(twice, landscape_records() + landscape_records()[2:4])  # two lines appended again
+    assert main(["report", str(results), "--out", str(tmp_path / "once"), "--format", "csv", "md"]) == 0
+    assert capsys.readouterr().err == ""
+    for name, given, again in (("same-file", [results, results], 7), ("appended", [twice], 2)):
+        assert main(["report", *map(str, given), "--out", str(tmp_path / name), "--format", "csv", "md"]) == 0
+        err = capsys.readouterr().err
+        assert err == (f"compbench: warning: {again} records were read again (the same run, job and configuration: "
+                       "a file given twice, or a line appended twice) and counted once\n")
+        assert (tmp_path / name / "landscape.csv").read_text() == (tmp_path / "once" / "landscape.csv").read_text()
+        assert f"7 records ({again} read again counted once) from" in (tmp_path / name / "landscape.md").read_text()
+    landscape = load_landscape([results, results])
+    assert (landscape.read, landscape.repeated, len(landscape.records)) == (7, 7, 7)
+
+
 def record_values(record):
     """The objectives, read from the record; latency relative to the dense model of the same run."""
     relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -93,6 +94,11 @@ def _audit_cell(entry: dict | None) -> str:
     if "error" in entry:
         return "failed"
     return f"{entry['relative_difference']:+.2%}"
+
+
+def warn(message: str) -> None:
+    """A warning for the user, on stderr: ``compbench: warning: ...``."""
+    print(f"compbench: warning: {message}", file=sys.stderr)
 
 
 def render(records: list[dict], fmt: str, width: int | None = None) -> str:

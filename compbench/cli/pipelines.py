@@ -8,7 +8,7 @@ import sys
 from rich.text import Text
 
 from compbench.cli.measure import add_measurement_arguments, measurement_options, options_by_name
-from compbench.cli.output import progress_bar
+from compbench.cli.output import progress_bar, warn
 from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.compression.spec import parse_spec
 from compbench.outputs import check_output_folder
@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
             print_table(out, title, _columns(table), table.itertuples(index=False))
         out.print(Text(summary_line(tables)))
     if args.report:
-        for path in write_report([args.out], args.report):
+        for path in write_report([args.out], args.report, warn=warn):
             print(path)
     return 0

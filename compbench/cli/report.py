@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from compbench.cli.output import warn
 from compbench.outputs import check_output_folder
 from compbench.report.write import FORMATS, write_report
 
@@ -22,6 +23,6 @@ def add_parser(commands, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "the report", empty=False)
-    for path in write_report(args.results, args.out, args.format):
+    for path in write_report(args.results, args.out, args.format, warn):
         print(path)
     return 0

@@ -52,13 +52,23 @@ class Landscape:
     From :func:`load_landscape`, ``records`` holds the latest record of each configuration and every record of
     a pipeline study (a record another of its configuration has superseded is dropped as the files are read,
     so memory follows the configurations, not the records); ``read`` counts every record read, and
-    ``measurements`` how many measured each configuration."""
+    ``measurements`` how many measured each configuration. A record read again (the same run, job and
+    configuration: a file given twice, or a line appended twice) is counted once; ``repeated`` says how many
+    were left out so."""
 
     records: list[dict]
     failures: list[dict] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     read: int = 0
     measurements: dict[tuple, int] = field(default_factory=dict)
+    repeated: int = 0
+
+    def repeated_warning(self) -> str | None:
+        """What to tell the user about the records read again, if any."""
+        if not self.repeated:
+            return None
+        return (f"{self.repeated} record{'s were' if self.repeated > 1 else ' was'} read again (the same run, job "
+                f"and configuration: a file given twice, or a line appended twice) and counted once")
 
 
 # every run's raw timings: the largest part of a timed record (2 of its 6 KB), read by no table or chart
@@ -73,11 +83,17 @@ def load_landscape(paths: Iterable[str | Path]) -> Landscape:
     kept: list[dict] = []
     latest: dict[tuple, int] = {}  # configuration -> where its latest record is in ``kept``
     done: set = set()
+    seen: set[tuple] = set()  # (run, job, configuration) of every record read
+    failed: set[str] = set()
     for path in paths:
         for record in iter_records(path, without=RAW_SAMPLES):
+            key = configuration_of(_row(record))
+            if (record["run_id"], record.get("job"), key) in seen:
+                landscape.repeated += 1
+                continue
+            seen.add((record["run_id"], record.get("job"), key))
             landscape.read += 1
             done.add(record.get("job"))
-            key = configuration_of(_row(record))
             landscape.measurements[key] = landscape.measurements.get(key, 0) + 1
             previous = latest.get(key)
             newer = previous is None or record["timestamp"] >= kept[previous]["timestamp"]
@@ -87,7 +103,10 @@ def load_landscape(paths: Iterable[str | Path]) -> Landscape:
                 if newer:
                     latest[key] = len(kept)
                 kept.append(record)
-        landscape.failures += read_failures(path)
+        for failure in read_failures(path):
+            if json.dumps(failure, sort_keys=True) not in failed:  # a file given twice
+                failed.add(json.dumps(failure, sort_keys=True))
+                landscape.failures.append(failure)
         landscape.sources.append(str(path))
     landscape.records = kept
     if not landscape.records:

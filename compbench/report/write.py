@@ -13,7 +13,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,11 +86,12 @@ def study_chart_name(tables: StudyTables) -> str:
 def records_phrase(landscape: Landscape, frame: pd.DataFrame) -> str:
     """``24 records``, or where configurations were measured more than once, how many rows they make."""
     records = landscape.read or len(landscape.records)
+    again = f"; {landscape.repeated} read again counted once" if landscape.repeated else ""
     if records == len(frame):
-        return f"{records} records"
+        return f"{records} records{f' ({again[2:]})' if again else ''}"
     repeated = int((frame["measurements"] > 1).sum())
     return (f"{records} records of {len(frame)} configurations (each shown by its latest measurement; "
-            f"{repeated} {'was' if repeated == 1 else 'were'} measured more than once)")
+            f"{repeated} {'was' if repeated == 1 else 'were'} measured more than once{again})")
 
 
 def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str],
@@ -185,8 +186,10 @@ def csv_report(frame: pd.DataFrame) -> str:
     return flat.to_csv(index=False)
 
 
-def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Write the landscape of ``paths`` (results files) into ``out_dir``; return the files written."""
+def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iterable[str] = FORMATS,
+                 warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Write the landscape of ``paths`` (results files) into ``out_dir``; return the files written. ``warn``
+    hears what the user should know about the input (records read again)."""
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -195,6 +198,8 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iter
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInputError(f"--out {out_dir} is a file; give a folder")
     landscape = load_landscape(paths)
+    if warn is not None and landscape.repeated_warning():
+        warn(landscape.repeated_warning())
     frame = landscape_frame(landscape)
     files: dict[str, bytes] = {}
     svgs = {}

@@ -6,6 +6,7 @@ import pytest
 
 from compbench.cli.main import build_parser, main
 from compbench.cli.measure import options_from_args
+from compbench.errors import CompbenchError
 from compbench.store import read_records
 
 
@@ -71,6 +72,14 @@ def test_out_appends_and_refuses_a_corrupt_file_before_measuring(capsys, tmp_pat
     (["measure", "--model", "hubret-base"], "Did you mean: hubert-base"),
     (["measure", "--model", "bert-base", "--tokens", "9999", "--no-latency"], "from 1 to 512"),
     (["measure", "--model", "distilhubert", "--budget", "0"], "--budget must be > 0"),
+    (["measure", "--model", "minilm-l6", "--seconds", "1"],
+     "--seconds sets the input sizes of speech models, and no model of this run is one (minilm-l6: text): give "
+     "--tokens"),
+    (["measure", "--model", "minilm-l6", "--model", "minilm-l6"], "--model minilm-l6 is given twice: give each once"),
+    (["measure", "--model", "minilm-l6", "--tokens", "8", "16", "8"], "--tokens 8 is given twice"),
+    (["measure", "--model", "minilm-l6", "--runtime", "eager", "--runtime", "eager"], "--runtime eager is given twice"),
+    (["measure", "--model", "minilm-l6", "--compress", "layer_drop=0.5,bf16", "--compress", "layer_drop=0.5,bf16"],
+     "--compress layer_drop=0.5,bf16 is given twice (with the same options): give each pipeline once"),
     (["measure", "--model", "distilhubert", "--rel-ci", "2"], "--rel-ci"),
     (["measure", "--model", "distilhubert", "--max-runs", "2"], "--max-runs must be >= 6"),
 ])
@@ -83,8 +92,34 @@ def test_errors_are_one_clear_line(capsys, argv, message):
 def test_no_arguments_means_the_embedded_default():
     options = options_from_args(build_parser().parse_args(["measure"]))
     assert list(options.models) == ["hubert-base", "bert-base"]
-    assert list(options.seconds) == [10.0] and list(options.tokens) == [128]
+    assert options.seconds is options.tokens is None  # not given: each model's default ...
+    assert list(options.sizes("speech")) == [10.0] and list(options.sizes("text")) == [128]  # ... 10 s, 128 tokens
     assert options.device == "cpu" and options.latency and options.weights is None
+
+
+def test_a_size_flag_that_only_some_models_use_warns_on_the_records_of_the_others(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--model", "distilhubert", "--seconds", "1",
+                           "--no-latency", "--format", "json")
+    text, speech = json.loads(out)
+    assert code == 0 and (text["input"]["tokens"], speech["input"]["seconds"]) == (128, 1.0)
+    assert text["warnings"] == ["--seconds sets speech models' sizes, not this text model's: measured at the "
+                                "default --tokens 128"] and speech["warnings"] == []
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--model", "distilhubert", "--seconds", "1",
+                           "--tokens", "8", "--no-latency", "--format", "json")
+    assert [record["warnings"] for record in json.loads(out)] == [[], []]  # each model has its own sizes
+
+
+def test_the_python_api_takes_what_the_command_line_takes(capsys):
+    from compbench.measure import MeasureOptions, measure
+
+    records = measure(MeasureOptions(models="minilm-l6", compress=["head_pruning=0.5,low_rank=0.3"], tokens=8,
+                                     latency=False, memory=False))
+    code, out, _ = run_cli(capsys, "measure", "--model", "minilm-l6", "--compress", "head_pruning=0.5,low_rank=0.3",
+                           "--tokens", "8", "--no-latency", "--no-memory", "--format", "json")
+    assert [(r["model"], r["compression"], r["input"], r["params"], r["macs"]) for r in records] == [
+        (r["model"], r["compression"], r["input"], r["params"], r["macs"]) for r in json.loads(out)]
+    with pytest.raises(CompbenchError, match="Did you mean: head_pruning"):
+        MeasureOptions(models="minilm-l6", compress="head_prunin=0.5")
 
 
 def test_ls_lists_every_preset(capsys):

@@ -88,8 +88,8 @@ def measurement_options(args: argparse.Namespace) -> MeasureOptions:
         raise InvalidInputError(f"--task-limit must be >= 1, got {args.task_limit}")
     return MeasureOptions(
         weights=args.weights,
-        seconds=args.seconds or DEFAULT_SECONDS,
-        tokens=args.tokens or DEFAULT_TOKENS,
+        seconds=args.seconds,  # None where not given: the defaults, for the models of that modality
+        tokens=args.tokens,
         batch=args.batch,
         device=args.device,
         threads=args.threads,

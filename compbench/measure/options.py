@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from compbench.compression.pipeline import Step
+from compbench.compression.spec import parse_spec
 from compbench.models import LoadedModel
 from compbench.timing.wallclock import TimingPolicy
 
@@ -27,8 +28,8 @@ class MeasureOptions:
     models: Sequence[str] = DEFAULT_MODELS
     compress: Sequence[Sequence[Step]] = ()  # pipelines; the dense model is always measured too
     weights: str | None = None  # None: random for presets, pretrained for checkpoints
-    seconds: Sequence[float] = DEFAULT_SECONDS  # input sizes for speech models
-    tokens: Sequence[int] = DEFAULT_TOKENS  # input sizes for text models
+    seconds: Sequence[float] | None = None  # input sizes for speech models; None: DEFAULT_SECONDS
+    tokens: Sequence[int] | None = None  # input sizes for text models; None: DEFAULT_TOKENS
     batch: int = 1
     device: str = "cpu"
     threads: int | None = None  # None: OMP_NUM_THREADS where set, else every core this process may use
@@ -45,3 +46,24 @@ class MeasureOptions:
     per_example: bool = False  # also measure every model example by example on the task's evaluation split
     runtimes: Sequence[str] = ("eager",)  # each sized model is timed under each (compbench.runtimes), interleaved
     seed: int = 0
+
+    def __post_init__(self):
+        """What the command line takes, taken here too: one name for ``models`` (or ``runtimes``), a spec string
+        (``"head_pruning=0.5,low_rank=0.3"``, or a pipeline file) for a pipeline of ``compress``, one number for
+        ``seconds`` or ``tokens``."""
+        if isinstance(self.models, str):
+            self.models = (self.models,)
+        if isinstance(self.runtimes, str):
+            self.runtimes = (self.runtimes,)
+        if isinstance(self.compress, str):
+            self.compress = (self.compress,)
+        self.compress = [parse_spec(steps) if isinstance(steps, str) else steps for steps in self.compress]
+        for name in ("seconds", "tokens"):
+            if isinstance(getattr(self, name), int | float):
+                setattr(self, name, (getattr(self, name),))
+
+    def sizes(self, modality: str) -> Sequence[float]:
+        """The input sizes asked for ``modality`` (speech: seconds, text: tokens), the defaults where none were."""
+        if modality == "speech":
+            return DEFAULT_SECONDS if self.seconds is None else self.seconds
+        return DEFAULT_TOKENS if self.tokens is None else self.tokens

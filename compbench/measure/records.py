@@ -61,7 +61,7 @@ def base_record(loaded: LoadedModel, adapter: ModelAdapter, params: ParamCount, 
         "macs_effective": macs.effective,
         "macs_by_component": macs.by_component,
         "macs_effective_by_component": macs.effective_by_component,
-        "warnings": [],
+        "warnings": list(run.notes.get(loaded.name, [])),
         "environment": run.environment,
     }
 

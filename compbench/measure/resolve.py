@@ -3,17 +3,20 @@ task) before any model loads, so bad input fails fast; and, per model once loade
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from compbench.architectures.families import InputSpec
 from compbench.compression.pipeline import check_device, check_runtimes_served, check_task_given
+from compbench.compression.spec import spec_label
 from compbench.environment import environment
-from compbench.errors import InvalidInputError
+from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure.options import MeasureOptions, ProgressCallback
 from compbench.models import LoadedModel
+from compbench.models.loading import model_modality
 from compbench.runtimes import RUNTIMES
 from compbench.tasks import Task, find_task, resolve_data_root
 from compbench.timing.device import default_threads, resolve_device
@@ -31,17 +34,19 @@ class Run:
     task: Task | None
     run_id: str  # shared by every record of the run
     environment: dict
+    notes: dict[str, list[str]] = field(default_factory=dict)  # model -> warnings its records carry
 
     @property
     def models(self) -> list[str]:
-        """The models asked for, in order, once each."""
-        return list(dict.fromkeys(self.options.models))
+        """The models asked for, in order (each once: :func:`resolve` refuses a repeat)."""
+        return list(self.options.models)
 
 
 def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     """Check ``options`` and settle the run; raises before any model loads."""
     if not options.models:
         raise InvalidInputError("give at least one --model")
+    check_no_repeats(options)
     if options.batch < 1:
         raise InvalidInputError(f"--batch must be >= 1, got {options.batch}")
     device = resolve_device(options.device)
@@ -57,7 +62,63 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
         raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
-    return Run(options, progress, device, threads, runtimes, task, run_id, env)
+    return Run(options, progress, device, threads, runtimes, task, run_id, env, unused_sizes(options))
+
+
+REPEATABLE = {"--model": "models", "--seconds": "seconds", "--tokens": "tokens", "--runtime": "runtimes"}
+
+
+def check_no_repeats(options: MeasureOptions) -> None:
+    """Each model, size, runtime and pipeline once: the same one twice would be measured twice (as a sweep
+    file refuses a repeat, so does measure)."""
+    for flag, name in REPEATABLE.items():
+        values = list(getattr(options, name) or ())
+        repeated = next((value for value in values if values.count(value) > 1), None)
+        if repeated is not None:
+            shown = f"{repeated:g}" if isinstance(repeated, int | float) else repeated
+            raise InvalidInputError(f"{flag} {shown} is given twice: give each once")
+
+    def pipeline(steps) -> tuple:
+        return tuple((step.name, step.amount, json.dumps(step.options, sort_keys=True)) for step in steps)
+
+    pipelines = [pipeline(steps) for steps in options.compress]
+    repeated = next((steps for steps, key in zip(options.compress, pipelines, strict=True)
+                     if pipelines.count(key) > 1), None)
+    if repeated is not None:
+        raise InvalidInputError(f"--compress {spec_label(list(repeated))} is given twice (with the same options): "
+                                "give each pipeline once")
+
+
+SIZE_FLAGS = {"speech": "--seconds", "text": "--tokens"}
+
+
+def unused_sizes(options: MeasureOptions) -> dict[str, list[str]]:
+    """Refuse a size flag that no model of the run uses (``--seconds`` with text models only); where some
+    models use it and the others were given no size of their own, a warning for the records of those others:
+    they are measured at the default size. Models whose modality cannot be read before loading (a hub id
+    offline) are left out of the check; loading them says why."""
+    modalities = {}
+    for name in options.models:
+        try:
+            modalities[name] = model_modality(name)
+        except CompbenchError:
+            continue
+    notes: dict[str, list[str]] = {}
+    for modality, flag in SIZE_FLAGS.items():
+        if (options.seconds if modality == "speech" else options.tokens) is None:
+            continue
+        others = [name for name, kind in modalities.items() if kind != modality]
+        other = "text" if modality == "speech" else "speech"
+        if len(others) == len(options.models):
+            raise InvalidInputError(
+                f"{flag} sets the input sizes of {modality} models, and no model of this run is one "
+                f"({', '.join(f'{name}: {modalities[name]}' for name in others)}): give {SIZE_FLAGS[other]}")
+        if (options.tokens if other == "text" else options.seconds) is None:
+            default = " ".join(f"{size:g}" for size in options.sizes(other))
+            for name in others:
+                notes.setdefault(name, []).append(f"{flag} sets {modality} models' sizes, not this {other} model's: "
+                                                  f"measured at the default {SIZE_FLAGS[other]} {default}")
+    return notes
 
 
 def check_runtimes(options: MeasureOptions) -> list[str]:
@@ -79,7 +140,7 @@ def check_runtimes(options: MeasureOptions) -> list[str]:
 def sizes_for(loaded: LoadedModel, options: MeasureOptions) -> list[InputSpec]:
     """The input sizes ``loaded`` is measured at (seconds for speech, tokens for text), each checked against it."""
     modality = loaded.adapter.modality
-    sizes = options.seconds if modality == "speech" else options.tokens
+    sizes = options.sizes(modality)
     if not sizes:
         flag = "--seconds" if modality == "speech" else "--tokens"
         raise InvalidInputError(f"{loaded.name} is a {modality} model: give at least one {flag}")

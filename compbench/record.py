@@ -97,7 +97,8 @@ class Record(TypedDict):
                                                      "MAC-predicted speedup"]]
     audit: NotRequired[Annotated[dict, "--audit: fvcore's and thop's counts beside compbench's"]]
     quality: NotRequired[Annotated[dict, "task, task_version, metric, split, value, protocol, examples; runtime "
-                                         "when not evaluated in PyTorch (ort_int8: onnxruntime)"]]
+                                         "when not evaluated in PyTorch (ort_int8: onnxruntime); split_examples, "
+                                         "the split's size, where --task-limit took fewer"]]
     runtime: NotRequired[Annotated[dict, "what ran it when timed: name, version, its settings, output_difference "
                                          "(from eager's, relative to the largest output) and tolerance; ort_int8: "
                                          "quantization, quantized_output_difference"]]

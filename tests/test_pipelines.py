@@ -116,10 +116,17 @@ def test_pipelines_cli_writes_records_and_the_report(tmp_path, fine_tuned, capsy
     out, report = tmp_path / "study.jsonl", tmp_path / "report"
     code = main(["pipelines", "--model", model_dir, "--task", task_file, "--op", "head_pruning=0.5",
                  "--op", "layer_drop=0.5", "--seconds", "0.25", "--no-latency", "--data-root", data_root,
-                 "--out", str(out), "--report", str(report)])
+                 "--task-limit", "2", "--out", str(out), "--report", str(report)])
     printed = capsys.readouterr().out
     assert code == 0 and "commutativity" in printed and "head_pruning=0.5 → layer_drop=0.5" in printed
     assert len(read_records(out)) == 5
+    quality = read_records(out)[0]["quality"]
+    assert quality["examples"][quality["split"]] == 2 < quality["split_examples"]  # the limit, and the whole split
+    seen = f"{model_dir} on tones (2 of {quality['split_examples']} {quality['split']} examples):"
+    markdown = (report / "landscape.md").read_text()
+    assert seen in printed and seen in markdown  # a figure from part of the split says so where it is shown
+    assert "latency: not measured (not timed)" in printed and "latency: not measured (not timed)" in markdown
+    assert "nan" not in printed and "nan" not in markdown.replace("finetune", "")
     study = read_records(out)[0]["pipeline_study"]["id"]
     assert (report / f"pipeline_study_{study}.png").exists()
     assert "Pipeline study" in (report / "landscape.md").read_text()

@@ -33,6 +33,7 @@ class TaskData:
     train: Examples | None
     evaluation: Examples
     tokenizer: object | None = None
+    whole_evaluation: int | None = None  # the evaluation split's size where a limit took fewer of it
 
 
 def limit_examples(examples: Examples, limit: int | None) -> Examples:
@@ -47,10 +48,12 @@ def limit_examples(examples: Examples, limit: int | None) -> Examples:
 def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: str | None,
                  limit: int | None = None) -> TaskData:
     check_task_modality(task, modality)
-    evaluation = limit_examples(load_split(task, task.evaluate_on, data_root), limit)
+    split = load_split(task, task.evaluate_on, data_root)
+    evaluation = limit_examples(split, limit)
+    whole = len(split) if len(evaluation) < len(split) else None
     if task.protocol == "finetune":
-        return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None)
-    return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation)
+        return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None, whole)
+    return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation, None, whole)
 
 
 def check_task_modality(task: Task, modality: str) -> None:
@@ -78,6 +81,8 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
     task = data.task
     result = {"task": task.name, "task_version": task.version, "metric": task.metric, "split": task.evaluate_on,
               "protocol": task.protocol, "examples": {task.evaluate_on: len(data.evaluation)}}
+    if data.whole_evaluation is not None:  # a limit (--task-limit) took part of the split
+        result["split_examples"] = data.whole_evaluation
     if task.protocol == "finetune":
         check_model_for_task(model, task)
         result["value"] = text_accuracy(model, data.tokenizer, data.evaluation)

@@ -115,6 +115,14 @@ def load_landscape(paths: Iterable[str | Path]) -> Landscape:
     return landscape
 
 
+def quality_examples(quality: dict) -> str:
+    """``40 of 300 test examples`` where a quality figure saw part of its split (--task-limit), else ``""``."""
+    whole = quality.get("split_examples")
+    if whole is None:
+        return ""
+    return f"{quality['examples'][quality['split']]} of {whole} {quality['split']} examples"
+
+
 def model_label(record: dict) -> str:
     finetune = record.get("finetune")
     if finetune:
@@ -217,6 +225,7 @@ def _row(record: dict) -> dict:
         "speedup_ci_high": _nan(speedup_ci[1]), "predicted_speedup": _nan(record.get("predicted_speedup")),
         "task": quality.get("task"), "metric": quality.get("metric"), "split": quality.get("split"),
         "quality": _nan(quality.get("value")),
+        "quality_examples": quality_examples(quality),
         "fidelity_cka": _nan(fidelity.get("output_cka", fidelity.get("last_cka"))),  # older records: last_cka
         "macs_by_component": record["macs_by_component"],
         "sweep": record.get("sweep"), "job": record.get("job"), "run_id": record["run_id"],
@@ -370,7 +379,8 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         if has_quality:
             metric = group["metric"].dropna().iloc[0]
             task = group["task"].dropna().iloc[0]
-            table[f"{task} {metric}"] = group["quality"].map(lambda v: "" if v != v else f"{v:.4f}")
+            table[f"{task} {metric}"] = [("" if v != v else f"{v:.4f}") + (f" ({n})" if n else "")
+                                         for v, n in zip(group["quality"], group["quality_examples"], strict=True)]
             table["Δ vs dense"] = group["quality_delta"].map(lambda v: "" if v != v else f"{v:+.4f}")
             table["fidelity (output CKA)"] = group["fidelity_cka"].map(lambda v: "" if v != v else f"{v:.4f}")
         if (group["measurements"] > 1).any():  # reruns of a configuration: the latest is shown

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from compbench.errors import InvalidInputError
+from compbench.report.landscape import quality_examples
 
 COSTS = ("macs", "params", "latency")
 FIGURES = ("quality",) + COSTS
@@ -133,24 +134,35 @@ def study_tables(records: list[dict]) -> list[StudyTables]:
         basis = _basis(members)
         tag, first = basis[0]["pipeline_study"], basis[0]
         pipelines = _pipeline_rows(basis)
-        title = (f"{first['model']} on {(first.get('quality') or {}).get('task', 'no task')}: "
-                 f"{' × '.join(tag['operators'])} ({tag['basis']}, study {study})")
+        seen = quality_examples(first.get("quality") or {})
+        title = (f"{first['model']} on {(first.get('quality') or {}).get('task', 'no task')}"
+                 f"{f' ({seen})' if seen else ''}: {' × '.join(tag['operators'])} ({tag['basis']}, study {study})")
         skipped = tag.get("skipped", [])
         tables.append(StudyTables(study, title, pipelines, commutativity(pipelines, tag["operators"], skipped),
                                   cumulativeness(pipelines), skipped, tag["operators"]))
     return tables
 
 
+NOT_MEASURED = {"quality": "no task", "latency": "not timed"}  # why a figure of every pipeline can be missing
+
+
 def summary_line(tables: StudyTables) -> str:
-    """The study's two claims as numbers: the largest spread over orders, the mean and largest estimate error."""
+    """The study's two claims as numbers: the largest spread over orders, the mean and largest estimate error;
+    a figure that cannot be computed says "not measured" and why, never nan."""
     parts = []
     for figure in FIGURES:
-        spread = tables.commutativity[f"{figure} spread"].max() if len(tables.commutativity) else math.nan
-        errors = tables.cumulativeness[f"{figure} error"].abs() if len(tables.cumulativeness) else pd.Series([])
-        scale = 100 if figure == "quality" else 1
-        unit = " points" if figure == "quality" else ""
-        parts.append(f"{figure}: order spread ≤ {spread * scale:.3g}{unit}, estimate error mean "
-                     f"{errors.mean() * scale:.3g}{unit} (max {errors.max() * scale:.3g})")
+        scale, unit = (100, " points") if figure == "quality" else (1, "")
+        if tables.pipelines[figure].isna().all():
+            parts.append(f"{figure}: not measured ({NOT_MEASURED.get(figure, 'no value')})")
+            continue
+        spreads = tables.commutativity[f"{figure} spread"].dropna() if len(tables.commutativity) else pd.Series([])
+        errors = (tables.cumulativeness[f"{figure} error"].abs().dropna() if len(tables.cumulativeness)
+                  else pd.Series([]))
+        spread = (f"order spread ≤ {spreads.max() * scale:.3g}{unit}" if len(spreads)
+                  else "order spread not measured (no operator set run in two orders)")
+        error = (f"estimate error mean {errors.mean() * scale:.3g}{unit} (max {errors.max() * scale:.3g})"
+                 if len(errors) else "estimate error not measured (no pipeline of two operators or more)")
+        parts.append(f"{figure}: {spread}, {error}")
     refused = f"; {len(tables.skipped)} orders refused ({tables.skipped[0]['reason']})" if tables.skipped else ""
     return "; ".join(parts) + refused
 

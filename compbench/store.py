@@ -220,6 +220,16 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
     return pd.json_normalize(records, max_level=1)
 
 
+def frame_to_csv(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV, its list and mapping cells written as JSON (``[1.02, 1.1]``, ``{"attention": 3}``), not
+    as Python would print them, so any CSV reader can parse them back."""
+    def cell(value):
+        return json.dumps(list(value) if isinstance(value, tuple) else value) if isinstance(
+            value, list | tuple | dict) else value
+
+    return frame.map(cell).to_csv(index=False)
+
+
 def load_records(path: str | Path) -> pd.DataFrame:
     """The records of a results file as a DataFrame (see :func:`records_to_frame`)."""
     return records_to_frame(read_records(path))

@@ -135,6 +135,20 @@ def test_a_file_given_twice_or_a_record_appended_twice_is_counted_once_with_a_wa
     assert (landscape.read, landscape.repeated, len(landscape.records)) == (7, 7, 7)
 
 
+def test_csv_cells_that_hold_lists_or_mappings_are_json(tmp_path):
+    import csv
+    import io
+
+    from compbench.cli.output import render
+
+    records = landscape_records()
+    rows = list(csv.DictReader(io.StringIO(render(records, "csv"))))
+    for record, row in zip(records, rows, strict=True):
+        assert (json.loads(row["compression"]) if row["compression"] else None) == record["compression"]  # dense
+        assert json.loads(row["warnings"]) == record["warnings"]
+        assert json.loads(row["latency_ms.samples"]) == record["latency_ms"]["samples"]
+
+
 def record_values(record):
     """The objectives, read from the record; latency relative to the dense model of the same run."""
     relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None

@@ -15,7 +15,7 @@ from rich.text import Text
 from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.record import input_label, runtime_name
 from compbench.report.landscape import variant_label
-from compbench.store import records_to_frame
+from compbench.store import frame_to_csv, records_to_frame
 
 FORMATS = ("table", "json", "csv")
 UNCONVERGED = "*"  # beside a median whose timing did not converge
@@ -107,7 +107,7 @@ def render(records: list[dict], fmt: str, width: int | None = None) -> str:
     if fmt == "json":
         return json.dumps(records, indent=2)
     if fmt == "csv":
-        return records_to_frame(records).to_csv(index=False)
+        return frame_to_csv(records_to_frame(records))
     buffer = io.StringIO()
     out = console(buffer, output_width() if width is None else width)
     print_table(out, "compbench measurements", *records_columns(records))

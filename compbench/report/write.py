@@ -31,6 +31,7 @@ from compbench.report.pipelines import (
     summary_line,
 )
 from compbench.report.runtimes import runtime_comparisons
+from compbench.store import frame_to_csv
 
 FORMATS = ("md", "html", "csv")
 CHART_TITLES = {
@@ -183,7 +184,7 @@ def csv_report(frame: pd.DataFrame) -> str:
     components = sorted({c for d in frame["macs_by_component"] for c in d})
     for component in components:
         flat[f"macs_{component}"] = [d.get(component, 0) for d in frame["macs_by_component"]]
-    return flat.to_csv(index=False)
+    return frame_to_csv(flat)
 
 
 def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iterable[str] = FORMATS,

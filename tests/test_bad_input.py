@@ -175,3 +175,33 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch, cap
                  "--out", str(tmp_path / "r.jsonl")]) == 141  # as a command ended by SIGPIPE
     assert capsys.readouterr().err == ""
     assert (tmp_path / "r.jsonl").read_text().count("\n") == 1  # the records were written before the output
+
+
+@pytest.mark.parametrize("weights", ["pretrained", "random"])
+def test_a_hub_id_where_the_hub_cannot_be_reached_is_one_error_at_once(weights, monkeypatch, capsys):
+    """No network and HF_HUB_OFFLINE unset, as on a user's offline machine: one connection attempt, then the
+    local cache alone (huggingface_hub retried each file five times, for a minute, printing each retry)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from compbench.models import checkpoints
+
+    attempts = []
+
+    def unreachable(address, timeout=None):
+        attempts.append((address, timeout))
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    checkpoints.hub_reachable.cache_clear()
+    try:
+        code, out, err = run_cli(capsys, "measure", "--model", "no-such-org/no-such-model", "--weights", weights,
+                                 "--no-latency")
+    finally:
+        checkpoints.hub_reachable.cache_clear()
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Retrying" not in err
+    assert err.startswith("compbench: error: no-such-org/no-such-model is a hub id, but the Hugging Face Hub cannot "
+                          "be reached from here and no-such-org/no-such-model is not in the local cache")
+    assert attempts == [(("huggingface.co", 443), checkpoints.HUB_TIMEOUT_S)]  # checked once

@@ -18,7 +18,9 @@ from compbench.report import (
     landscape_frame,
     load_landscape,
     pareto_mask,
+    plot_latency_vs_params,
     plot_quality_vs_macs,
+    plot_speedup_vs_predicted,
     write_report,
 )
 from compbench.store import append_records, record_failure
@@ -147,6 +149,30 @@ def test_csv_cells_that_hold_lists_or_mappings_are_json(tmp_path):
         assert (json.loads(row["compression"]) if row["compression"] else None) == record["compression"]  # dense
         assert json.loads(row["warnings"]) == record["warnings"]
         assert json.loads(row["latency_ms.samples"]) == record["latency_ms"]["samples"]
+
+
+def test_a_timing_that_did_not_converge_is_marked_in_the_tables_and_hollow_in_the_charts(tmp_path):
+    records = landscape_records()
+    records[3]["latency_ms"] = dict(records[3]["latency_ms"], converged=False)  # layer_drop=0.5
+    results = tmp_path / "r.jsonl"
+    append_records(results, records)
+    write_report([results], tmp_path / "report", formats=["md", "html"])
+    markdown = (tmp_path / "report" / "landscape.md").read_text()
+    marked = [line for line in markdown.splitlines() if line.startswith("|") and " *" in line]
+    assert len(marked) == 1 and "layer_drop=0.5" in marked[0]
+    assert marked[0].count(" * |") == 2  # its median and its speedup
+    assert markdown.count("* the timing did not reach its target interval") == 1
+    assert "* the timing did not reach its target interval" in (tmp_path / "report" / "landscape.html").read_text()
+    frame = landscape_frame(records)
+    for plot in (plot_speedup_vs_predicted, plot_latency_vs_params):
+        figure = plot(frame)
+        hollow = [line for axis in figure.axes for line in axis.lines
+                  if line.get_markerfacecolor() == "none" and len(line.get_xdata())]
+        assert [len(line.get_xdata()) for line in hollow] == [1]  # layer_drop's one point
+        assert "hollow: timing not converged" in figure.get_suptitle()
+    records[3]["latency_ms"]["converged"] = True
+    clean = landscape_frame(records)
+    assert "hollow" not in plot_speedup_vs_predicted(clean).get_suptitle()
 
 
 def record_values(record):

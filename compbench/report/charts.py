@@ -17,7 +17,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-from compbench.report.landscape import NOT_TIMED
+from compbench.report.landscape import NOT_TIMED, unconverged
 
 COMPONENT_ORDER = ("feature_encoder", "embeddings", "attention", "ffn", "other", "head")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
@@ -73,18 +73,28 @@ def _point_label(row) -> str:
     return "" if row.amount != row.amount else f"{row.amount:g}"
 
 
-def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None, yerr=None) -> None:
+def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None, yerr=None,
+             timed: bool = False) -> None:
+    """Each compressor's points in its style; on a ``timed`` axis, a point whose timing did not converge hollow."""
     for compressor, points in group.groupby("compressor", sort=False):
         style = styles[compressor]
         size = 14 if compressor == "dense" else 7
-        axis.errorbar(points[x], points[y], xerr=None if xerr is None else xerr(points),
-                      yerr=None if yerr is None else yerr(points), linestyle="none", markersize=size,
-                      elinewidth=0.8, capsize=2, label=compressor, **style)
+        hollow = unconverged(points) if timed else pd.Series(False, index=points.index)
+        for part, face in ((points[~hollow], {}), (points[hollow], {"markerfacecolor": "none"})):
+            if len(part):
+                axis.errorbar(part[x], part[y], xerr=None if xerr is None else xerr(part),
+                              yerr=None if yerr is None else yerr(part), linestyle="none", markersize=size,
+                              elinewidth=0.8, capsize=2, label=compressor, **style, **face)
     for row in group.itertuples():
         label = _point_label(row)
         if label:
             axis.annotate(label, (getattr(row, x), getattr(row, y)), textcoords="offset points", xytext=(4, 4),
                           fontsize=7)
+
+
+def _hollow_note(rows: pd.DataFrame) -> str:
+    """What a chart's title adds where some of its points are hollow (their timing did not converge)."""
+    return "; hollow: timing not converged" if unconverged(rows).any() else ""
 
 
 def _legend(figure: Figure, styles: dict, frame: pd.DataFrame) -> None:
@@ -150,12 +160,13 @@ def plot_speedup_vs_predicted(frame: pd.DataFrame) -> Figure:
                   group["speedup"].max()) * 1.08
         axis.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1)
         _scatter(axis, group, "predicted_speedup", "speedup", styles,
-                 yerr=_interval_error("speedup", "speedup_ci_low", "speedup_ci_high"))
+                 yerr=_interval_error("speedup", "speedup_ci_low", "speedup_ci_high"), timed=True)
         axis.set(xlim=(0, top), ylim=(0, top), xlabel="MAC-predicted speedup (dense MACs / variant MACs)",
                  ylabel="measured speedup (same run, 95% CI)")
 
     return _per_group(frame, frame["speedup"].notna(),
-                      "measured against MAC-predicted speedup (dashed: measured = predicted)",
+                      "measured against MAC-predicted speedup (dashed: measured = predicted)"
+                      + _hollow_note(frame[frame["speedup"].notna()]),
                       "no timed variants in these records", draw)
 
 
@@ -166,14 +177,16 @@ def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
     dense model's own median is given in the axis label, every measured median in the tables."""
     def draw(axis, group, styles):
         _scatter(axis, group.assign(mparams=group["params"] / 1e6), "mparams", "relative_latency", styles,
-                 yerr=_interval_error("relative_latency", "relative_latency_low", "relative_latency_high"))
+                 yerr=_interval_error("relative_latency", "relative_latency_low", "relative_latency_high"),
+                 timed=True)
         dense = group.loc[group["is_dense"], "latency_ms"]
         note = f" (dense: {dense.iloc[0]:.1f} ms)" if len(dense) else ""
         axis.set(xlabel="parameters (millions)", ylabel=f"latency / dense latency, same run{note}")
         axis.set_ylim(bottom=0)
 
     return _per_group(frame, frame["relative_latency"].notna(),
-                      "latency (relative to the dense model, same run) against parameters",
+                      "latency (relative to the dense model, same run) against parameters"
+                      + _hollow_note(frame[frame["relative_latency"].notna()]),
                       "no latency in these records (the sweep set latency: false)", draw)
 
 

@@ -353,6 +353,17 @@ def _interval(value: float, low: float, high: float, fmt: str) -> str:
     return text if math.isnan(low) else f"{text} [{format(low, fmt)}, {format(high, fmt)}]"
 
 
+UNCONVERGED = " *"  # beside a median (and its speedup) whose timing did not reach its target interval
+UNCONVERGED_NOTE = ("* the timing did not reach its target interval before its budget ran out (the record's "
+                    "warning says by how much): compare such medians and speedups with care; hollow markers in the "
+                    "charts")
+
+
+def unconverged(frame: pd.DataFrame) -> pd.Series:
+    """Rows timed without their timing converging (False, not None: a row never timed is not marked)."""
+    return frame["converged"].map(lambda value: value is False)
+
+
 def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """Per group (model, input size and, where timed, machine): a display table, dense first."""
     tables = []
@@ -366,13 +377,14 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             "GMACs": (group["macs"] / 1e9).map("{:.3f}".format),
             "GMACs effective": (group["macs_effective"] / 1e9).map("{:.3f}".format)})
         if timed:
-            table["median ms [95% CI]"] = [_interval(*v, ".2f") for v in
+            marks = [UNCONVERGED if mark else "" for mark in unconverged(group)]
+            table["median ms [95% CI]"] = [_interval(*v, ".2f") + mark for *v, mark in
                                            zip(group["latency_ms"], group["latency_ci_low"], group["latency_ci_high"],
-                                               strict=True)]
+                                               marks, strict=True)]
             table["dense ms, same run"] = group["baseline_ms"].map(lambda v: "" if v != v else f"{v:.2f}")
-            table["speedup [95% CI]"] = [_interval(*v, ".2f") for v in
+            table["speedup [95% CI]"] = [_interval(*v, ".2f") + (mark if v[0] == v[0] else "") for *v, mark in
                                          zip(group["speedup"], group["speedup_ci_low"], group["speedup_ci_high"],
-                                             strict=True)]
+                                             marks, strict=True)]
         table["MAC-predicted speedup"] = group["predicted_speedup"].map(lambda v: "" if v != v else f"{v:.2f}")
         if timed:
             table["measured / predicted"] = group["speedup_vs_predicted"].map(lambda v: "" if v != v else f"{v:.2f}")

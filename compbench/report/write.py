@@ -22,7 +22,14 @@ import pandas as pd
 from compbench import __version__
 from compbench.errors import InvalidInputError, ResultsWriteError
 from compbench.report.charts import CHARTS
-from compbench.report.landscape import Landscape, group_tables, landscape_frame, load_landscape
+from compbench.report.landscape import (
+    UNCONVERGED,
+    UNCONVERGED_NOTE,
+    Landscape,
+    group_tables,
+    landscape_frame,
+    load_landscape,
+)
 from compbench.report.pipelines import (
     StudyTables,
     display_tables,
@@ -95,6 +102,13 @@ def records_phrase(landscape: Landscape, frame: pd.DataFrame) -> str:
             f"{repeated} {'was' if repeated == 1 else 'were'} measured more than once{again})")
 
 
+def _unconverged_note(table: pd.DataFrame, template: str, escape=str) -> str:
+    """The footnote under a table where a median is marked :data:`UNCONVERGED`, else ``""``."""
+    column = table.get("median ms [95% CI]")
+    marked = column is not None and column.str.endswith(UNCONVERGED).any()
+    return template.format(escape(UNCONVERGED_NOTE)) if marked else ""
+
+
 def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str],
                     studies: Sequence[StudyTables] = ()) -> str:
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
@@ -104,7 +118,7 @@ def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[
         parts.append("Machines: " + "; ".join(machines) + ".\n")
     parts.append("\n".join(f"- {note}" for note in READING_NOTES) + "\n")
     for title, table in group_tables(frame):
-        parts.append(f"## {title}\n\n{_markdown_table(table)}\n")
+        parts.append(f"## {title}\n\n{_markdown_table(table)}\n" + _unconverged_note(table, "\n{}\n"))
     for comparison in runtime_comparisons(frame):
         parts.append(f"## Runtimes: {comparison.title}\n\n{RUNTIMES_NOTE}\n\n{comparison.summary}.\n\n"
                      f"{_markdown_table(comparison.table)}\n")
@@ -158,7 +172,8 @@ def html_report(landscape: Landscape, frame: pd.DataFrame, svgs: dict[str, str],
         body.append("<p>Machines: " + "; ".join(map(esc, machines)) + ".</p>")
     body.append("<ul class='notes'>" + "".join(f"<li>{esc(n)}</li>" for n in READING_NOTES) + "</ul>")
     for title, table in group_tables(frame):
-        body.append(f"<h2>{esc(title)}</h2>{_html_table(table, pareto=True)}")
+        body.append(f"<h2>{esc(title)}</h2>{_html_table(table, pareto=True)}"
+                    + _unconverged_note(table, "<p class='note'>{}</p>", esc))
     for comparison in runtime_comparisons(frame):
         body.append(f"<h2>Runtimes: {esc(comparison.title)}</h2><p>{esc(RUNTIMES_NOTE)}</p>"
                     f"<p>{esc(comparison.summary)}.</p>{_html_table(comparison.table)}")

@@ -115,3 +115,24 @@ def test_variants_are_measured_beside_the_dense_model():
                                                                variant["latency_ms"]["samples"]))
         assert variant["baseline_latency_ms"] == {k: dense["latency_ms"][k]
                                                   for k in ("median", "ci95_low", "ci95_high", "runs", "samples")}
+
+
+def test_a_gemm_rate_that_collapses_during_the_timing_is_a_warning_that_suggests_fewer_threads(monkeypatch):
+    from compbench.timing.peak import GemmPeak
+
+    def peak(gflops, threads=2):
+        return GemmPeak(gflops * 1e9, 1024, "float32", threads)
+
+    assert latency_stage.gemm_rate_warning(peak(100), peak(60)) is None  # within a half: machine noise
+    assert latency_stage.gemm_rate_warning(peak(100), peak(1)) == (
+        "this machine's fp32 GEMM rate was 100.0 GFLOP/s before the timing and 1.0 after, with 2 threads: other "
+        "processes were using the cores, and the latencies are not those of an idle machine. Rerun when the "
+        "machine is idle; or time with fewer threads (--threads 1)")
+    assert latency_stage.gemm_rate_warning(peak(2, 1), peak(100, 1)).endswith("Rerun when the machine is idle")
+    rates = iter([100.0, 1.0])  # before the timing, after it
+    monkeypatch.setattr(latency_stage, "measure_gemm_peak", lambda device, threads=None: peak(next(rates), threads))
+    records = measure(MeasureOptions(models=["minilm-l6"], tokens=[8], threads=1, memory=False,
+                                     compress=["layer_drop=0.5"], timing=TimingPolicy(budget_s=0.2, max_runs=6)))
+    for record in records:
+        assert any(w.startswith("this machine's fp32 GEMM rate was 100.0 GFLOP/s") for w in record["warnings"])
+        assert record["gemm_peak"]["flops_per_s"] == 100e9  # the best of before and after

@@ -16,7 +16,7 @@ from compbench.runtimes import RUNTIMES, check_outputs
 from compbench.runtimes.base import DEFAULT_TOLERANCE, QUANTIZED_TOLERANCE, eager_output, output_difference
 from compbench.timing.allocator import steady_allocator
 from compbench.timing.memory import measure_peak_memory
-from compbench.timing.peak import measure_gemm_peak
+from compbench.timing.peak import GemmPeak, measure_gemm_peak
 from compbench.timing.wallclock import TimingTarget, time_interleaved
 
 
@@ -60,13 +60,34 @@ def time_jobs(jobs: list[Job], run: Run) -> None:
         progress(f"timing {dense.loaded.name} example by example", 0.9)
         time_examples(group, device, options.timing.budget_s)
     progress("measuring fp32 GEMM peak again", 0.99)
-    peak = max(peak, measure_gemm_peak(device, threads=torch.get_num_threads()),
-               key=lambda p: p.flops_per_s)  # the best of before and after: drift cannot lower it
+    after = measure_gemm_peak(device, threads=torch.get_num_threads())
+    collapsed = gemm_rate_warning(peak, after)
+    peak = max(peak, after, key=lambda p: p.flops_per_s)  # the best of before and after: drift cannot lower it
     for i, job in enumerate(sized):  # dense jobs come before their variants
         add_latency(job, stats[str(i)], peak, options.timing, interleaved_with=len(sized))
+        if collapsed:
+            job.record["warnings"].append(collapsed)
     for job in jobs:
         if job.examples is not None:
             add_example_peak(job, peak)
+
+
+RATE_DROP = 0.5  # the GEMM rate after timing below this fraction of the rate before (or the reverse) is a warning
+
+
+def gemm_rate_warning(before: GemmPeak, after: GemmPeak) -> str | None:
+    """A warning where this machine's fp32 GEMM rate moved by half or more between the start and the end of the
+    timing: other processes took the cores (with a thread per core, waiting threads make it collapse), so the
+    latencies between were measured on a different machine than the one the peak describes."""
+    low, high = sorted((before.flops_per_s, after.flops_per_s))
+    if low >= RATE_DROP * high:
+        return None
+    threads = after.threads or torch.get_num_threads()
+    fewer = f"; or time with fewer threads (--threads {max(1, threads // 2)})" if threads > 1 else ""
+    return (f"this machine's fp32 GEMM rate was {before.flops_per_s / 1e9:.1f} GFLOP/s before the timing and "
+            f"{after.flops_per_s / 1e9:.1f} after, with {threads} thread{'s' if threads > 1 else ''}: other "
+            f"processes were using the cores, and the latencies are not those of an idle machine. Rerun when "
+            f"the machine is idle{fewer}")
 
 
 def tolerance_for(model: nn.Module) -> float:

@@ -175,6 +175,33 @@ def test_a_timing_that_did_not_converge_is_marked_in_the_tables_and_hollow_in_th
     assert "hollow" not in plot_speedup_vs_predicted(clean).get_suptitle()
 
 
+def test_no_point_label_is_drawn_over_another_label_or_a_point_on_a_crowded_chart():
+    """Twelve variants of one compressor whose points nearly coincide, and a dense one beside them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Annotation
+
+    records = [variant(None, None, 1000, 100, quality=0.80, median=10.0)] + [
+        variant("head_pruning", round(0.05 * i, 2), 700 + i, 90, quality=0.78 + 0.001 * i, median=7.0 + 0.01 * i,
+                speedup=10 / (7.0 + 0.01 * i), predicted_speedup=1000 / (700 + i)) for i in range(1, 13)]
+    frame = landscape_frame(records)
+    for plot, with_dense in ((plot_quality_vs_macs, True), (plot_speedup_vs_predicted, False),
+                             (plot_latency_vs_params, True)):
+        figure = plot(frame)
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+        [axis] = [axis for axis in figure.axes if axis.get_visible()]
+        labels = [text for text in axis.texts if isinstance(text, Annotation)]
+        expected = ["dense"] * with_dense + [f"{round(0.05 * i, 2):g}" for i in range(1, 13)]
+        assert sorted(label.get_text() for label in labels) == sorted(expected)
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        assert not [(a.get_text(), b.get_text()) for i, (a, box) in enumerate(zip(labels, boxes, strict=True))
+                    for b, other in zip(labels[i + 1:], boxes[i + 1:], strict=True) if box.overlaps(other)]
+        points = [(line, xy) for line in axis.lines if line.get_marker() not in (None, "None", "", " ")
+                  for xy in line.get_transform().transform(line.get_xydata())]
+        assert not [label.get_text() for label, box in zip(labels, boxes, strict=True)
+                    for line, (x, y) in points if box.contains(x, y)]  # no marker's centre under a label
+
+
 def record_values(record):
     """The objectives, read from the record; latency relative to the dense model of the same run."""
     relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None

@@ -85,11 +85,60 @@ def _scatter(axis, group: pd.DataFrame, x: str, y: str, styles: dict, xerr=None,
                 axis.errorbar(part[x], part[y], xerr=None if xerr is None else xerr(part),
                               yerr=None if yerr is None else yerr(part), linestyle="none", markersize=size,
                               elinewidth=0.8, capsize=2, label=compressor, **style, **face)
-    for row in group.itertuples():
-        label = _point_label(row)
-        if label:
-            axis.annotate(label, (getattr(row, x), getattr(row, y)), textcoords="offset points", xytext=(4, 4),
-                          fontsize=7)
+    return [(getattr(row, x), getattr(row, y), _point_label(row)) for row in group.itertuples() if _point_label(row)]
+
+
+# where a point's label may go, in points from the point, nearest first: beside it, then further out
+LABEL_OFFSETS = tuple((dx * r, dy * r) for r in (5, 11, 18, 27, 38)
+                      for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0)))
+LABEL_SIZE = 7
+
+
+def _marker_boxes(axis, renderer) -> list:
+    """The display box of every marker drawn on ``axis`` (points, not lines)."""
+    from matplotlib.transforms import Bbox
+
+    boxes = []
+    for line in axis.lines:
+        if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
+            continue
+        radius = line.get_markersize() * axis.figure.dpi / 72 / 2
+        for px, py in line.get_transform().transform(line.get_xydata()):
+            if math.isfinite(px) and math.isfinite(py):
+                boxes.append(Bbox.from_extents(px - radius, py - radius, px + radius, py + radius))
+    return boxes
+
+
+def _place_labels(figure: Figure, labels: dict) -> None:
+    """Label every point (``labels``: axis -> [(x, y, text)]) where its text overlaps no other label and no
+    marker, at the nearest free place of :data:`LABEL_OFFSETS` (the least crowded one where none is free)."""
+    if not any(labels.values()):
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw_without_rendering()  # the layout settles each panel's place and limits first
+    for axis, items in labels.items():
+        taken, inside = _marker_boxes(axis, renderer), axis.get_window_extent(renderer)
+        for x, y, text in items:
+            best = None
+            for dx, dy in LABEL_OFFSETS:
+                label = axis.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=LABEL_SIZE,
+                                      ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                                      va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+                label.set_in_layout(False)
+                box = label.get_window_extent(renderer)
+                clashes = sum(box.overlaps(other) for other in taken) + (not inside.contains(box.x0, box.y0)) + (
+                    not inside.contains(box.x1, box.y1))
+                if best is None or clashes < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (clashes, label, box)
+                else:
+                    label.remove()
+                if clashes == 0:
+                    break
+            taken.append(best[2])
 
 
 def _hollow_note(rows: pd.DataFrame) -> str:
@@ -122,20 +171,23 @@ def _interval_error(value: str, low: str, high: str):
 
 
 def _per_group(frame: pd.DataFrame, rows: pd.Series, title: str, missing: str, draw) -> Figure:
-    """One panel per group that has ``rows``; ``draw(axis, group_rows, styles)`` fills a panel."""
+    """One panel per group that has ``rows``; ``draw(axis, group_rows, styles)`` fills a panel and returns the
+    labels of its points, placed once every panel is drawn."""
     shown = frame[rows]
     groups = list(dict.fromkeys(shown["group"]))
     if not groups:
         return _empty(title, missing)
     styles = compressor_styles(frame)
     figure, axes = _panels(groups)
+    labels = {}
     for axis, name in zip(axes, groups, strict=True):
         rows = shown[shown["group"] == name]
-        draw(axis, rows, styles)
+        labels[axis] = draw(axis, rows, styles) or []
         _panel_title(axis, rows)
         axis.grid(alpha=0.3)
     figure.suptitle(title)
     _legend(figure, styles, shown)
+    _place_labels(figure, labels)
     return figure
 
 
@@ -145,9 +197,10 @@ def plot_quality_vs_macs(frame: pd.DataFrame) -> Figure:
         group = group.assign(gmacs=group["macs"] / 1e9)
         front = group[group["pareto_quality_macs"].fillna(False).astype(bool)].sort_values("gmacs")
         axis.step(front["gmacs"], front["quality"], where="post", color="0.55", linewidth=1.2, zorder=0)
-        _scatter(axis, group, "gmacs", "quality", styles)
+        labels = _scatter(axis, group, "gmacs", "quality", styles)
         first = group.iloc[0]
         axis.set(xlabel=_macs_axis(group), ylabel=f"{first['task']} {first['metric']} ({first['split']})")
+        return labels
 
     return _per_group(frame, frame["quality"].notna(), "quality against MACs (grey: Pareto frontier)",
                       "no task quality in these records: give the sweep a task", draw)
@@ -159,10 +212,11 @@ def plot_speedup_vs_predicted(frame: pd.DataFrame) -> Figure:
         top = max(group["predicted_speedup"].max(), group["speedup_ci_high"].max(skipna=True) or 0,
                   group["speedup"].max()) * 1.08
         axis.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1)
-        _scatter(axis, group, "predicted_speedup", "speedup", styles,
+        labels = _scatter(axis, group, "predicted_speedup", "speedup", styles,
                  yerr=_interval_error("speedup", "speedup_ci_low", "speedup_ci_high"), timed=True)
         axis.set(xlim=(0, top), ylim=(0, top), xlabel="MAC-predicted speedup (dense MACs / variant MACs)",
                  ylabel="measured speedup (same run, 95% CI)")
+        return labels
 
     return _per_group(frame, frame["speedup"].notna(),
                       "measured against MAC-predicted speedup (dashed: measured = predicted)"
@@ -176,13 +230,14 @@ def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
     Relative, because medians of different runs also carry the machine's drift between them; the
     dense model's own median is given in the axis label, every measured median in the tables."""
     def draw(axis, group, styles):
-        _scatter(axis, group.assign(mparams=group["params"] / 1e6), "mparams", "relative_latency", styles,
+        labels = _scatter(axis, group.assign(mparams=group["params"] / 1e6), "mparams", "relative_latency", styles,
                  yerr=_interval_error("relative_latency", "relative_latency_low", "relative_latency_high"),
                  timed=True)
         dense = group.loc[group["is_dense"], "latency_ms"]
         note = f" (dense: {dense.iloc[0]:.1f} ms)" if len(dense) else ""
         axis.set(xlabel="parameters (millions)", ylabel=f"latency / dense latency, same run{note}")
         axis.set_ylim(bottom=0)
+        return labels
 
     return _per_group(frame, frame["relative_latency"].notna(),
                       "latency (relative to the dense model, same run) against parameters"

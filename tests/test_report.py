@@ -202,6 +202,17 @@ def test_no_point_label_is_drawn_over_another_label_or_a_point_on_a_crowded_char
                     for line, (x, y) in points if box.contains(x, y)]  # no marker's centre under a label
 
 
+def test_html_tables_left_align_words_and_right_align_figures(tmp_path):
+    results = tmp_path / "r.jsonl"
+    append_records(results, landscape_records())
+    write_report([results], tmp_path / "report", formats=["html"])
+    page = (tmp_path / "report" / "landscape.html").read_text()
+    head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
+    aligned = {name: bool(kind) for kind, name in re.findall(r"<th( class='text')?>(.*?)</th>", head)}
+    assert aligned["variant"] and aligned["steps"] and aligned["Pareto"]  # words
+    assert not any(aligned[name] for name in ("params", "GMACs", "median ms [95% CI]", "speedup [95% CI]"))
+
+
 def record_values(record):
     """The objectives, read from the record; latency relative to the dense model of the same run."""
     relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -139,7 +140,7 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px;
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; }
-td:nth-child(1), td:nth-child(2) { text-align: left; }
+th.text, td.text { text-align: left; white-space: normal; min-width: 8rem; }
 tr.pareto td { background: #eef7ee; font-weight: 600; }
 figure { margin: 1rem 0 2rem; } figure svg { max-width: 100%; height: auto; }
 .notes li { margin: 0.2rem 0; } code { font-size: 0.85rem; }
@@ -151,13 +152,24 @@ def _svg_inline(svg: str) -> str:
     return svg[start:] if start >= 0 else svg
 
 
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+")  # a cell that starts with a number (a figure, an interval, a ratio)
+
+
+def _text_columns(table: pd.DataFrame) -> list[bool]:
+    """Per column: words (left-aligned, wrapped) rather than figures (right-aligned, kept on one line)."""
+    return [not all(_NUMBER.match(str(v)) for v in table[c] if str(v) not in ("", "nan")) or
+            all(str(v) in ("", "nan") for v in table[c]) for c in table.columns]
+
+
 def _html_table(table: pd.DataFrame, pareto: bool = False) -> str:
     esc = html.escape
-    head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+    css = [" class='text'" if text else "" for text in _text_columns(table)]
+    head = "".join(f"<th{kind}>{esc(str(c))}</th>" for c, kind in zip(table.columns, css, strict=True))
     rows = []
     for row in table.itertuples(index=False):
-        css = " class='pareto'" if pareto and str(row[-1]).startswith("★") else ""
-        rows.append(f"<tr{css}>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>")
+        marked = " class='pareto'" if pareto and str(row[-1]).startswith("★") else ""
+        rows.append(f"<tr{marked}>" + "".join(f"<td{kind}>{esc(str(v))}</td>" for v, kind in zip(row, css, strict=True))
+                    + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

@@ -142,7 +142,8 @@ def test_directory_without_config_is_a_clear_error(tmp_path):
 
 
 def test_hub_id_offline_is_a_clear_error():
-    with pytest.raises(ModelLoadError, match="could not load a config for 'someone/not-a-model'"):
+    with pytest.raises(ModelLoadError, match="someone/not-a-model is a hub id, but the Hugging Face Hub cannot be "
+                                             "reached from here and someone/not-a-model is not in the local cache"):
         load_model("someone/not-a-model")
 
 

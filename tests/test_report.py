@@ -5,6 +5,7 @@ import json
 import math
 import random
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,38 @@ def test_html_tables_left_align_words_and_right_align_figures(tmp_path):
     aligned = {name: bool(kind) for kind, name in re.findall(r"<th( class='text')?>(.*?)</th>", head)}
     assert aligned["variant"] and aligned["steps"] and aligned["Pareto"]  # words
     assert not any(aligned[name] for name in ("params", "GMACs", "median ms [95% CI]", "speedup [95% CI]"))
+
+
+WINDOW_PROBE = """<script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(folded => folded.open = true);
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({page: document.documentElement.scrollWidth, window: window.innerWidth});
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium (Debian: apt install chromium)")
+def test_the_html_report_fits_a_1400_pixel_window_with_its_folded_columns_open(tmp_path):
+    """The committed default landscape and a pipeline study (the widest tables: 15 and 13 columns), opened in
+    headless Chromium 1400 pixels wide: nothing to scroll sideways, with every folded table open too."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    write_report([repo / "results" / "default.jsonl", repo / "results" / "pipelines" / "rt-polarity-minilm.jsonl"],
+                 tmp_path / "report", formats=["html"])
+    page = (tmp_path / "report" / "landscape.html").read_text()
+    assert "<details><summary>more columns: steps, params nonzero" in page
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", WINDOW_PROBE + "</body>"))
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                          "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    widths = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1))
+    assert widths["window"] == 1400 and widths["page"] <= 1400, widths
 
 
 def record_values(record):

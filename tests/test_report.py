@@ -246,6 +246,27 @@ def test_the_html_report_fits_a_1400_pixel_window_with_its_folded_columns_open(t
     assert widths["window"] == 1400 and widths["page"] <= 1400, widths
 
 
+def test_each_component_has_one_colour_in_every_report():
+    """A text model (embeddings, no feature encoder) and a speech model (feature encoder, no embeddings): the
+    attention bars are the same colour in both charts."""
+    from matplotlib.colors import to_rgba
+
+    from compbench.report.charts import COMPONENT_COLOURS, plot_macs_by_component
+
+    def bar_colours(records):
+        figure = plot_macs_by_component(landscape_frame(records))
+        return {bars.get_label(): bars.patches[0].get_facecolor() for axis in figure.axes for bars in axis.containers}
+
+    text = [dict(r, macs_by_component={"embeddings": 100, "attention": 300, "ffn": 600}) for r in landscape_records()]
+    speech = [dict(r, macs_by_component={"feature_encoder": 500, "attention": 200, "ffn": 300})
+              for r in landscape_records()]
+
+    for records in (text, speech):
+        for component, colour in bar_colours(records).items():
+            assert colour == to_rgba(COMPONENT_COLOURS[component]), component
+    assert set(bar_colours(text)) == {"embeddings", "attention", "ffn"}
+
+
 def record_values(record):
     """The objectives, read from the record; latency relative to the dense model of the same run."""
     relative = 1.0 if not record.get("compression") else 1 / record["speedup"] if "speedup" in record else None

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 from compbench.report.landscape import NOT_TIMED, unconverged
 
 COMPONENT_ORDER = ("feature_encoder", "embeddings", "attention", "ffn", "other", "head")
+# one colour per component in every chart of every report, whichever components a report's models have
+COMPONENT_COLOURS = {component: f"C{index}" for index, component in enumerate(COMPONENT_ORDER)}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 _DENSE_STYLE = {"color": "black", "marker": "*"}
 
@@ -254,7 +256,8 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
     figure, axes = _panels(groups, width=7.0, height=height)
     components = [c for c in COMPONENT_ORDER if any(c in d for d in frame["macs_by_component"])]
     components += sorted({c for d in frame["macs_by_component"] for c in d} - set(components))
-    colours = {c: f"C{i}" for i, c in enumerate(components)}
+    unknown = [c for c in components if c not in COMPONENT_COLOURS]
+    colours = {**COMPONENT_COLOURS, **{c: f"C{len(COMPONENT_ORDER) + i}" for i, c in enumerate(unknown)}}
     for axis, name in zip(axes, groups, strict=True):
         group = frame[frame["group"] == name].sort_values("is_dense", ascending=False, kind="stable")
         labels = list(group["variant"])

@@ -23,9 +23,10 @@ UNCONVERGED = "*"  # beside a median whose timing did not converge
 
 @contextmanager
 def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], None]]:
-    """A transient progress bar on stderr (when it is a terminal); yields ``update(description, fraction)``."""
+    """A transient progress bar on stderr (when it is a terminal); yields ``update(description, fraction)``.
+    Descriptions are plain text (a model or variant name is never read as rich markup)."""
     console = Console(stderr=True)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(start, total=1.0)
         yield lambda text, done: bar.update(task, description=text, completed=done)

@@ -12,6 +12,7 @@ from compbench.measure.jobs import Job
 from compbench.measure.per_example import time_examples
 from compbench.measure.records import add_example_peak, add_latency
 from compbench.measure.resolve import Run
+from compbench.record import compression_label
 from compbench.runtimes import RUNTIMES, check_outputs
 from compbench.runtimes.base import DEFAULT_TOLERANCE, QUANTIZED_TOLERANCE, eager_output, output_difference
 from compbench.timing.allocator import steady_allocator
@@ -50,7 +51,8 @@ def time_jobs(jobs: list[Job], run: Run) -> None:
     def on_round(state: list[TimingTarget]) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
         running = [sized[int(t.name)] for t in state if not t.done]
-        label = ", ".join(f"{j.loaded.name} {j.spec.label()}" for j in running[:2]) or "finishing"
+        label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}"
+                          for j in running[:2]) or "finishing"
         progress(f"timing {label}", 0.35 + 0.65 * done)
 
     stats = time_interleaved(targets, device, options.timing, on_round) if targets else {}

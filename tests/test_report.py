@@ -170,7 +170,7 @@ def test_a_timing_that_did_not_converge_is_marked_in_the_tables_and_hollow_in_th
         hollow = [line for axis in figure.axes for line in axis.lines
                   if line.get_markerfacecolor() == "none" and len(line.get_xdata())]
         assert [len(line.get_xdata()) for line in hollow] == [1]  # layer_drop's one point
-        assert "hollow: timing not converged" in figure.get_suptitle()
+        assert "hollow: timing not converged" in " ".join(figure.get_suptitle().split())
     records[3]["latency_ms"]["converged"] = True
     clean = landscape_frame(records)
     assert "hollow" not in plot_speedup_vs_predicted(clean).get_suptitle()
@@ -267,6 +267,28 @@ def test_each_component_has_one_colour_in_every_report():
         for component, colour in bar_colours(records).items():
             assert colour == to_rgba(COMPONENT_COLOURS[component]), component
     assert set(bar_colours(text)) == {"embeddings", "attention", "ffn"}
+
+
+def test_no_chart_title_is_clipped_however_long_the_model_name():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from compbench.report.charts import CHARTS
+
+    name = "/a/long/folder/of/saved/variants/" + "fine-tuned-on-rt-polarity-" * 4 + "minilm"
+    records = [dict(r, model=name, timing={"converged": True}) for r in landscape_records()]
+    records[3]["latency_ms"] = dict(records[3]["latency_ms"], converged=False)  # the longest title: hollow note
+    frame = landscape_frame(records)
+    for chart, plot in CHARTS.items():
+        figure = plot(frame)
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+        page = figure.bbox
+        titles = [figure._suptitle] + [title for axis in figure.axes if axis.get_visible()
+                                       for title in (axis.title, axis._left_title, axis._right_title)]
+        for title in titles:
+            if title is not None and title.get_text():
+                box = title.get_window_extent(renderer)
+                assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1, (chart, title.get_text())
 
 
 def record_values(record):

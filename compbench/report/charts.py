@@ -35,10 +35,20 @@ def compressor_styles(frame: pd.DataFrame) -> dict[str, dict]:
     return styles
 
 
+TITLE_SIZE = 12  # points: the figure's title
+TITLE_CHARACTER = 0.6  # a character's mean width in its font size, with margin
+
+
+def wrapped_title(text: str, width_inches: float, size: float = TITLE_SIZE) -> str:
+    """``text`` broken into lines that fit ``width_inches`` at ``size`` points, so no title is clipped."""
+    return "\n".join(textwrap.wrap(text, max(20, int(width_inches * 72 / (size * TITLE_CHARACTER))))) or text
+
+
 def _panel_title(axis, rows: pd.DataFrame) -> None:
     """``model · input`` and, below it in small type, the machine (when timed)."""
     first = rows.iloc[0]
-    axis.set_title(f"{first['model']} · {first['input']}", fontsize=10, loc="left")
+    width = axis.figure.get_figwidth() / axis.get_subplotspec().get_gridspec().ncols  # the panel's share
+    axis.set_title(wrapped_title(f"{first['model']} · {first['input']}", width * 0.7, 10), fontsize=10, loc="left")
     if first["machine"] != NOT_TIMED:
         axis.set_title(textwrap.shorten(first["machine"], 70, placeholder="…"), fontsize=7, loc="right",
                        color="0.35", y=1.06)
@@ -187,7 +197,7 @@ def _per_group(frame: pd.DataFrame, rows: pd.Series, title: str, missing: str, d
         labels[axis] = draw(axis, rows, styles) or []
         _panel_title(axis, rows)
         axis.grid(alpha=0.3)
-    figure.suptitle(title)
+    figure.suptitle(wrapped_title(title, figure.get_figwidth()), fontsize=TITLE_SIZE)
     _legend(figure, styles, shown)
     _place_labels(figure, labels)
     return figure

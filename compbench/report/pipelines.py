@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from compbench.errors import InvalidInputError
+from compbench.report.charts import wrapped_title
 from compbench.report.landscape import quality_examples
 
 COSTS = ("macs", "params", "latency")
@@ -229,6 +230,7 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
                  ylabel="measured", title=FIGURE_TITLES[name])
         axis.title.set_fontsize(9)
         axis.grid(alpha=0.3)
-    figure.suptitle(f"{tables.title}\nestimate from the operators alone against measured "
-                    "(dashed: exact; numbers: rows of the cumulativeness table)", fontsize=9)
+    figure.suptitle(wrapped_title(tables.title, figure.get_figwidth(), 9) + "\n" + wrapped_title(
+        "estimate from the operators alone against measured (dashed: exact; numbers: rows of the cumulativeness "
+        "table)", figure.get_figwidth(), 9), fontsize=9)
     return figure

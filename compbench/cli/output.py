@@ -14,11 +14,10 @@ from rich.text import Text
 
 from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.record import input_label, runtime_name
-from compbench.report.landscape import variant_label
+from compbench.report.landscape import UNCONVERGED, UNCONVERGED_MEANS, variant_label
 from compbench.store import frame_to_csv, records_to_frame
 
 FORMATS = ("table", "json", "csv")
-UNCONVERGED = "*"  # beside a median whose timing did not converge
 
 
 @contextmanager
@@ -113,8 +112,8 @@ def render(records: list[dict], fmt: str, width: int | None = None) -> str:
     out = console(buffer, output_width() if width is None else width)
     print_table(out, "compbench measurements", *records_columns(records))
     if any(not (r.get("latency_ms") or {}).get("converged", True) for r in records):
-        out.print(Text(f"{UNCONVERGED} the timing did not reach its target interval before its budget ran out (the "
-                       "warnings below): compare such medians with care, or give more --budget or --max-runs"))
+        out.print(Text(f"{UNCONVERGED} {UNCONVERGED_MEANS} (the warnings below): compare such medians with care, or "
+                       "give more --budget or --max-runs"))
     for r in records:
         for warning in r.get("warnings", []):
             out.print(Text(f"warning: {r['model']} {variant_label(r)} {input_label(r)}: {warning}"))

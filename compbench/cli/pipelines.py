@@ -13,7 +13,7 @@ from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.compression.spec import parse_spec
 from compbench.outputs import check_output_folder
 from compbench.pipeline_study import MAX_OPERATORS, run_pipeline_study
-from compbench.report.pipelines import display_tables, study_tables, summary_line
+from compbench.report.pipelines import RANGES_AND_ESTIMATES, display_tables, study_tables, summary_line
 from compbench.report.write import write_report
 from compbench.store import append_records, existing_records
 
@@ -38,7 +38,7 @@ def add_parser(commands, name: str) -> None:
 
 TEXT_COLUMNS = ("pipeline", "operators", "reason")
 # on a narrow terminal, columns whose names contain these are left out first, in this order
-LEFT_OUT_FIRST = ("min–max", "est.", "meas.", "params / dense", "GMACs", "orders run", "refused")
+LEFT_OUT_FIRST = RANGES_AND_ESTIMATES + ("params / dense", "GMACs", "orders run", "refused")
 
 
 def _columns(frame) -> list[Column]:

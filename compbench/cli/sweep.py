@@ -97,8 +97,8 @@ def _print_plan(report: SweepReport, options: SweepOptions) -> None:
     to_run = report.to_run
     states = {state: sum(p.state == state for p in report.planned) for state in ("done", "failed", "pending")}
     out.print(f"{len(report.planned)} jobs: {states['done']} done, {states['failed']} failed, "
-                  f"{states['pending']} pending; {len(to_run)} would run, about "
-                  f"{_duration(sum(p.estimate_s for p in to_run))} ({report.executor} executor).")
+              f"{states['pending']} pending; {len(to_run)} would run, about "
+              f"{_duration(sum(p.estimate_s for p in to_run))} ({report.executor} executor).")
     finetuned = {finetune_key(p.job.model.describe()): p.job.model for p in to_run if p.job.model.finetune}
     for key, entry in finetuned.items():
         path = cache_dir(options.cache_dir) / "finetune" / key

@@ -353,10 +353,10 @@ def _interval(value: float, low: float, high: float, fmt: str) -> str:
     return text if math.isnan(low) else f"{text} [{format(low, fmt)}, {format(high, fmt)}]"
 
 
-UNCONVERGED = " *"  # beside a median (and its speedup) whose timing did not reach its target interval
-UNCONVERGED_NOTE = ("* the timing did not reach its target interval before its budget ran out (the record's "
-                    "warning says by how much): compare such medians and speedups with care; hollow markers in the "
-                    "charts")
+UNCONVERGED = "*"  # beside a median (and its speedup) whose timing did not reach its target interval
+UNCONVERGED_MEANS = "the timing did not reach its target interval before its budget ran out"
+UNCONVERGED_NOTE = (f"{UNCONVERGED} {UNCONVERGED_MEANS} (the record's warning says by how much): compare such "
+                    "medians and speedups with care; hollow markers in the charts")
 
 
 def unconverged(frame: pd.DataFrame) -> pd.Series:
@@ -377,7 +377,7 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             "GMACs": (group["macs"] / 1e9).map("{:.3f}".format),
             "GMACs effective": (group["macs_effective"] / 1e9).map("{:.3f}".format)})
         if timed:
-            marks = [UNCONVERGED if mark else "" for mark in unconverged(group)]
+            marks = [f" {UNCONVERGED}" if mark else "" for mark in unconverged(group)]
             table["median ms [95% CI]"] = [_interval(*v, ".2f") + mark for *v, mark in
                                            zip(group["latency_ms"], group["latency_ci_low"], group["latency_ci_high"],
                                                marks, strict=True)]

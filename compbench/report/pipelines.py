@@ -172,6 +172,11 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "" if value != value else f"{value:.{digits}f}"
 
 
+# the columns of display_tables a reader needs least (their names end so): the ranges behind each spread, the
+# estimate and the measured value behind each error; the terminal leaves them out first, the HTML page folds them
+RANGES_AND_ESTIMATES = ("min–max", "est.", "meas.")
+
+
 def display_tables(tables: StudyTables) -> list[tuple[str, pd.DataFrame]]:
     """The three tables formatted for Markdown, HTML and the terminal."""
     pipelines = pd.DataFrame({

@@ -32,6 +32,7 @@ from compbench.report.landscape import (
     load_landscape,
 )
 from compbench.report.pipelines import (
+    RANGES_AND_ESTIMATES,
     StudyTables,
     display_tables,
     plot_estimate_vs_measured,
@@ -178,7 +179,7 @@ def _html_table(table: pd.DataFrame, pareto: bool = False) -> str:
 # (a pipeline study's tables fold the ranges and estimates behind their spreads and errors)
 FOLDED_COLUMNS = ("steps", "params nonzero", "GMACs effective", "dense ms, same run", "measured / predicted",
                   "fidelity (output CKA)", "measurements")
-FOLDED_ENDINGS = (" min–max", " est.", " meas.")
+FOLDED_ENDINGS = tuple(f" {ending}" for ending in RANGES_AND_ESTIMATES)
 
 
 def _folded(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -1,6 +1,7 @@
 """The pipeline study: the orders it runs, its tags, and commutativity and cumulativeness computed exactly."""
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -121,7 +122,9 @@ def test_pipelines_cli_writes_records_and_the_report(tmp_path, fine_tuned, capsy
     assert code == 0 and "commutativity" in printed and "head_pruning=0.5 → layer_drop=0.5" in printed
     assert len(read_records(out)) == 5
     quality = read_records(out)[0]["quality"]
-    assert quality["examples"][quality["split"]] == 2 < quality["split_examples"]  # the limit, and the whole split
+    low, high = yaml.safe_load(Path(task_file).read_text())["source"]["split_ranges"][quality["split"]]
+    whole = sum(low <= int(wav.stem.rsplit("_", 1)[1]) <= high for wav in Path(data_root, "tones").glob("*.wav"))
+    assert quality["examples"][quality["split"]] == 2 and quality["split_examples"] == whole == 4  # counted here
     seen = f"{model_dir} on tones (2 of {quality['split_examples']} {quality['split']} examples):"
     markdown = (report / "landscape.md").read_text()
     assert seen in printed and seen in markdown  # a figure from part of the split says so where it is shown

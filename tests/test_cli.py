@@ -140,19 +140,27 @@ def test_ls_names_the_extra_of_a_runtime_that_is_not_installed_as_written(capsys
     assert code == 0 and "not installed: pip install 'compbench[onnx]'" in out  # not read as rich markup
 
 
-@pytest.mark.parametrize("width", [80, 100, 120])
-def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, width):
-    """No line wider than $COLUMNS; what is left out to get there is named under the table."""
-    monkeypatch.setenv("COLUMNS", str(width))
-    code, listing, _ = run_cli(capsys, "ls")
+def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, tmp_path):
+    """No line wider than $COLUMNS; what is left out to get there is named under the table. ``measure`` runs
+    once, at 80 columns; its records are rendered again at 100, 120 and 200 by the function it prints with."""
+    from compbench.cli.output import render
+    from compbench.store import iter_records
+
+    monkeypatch.setenv("COLUMNS", "80")
     code, measured, err = run_cli(capsys, "measure", "--model", "minilm-l6", "--tokens", "8", "--threads", "1",
                                   "--budget", "0.2", "--max-runs", "6", "--compress", "head_pruning=0.5,low_rank=0.3",
-                                  "--compress", "layer_drop=0.5")
+                                  "--compress", "layer_drop=0.5", "--out", str(tmp_path / "r.jsonl"))
     assert code == 0, err
-    for out in (listing, measured):
-        assert max(len(line) for line in out.splitlines()) <= width
-    assert "head_pruning=0.5,low_rank=0.3" in measured.replace("\n", "").replace(" ", "").replace("│", "")
-    assert ("left out at" in measured) is (width < 160) and "speedup" in measured and "median ms" in measured
+    records = list(iter_records(tmp_path / "r.jsonl"))
+    assert render(records, "table") == measured  # what measure printed is what render gives at $COLUMNS
+    for width in (80, 100, 120, 200):
+        monkeypatch.setenv("COLUMNS", str(width))
+        code, listing, _ = run_cli(capsys, "ls")
+        measured = render(records, "table")
+        for out in (listing, measured):
+            assert max(len(line) for line in out.splitlines()) <= width
+        assert "head_pruning=0.5,low_rank=0.3" in measured.replace("\n", "").replace(" ", "").replace("│", "")
+        assert ("left out at" in measured) is (width < 160) and "speedup" in measured and "median ms" in measured
 
 
 def test_console_script_entry_point():

@@ -394,21 +394,19 @@ def ray_head():
 
 def ray_worker_setup(deaths: str):
     """A Ray worker's setup (made by a function so that Ray sends its code to the workers, which cannot import
-    this file): the GEMM peak on small matrices, as conftest's _small_gemm_peak in this process; and a job whose
-    label contains a name listed in ``deaths``/plan.json (``{name: times}``) kills its worker (SIGKILL, as the
-    OOM killer or a user would) the first ``times`` times it starts, leaving ``<job key>.<attempt>`` there."""
+    this file): a job whose label contains a name listed in ``deaths``/plan.json (``{name: times}``) kills its
+    worker (SIGKILL, as the OOM killer or a user would) the first ``times`` times it starts, leaving
+    ``<job key>.<attempt>`` there; a job that lives measures the GEMM peak on small matrices, as conftest's
+    _small_gemm_peak in this process. A worker dies before it imports torch and compbench's measurement (8 s of
+    a core), as a job that had not got far."""
     def setup():
-        import functools
         import json
         import os
         import signal
         from pathlib import Path
 
-        from compbench.measure import latency
-        from compbench.sweep import ray_executor
-        from compbench.timing.peak import measure_gemm_peak
+        from compbench.sweep import ray_executor  # no torch: the job's own imports come with its first run
 
-        latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
         run, folder = ray_executor.execute, Path(deaths)
 
         def execute(job, context):
@@ -417,6 +415,12 @@ def ray_worker_setup(deaths: str):
             if any(name in job.label() and died < times for name, times in plan.items()):
                 (folder / f"{job.key}.{died}").touch()
                 os.kill(os.getpid(), signal.SIGKILL)
+            import functools
+
+            from compbench.measure import latency
+            from compbench.timing.peak import measure_gemm_peak
+
+            latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
             return run(job, context)
 
         ray_executor.execute = execute

@@ -5,6 +5,7 @@ stops the session with one clear message where CUDA is absent.
 """
 
 import os
+import re
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,6 +19,14 @@ import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+
+PROGRESS_LINE = re.compile(r"\[\d+:\d\d\] ")  # off a terminal, a command's progress: [elapsed] stage
+
+
+def without_progress(err: str) -> str:
+    """``err`` (a command's stderr, not a terminal) without its progress lines."""
+    return "".join(line for line in err.splitlines(keepends=True) if not PROGRESS_LINE.match(line))
+
 
 TEST_DEVICE = os.environ.get("COMPBENCH_TEST_DEVICE", "cpu")
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import PROGRESS_LINE
 
 from compbench.cli.main import build_parser, main
 from compbench.cli.measure import options_from_args
@@ -140,9 +141,11 @@ def test_ls_names_the_extra_of_a_runtime_that_is_not_installed_as_written(capsys
     assert code == 0 and "not installed: pip install 'compbench[onnx]'" in out  # not read as rich markup
 
 
-def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, tmp_path):
+def test_ls_and_measure_tables_fit_the_terminal_and_progress_off_a_terminal_is_a_line_per_stage(capsys, monkeypatch,
+                                                                                                  tmp_path):
     """No line wider than $COLUMNS; what is left out to get there is named under the table. ``measure`` runs
-    once, at 80 columns; its records are rendered again at 100, 120 and 200 by the function it prints with."""
+    once, at 80 columns; its records are rendered again at 100, 120 and 200 by the function it prints with.
+    Its stderr (not a terminal here) is its progress: one line per stage, each variant compressed named."""
     from compbench.cli.output import render
     from compbench.store import iter_records
 
@@ -151,6 +154,13 @@ def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, tmp_path):
                                   "--budget", "0.2", "--max-runs", "6", "--compress", "head_pruning=0.5,low_rank=0.3",
                                   "--compress", "layer_drop=0.5", "--out", str(tmp_path / "r.jsonl"))
     assert code == 0, err
+    stages = [PROGRESS_LINE.sub("", line) for line in err.splitlines()]
+    assert all(PROGRESS_LINE.match(line) for line in err.splitlines())
+    assert stages[:3] == ["loaded minilm-l6", "compressing minilm-l6: head_pruning=0.5,low_rank=0.3",
+                          "compressing minilm-l6: layer_drop=0.5"]
+    assert stages[3] == "measuring fp32 GEMM peak" and stages[-2:] == ["measuring fp32 GEMM peak again", "done"]
+    timing = stages[4:-2]  # a line each time the variants still being timed change, never the same twice
+    assert timing and all(line.startswith("timing minilm-l6 ") for line in timing) and len(set(timing)) == len(timing)
     records = list(iter_records(tmp_path / "r.jsonl"))
     assert render(records, "table") == measured  # what measure printed is what render gives at $COLUMNS
     for width in (80, 100, 120, 200):
@@ -161,6 +171,26 @@ def test_ls_and_measure_tables_fit_the_terminal(capsys, monkeypatch, tmp_path):
             assert max(len(line) for line in out.splitlines()) <= width
         assert "head_pruning=0.5,low_rank=0.3" in measured.replace("\n", "").replace(" ", "").replace("│", "")
         assert ("left out at" in measured) is (width < 160) and "speedup" in measured and "median ms" in measured
+
+
+def test_stage_lines_print_a_line_per_stage_and_a_long_stage_again_with_how_far_it_has_got():
+    from compbench.cli.output import StageLines
+
+    lines, now = [], [0.0]
+    progress = StageLines(lines.append, every_s=60, clock=lambda: now[0])
+    for second, description, done in [(0, "loaded distilhubert", 0.0),
+                                      (0, "compressing distilhubert: head_pruning=0.25", 0),
+                                      (1, "compressing distilhubert: head_pruning=0.5", 0),
+                                      (2, "distill step 1/400 loss 2.310", 0.01),
+                                      (30, "distill step 200/400 loss 0.912", 0.5),
+                                      (63, "distill step 300/400 loss 0.700", 0.75),
+                                      (70, "distill step 301/400 loss 0.698", 0.76), (125, "timing x", 0.9),
+                                      (3725, "done", 1.0)]:
+        now[0] = second
+        progress(description, done)
+    assert lines == ["[0:00] loaded distilhubert\n", "[0:00] compressing distilhubert: head_pruning=0.25\n",
+                     "[0:01] compressing distilhubert: head_pruning=0.5\n", "[0:02] distill step 1/400 loss 2.310\n",
+                     "[1:03] distill step 300/400 loss 0.700 (75% done)\n", "[2:05] timing x\n", "[62:05] done\n"]
 
 
 def test_console_script_entry_point():

@@ -99,6 +99,21 @@ def test_an_input_dependent_model_needs_a_task(tmp_path, fine_tuned):
     assert record["input"]["kind"] == "examples" and sum(record["exits"].values()) == record["input"]["examples"]
 
 
+@pytest.mark.parametrize("compress, extra, message", [
+    ("early_exit", {}, "early_exit needs task data: pass --task"),
+    ("ort_int8", {"per_example": True, "task": "fsdd-digits", "runtimes": ["onnxruntime"]},
+     "--per-example times eager PyTorch, and an ort_int8 variant runs only under onnxruntime"),
+])
+def test_steps_a_run_cannot_measure_are_refused_before_any_model_loads(compress, extra, message):
+    """Known from the compressor's declaration, so no model loads and no progress line is printed first."""
+    def load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    with pytest.raises(InvalidInputError) as error:
+        measure(MeasureOptions(models="distilhubert", compress=compress, seconds=1, **extra), load=load)
+    assert str(error.value).startswith(message)
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0

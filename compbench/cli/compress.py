@@ -9,7 +9,7 @@ from compbench.cli.output import progress_bar
 from compbench.compression.compressor import Variant
 from compbench.compression.context import NO_CONTEXT
 from compbench.compression.pipeline import check_task_given
-from compbench.compression.spec import load_options_file, parse_spec
+from compbench.compression.spec import load_options_file, parse_spec, spec_label
 from compbench.compressors import apply_pipeline
 from compbench.models import load_model
 from compbench.models.loading import WEIGHTS
@@ -30,12 +30,16 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
     task_spec = find_task(task) if task is not None else None
     if task_spec is not None:
         resolve_data_root(data_root)  # a missing data root fails before the model loads
+    progress = progress or (lambda description, done: None)
     loaded = load_model(model, weights, seed=seed)
+    progress(f"loaded {model}", 0.1)
     context = NO_CONTEXT
     if task_spec is not None:
         context = build_context(task_spec, loaded.adapter.modality, loaded.checkpoint, data_root, seed=seed,
                                 progress=progress)
+    progress(f"compressing {model}: {spec_label(steps)}", 0.2)
     variant = apply_pipeline(loaded.model, steps, context)
+    progress(f"saving the variant to {out_dir}", 0.95)
     # a saved variant compressed again: its manifest keeps the model the first step compressed and every step
     # since, in order (the steps that made the variant, then these)
     source = loaded.origin or {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,13 +22,56 @@ from compbench.store import frame_to_csv, records_to_frame
 FORMATS = ("table", "json", "csv")
 
 
+class StageLines:
+    """Progress off a terminal (a log, a pipe, CI): one line per stage, ``[elapsed] description``. A stage is a
+    description with its counts left out (``distill step 40/400 loss 0.31`` is the stage ``distill step #/#
+    loss #``; ``head_pruning=0.25`` and ``head_pruning=0.5`` are two), so a stage that reports every step or
+    round prints one line, and each variant loaded, compressed or timed prints its own; a stage that goes on
+    prints its latest description again every ``every_s`` seconds, with how far it has got (the fraction it
+    reports). ``clock`` gives seconds (tests give their own)."""
+
+    def __init__(self, write: Callable[[str], None], every_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.write, self.every_s, self.clock = write, every_s, clock
+        self.start = clock()
+        self.stage: str | None = None
+        self.last_line = self.start
+
+    def __call__(self, description: str, done: float) -> None:
+        now = self.clock()
+        stage = _NUMBERS.sub("#", description)
+        if stage == self.stage and now - self.last_line < self.every_s:
+            return
+        again = stage == self.stage
+        self.stage, self.last_line = stage, now
+        self.write(f"[{_elapsed(now - self.start)}] {description}" + (f" ({done:.0%} done)" if again else "") + "\n")
+
+
+# counts and measures that change as a stage goes on (``40/400``, ``loss 0.31``, ``45%``); not a number that is part
+# of a name or a setting (``minilm-l6``, ``head_pruning=0.5``, ``16tok``), which makes another stage
+_NUMBERS = re.compile(r"(?<![\w=.\-])\d+(?:\.\d+)?(?![\w.])")
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
 @contextmanager
 def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], None]]:
-    """A transient progress bar on stderr (when it is a terminal); yields ``update(description, fraction)``.
-    Descriptions are plain text (a model or variant name is never read as rich markup)."""
+    """Progress on stderr; yields ``update(description, fraction)``. On a terminal, a transient bar; otherwise
+    :class:`StageLines`, one line per stage. Descriptions are plain text (a model or variant name is never read
+    as rich markup)."""
     console = Console(stderr=True)
+    if not console.is_terminal:
+        def write(line: str) -> None:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+        yield StageLines(write)
+        return
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task(start, total=1.0)
         yield lambda text, done: bar.update(task, description=text, completed=done)
 

@@ -51,9 +51,10 @@ def time_jobs(jobs: list[Job], run: Run) -> None:
     def on_round(state: list[TimingTarget]) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
         running = [sized[int(t.name)] for t in state if not t.done]
-        label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}"
-                          for j in running[:2]) or "finishing"
-        progress(f"timing {label}", 0.35 + 0.65 * done)
+        if running:  # the first two still running (the rest are timed in the same rounds)
+            label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}" for j in running[:2])
+            progress(f"timing {label}" + (f" and {len(running) - 2} more" if len(running) > 2 else ""),
+                     0.35 + 0.65 * done)
 
     stats = time_interleaved(targets, device, options.timing, on_round) if targets else {}
     per_example = [job for job in jobs if job.examples is not None and job.dense is None]  # one group per dense job

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from compbench.architectures.families import InputSpec
-from compbench.compression.pipeline import check_device, check_runtimes_served, check_task_given
+from compbench.compression.pipeline import Step, check_device, check_runtimes_served, check_task_given
 from compbench.compression.spec import spec_label
+from compbench.compressors import COMPRESSORS  # the package: every built-in compressor registered
 from compbench.environment import environment
 from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure.options import MeasureOptions, ProgressCallback
@@ -60,9 +61,22 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     task = find_task(options.task) if options.task else None
     if options.per_example and task is None:
         raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
+    check_steps_per_example(pipelines, options.per_example)
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
     return Run(options, progress, device, threads, runtimes, task, run_id, env, unused_sizes(options))
+
+
+def check_steps_per_example(pipelines: list[list[Step]], per_example: bool) -> None:
+    """Before any model loads: per-example timing (eager PyTorch) cannot time a step whose variants run only
+    under another runtime (ort_int8). (A step whose variants' cost depends on the input, early exit, learns
+    from task data, so it is refused without --task before this.)"""
+    for steps in pipelines:
+        for step in steps:
+            runtimes = COMPRESSORS.get(step.name).runtimes
+            if per_example and runtimes is not None and "eager" not in runtimes:
+                raise InvalidInputError(f"--per-example times eager PyTorch, and an {step.name} variant runs only "
+                                        f"under {', '.join(runtimes)}: measure it without --per-example")
 
 
 REPEATABLE = {"--model": "models", "--seconds": "seconds", "--tokens": "tokens", "--runtime": "runtimes"}

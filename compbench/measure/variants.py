@@ -19,6 +19,7 @@ from compbench.measure.resolve import Run, sizes_for
 from compbench.models import LoadedModel
 from compbench.quality.context import build_context
 from compbench.quality.evaluate import check_model_for_task
+from compbench.record import step_label
 from compbench.runtimes.base import onnx_quantization
 from compbench.tasks.schema import MODALITY_OF_INPUT
 
@@ -51,14 +52,18 @@ class ModelGroup:
 def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> ModelGroup:
     """Load ``name``, apply every pipeline to it, and decide how each subject is measured."""
     options, progress = run.options, run.progress
-    progress(f"loading {name}", 0.2 * position / len(options.models))
     loaded = load(name, options.weights, options.attn_implementation, options.seed)
     specs = sizes_for(loaded, options)
     check_fits_task(loaded, run)
+    check_per_example([loaded.model], name, run)  # a saved variant: before its progress line, as resolve for steps
+    # said once the model loaded and its sizes and task were checked: a command refused for its input prints
+    # only its error, even off a terminal, where every progress line stays in the log
+    progress(f"loaded {name}", 0.2 * position / len(options.models))
     subjects = [Subject(loaded.model, loaded.adapter, loaded.compression)]
     context = compression_context(loaded, run)
     for steps in options.compress:
-        progress(f"compressing {name}", 0.2 * position / len(options.models))
+        progress(f"compressing {name}: {','.join(step_label(step.to_dict()) for step in steps)}",
+                 0.2 * position / len(options.models))
         variant = apply_pipeline(loaded.model, list(steps), context)
         variant.model.eval()
         subjects.append(Subject(variant.model, ModelAdapter(variant.model),
@@ -70,13 +75,20 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
         # ort_int8 variant's quality is evaluated in ONNX Runtime whatever is timed)
         subject.excluded = excluded_runtimes([step["name"] for step in subject.manifest or []],
                                              run.runtimes) if options.latency else {}
-    if any(subject.dynamic for subject in subjects) and run.task is None:
+    check_per_example([subject.model for subject in subjects], name, run)
+    return ModelGroup(loaded, specs, subjects)
+
+
+def check_per_example(models: list[nn.Module], name: str, run: Run) -> None:
+    """A variant whose cost depends on its input is measured per example, on a task; and per-example timing is
+    eager PyTorch's, which an ort_int8 variant does not run under. (:func:`~compbench.measure.resolve.resolve`
+    refuses the steps that make such variants before any model loads; this refuses saved ones.)"""
+    if run.task is None and any(is_input_dependent(model) for model in models):
         raise InvalidInputError(f"{name}: a variant's cost depends on its input (early exit): give --task, "
                                 "it is measured per example on the task's evaluation split")
-    if options.per_example and any(onnx_quantization(subject.model) is not None for subject in subjects):
+    if run.options.per_example and any(onnx_quantization(model) is not None for model in models):
         raise InvalidInputError("--per-example times eager PyTorch, and an ort_int8 variant runs only under "
                                 "onnxruntime: measure it without --per-example")
-    return ModelGroup(loaded, specs, subjects)
 
 
 def check_fits_task(loaded: LoadedModel, run: Run) -> None:

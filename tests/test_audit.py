@@ -24,3 +24,23 @@ def test_audit_reports_both_counters_and_their_difference():
     assert report["thop"]["macs"] < ours
     # thop's scratch copy keeps the model clean
     assert not any("total_ops" in name for name, _ in model.named_buffers())
+
+
+def test_a_model_timed_under_two_runtimes_is_audited_once(tmp_path, monkeypatch):
+    """The counts do not depend on the runtime: one audit per model and size, in both runtimes' records."""
+    from compbench.measure import MeasureOptions, count, measure
+    from compbench.measure import run as measure_run
+
+    build_tiny("bert").save_pretrained(tmp_path / "bert")
+    calls = []
+
+    def audit_once(model, inputs, macs):
+        calls.append(macs)
+        return {"fvcore": {"macs": macs, "relative_difference": 0.0}}
+
+    monkeypatch.setattr(count, "audit_counts", audit_once)
+    monkeypatch.setattr(measure_run, "time_jobs", lambda jobs, run: None)  # the timing is not what is tested
+    records = measure(MeasureOptions(models=str(tmp_path / "bert"), tokens=[8, 16], runtimes=["eager", "compile"],
+                                     compress="layer_drop=0.5", audit=True, memory=False))
+    assert len(records) == 8 and len(calls) == 4  # (dense, variant) x (8, 16 tokens), each under two runtimes
+    assert all(r["audit"] == {"fvcore": {"macs": r["macs"], "relative_difference": 0.0}} for r in records)

@@ -13,6 +13,7 @@ from compbench.counting.params import ParamCount, count_params
 from compbench.measure.jobs import Job
 from compbench.measure.resolve import Run
 from compbench.measure.variants import ModelGroup
+from compbench.record import compression_label
 
 
 @dataclass
@@ -35,7 +36,12 @@ def count(group: ModelGroup) -> Counts:
 def audit(jobs: list[Job], run: Run) -> None:
     """Each sized job's counts by fvcore and thop, beside compbench's (per-example jobs are counted on real
     inputs, example by example: not audited)."""
+    audited = {}  # a model at a size is audited once, whichever runtimes time it
     for index, job in enumerate(jobs):
         if job.examples is None:
-            run.progress(f"auditing counters on {job.loaded.name}", 0.2 + 0.1 * index / len(jobs))
-            job.record["audit"] = audit_counts(job.model, job.inputs, job.record["macs"])
+            key = (id(job.model), job.spec)
+            if key not in audited:
+                run.progress(f"auditing counters on {job.loaded.name} {compression_label(job.record)} "
+                             f"{job.spec.label()}", 0.2 + 0.1 * index / len(jobs))
+                audited[key] = audit_counts(job.model, job.inputs, job.record["macs"])
+            job.record["audit"] = {name: dict(found) for name, found in audited[key].items()}

@@ -105,10 +105,12 @@ def prepare_runtimes(jobs: list[Job], device: torch.device, run: Run) -> list:
     runs, reference = [], {}
     threads = torch.get_num_threads()
     for job in jobs:
+        if job.runtime != "eager":  # an export or a compile: the variant named, before it starts
+            run.progress(f"preparing {job.loaded.name} {compression_label(job.record)} {job.spec.label()} under "
+                         f"{job.runtime}", 0.28)
         prepared = RUNTIMES.get(job.runtime).prepare(job.model, job.inputs, threads, device, None)
         difference = 0.0
         if job.runtime != "eager":  # eager's own output is computed once per model and size, only when compared
-            run.progress(f"preparing {job.loaded.name} under {job.runtime}", 0.28)
             key = (id(job.model), job.spec)
             if key not in reference:
                 reference[key] = eager_output(job.model, job.inputs)

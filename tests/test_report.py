@@ -176,11 +176,27 @@ def test_a_timing_that_did_not_converge_is_marked_in_the_tables_and_hollow_in_th
     assert "hollow" not in plot_speedup_vs_predicted(clean).get_suptitle()
 
 
-def test_no_point_label_is_drawn_over_another_label_or_a_point_on_a_crowded_chart():
-    """Twelve variants of one compressor whose points nearly coincide, and a dense one beside them."""
+def clear_labels(figure, axis) -> list[str]:
+    """The texts of ``axis``'s point labels, once it is checked that no two overlap and none covers a marker."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Annotation
 
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    labels = [text for text in axis.texts if isinstance(text, Annotation)]
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    assert not [(a.get_text(), b.get_text()) for i, (a, box) in enumerate(zip(labels, boxes, strict=True))
+                for b, other in zip(labels[i + 1:], boxes[i + 1:], strict=True) if box.overlaps(other)]
+    points = [(line, xy) for line in axis.lines if line.get_marker() not in (None, "None", "", " ")
+              for xy in line.get_transform().transform(line.get_xydata())]
+    assert not [label.get_text() for label, box in zip(labels, boxes, strict=True)
+                for line, (x, y) in points if box.contains(x, y)]  # no marker's centre under a label
+    return [label.get_text() for label in labels]
+
+
+def test_no_point_label_is_drawn_over_another_label_or_a_point_on_a_crowded_chart():
+    """Twelve variants of one compressor whose points nearly coincide, and a dense one beside them; points drawn
+    at one place share one label."""
     records = [variant(None, None, 1000, 100, quality=0.80, median=10.0)] + [
         variant("head_pruning", round(0.05 * i, 2), 700 + i, 90, quality=0.78 + 0.001 * i, median=7.0 + 0.01 * i,
                 speedup=10 / (7.0 + 0.01 * i), predicted_speedup=1000 / (700 + i)) for i in range(1, 13)]
@@ -188,19 +204,24 @@ def test_no_point_label_is_drawn_over_another_label_or_a_point_on_a_crowded_char
     for plot, with_dense in ((plot_quality_vs_macs, True), (plot_speedup_vs_predicted, False),
                              (plot_latency_vs_params, True)):
         figure = plot(frame)
-        renderer = FigureCanvasAgg(figure).get_renderer()
-        figure.draw(renderer)
         [axis] = [axis for axis in figure.axes if axis.get_visible()]
-        labels = [text for text in axis.texts if isinstance(text, Annotation)]
         expected = ["dense"] * with_dense + [f"{round(0.05 * i, 2):g}" for i in range(1, 13)]
-        assert sorted(label.get_text() for label in labels) == sorted(expected)
-        boxes = [label.get_window_extent(renderer) for label in labels]
-        assert not [(a.get_text(), b.get_text()) for i, (a, box) in enumerate(zip(labels, boxes, strict=True))
-                    for b, other in zip(labels[i + 1:], boxes[i + 1:], strict=True) if box.overlaps(other)]
-        points = [(line, xy) for line in axis.lines if line.get_marker() not in (None, "None", "", " ")
-                  for xy in line.get_transform().transform(line.get_xydata())]
-        assert not [label.get_text() for label, box in zip(labels, boxes, strict=True)
-                    for line, (x, y) in points if box.contains(x, y)]  # no marker's centre under a label
+        # each variant named once: alone, or in the one label of the points drawn at its place
+        assert sorted(name for label in clear_labels(figure, axis) for name in label.split(", ")) == sorted(expected)
+
+
+def test_a_pipeline_studys_points_at_one_place_share_one_label_and_no_label_covers_another():
+    """The committed rt-polarity study: its six pipelines have the same params (early exit adds its exits to
+    each), so the params panel has six points at one place, labelled once, ``1-6``."""
+    from compbench.report.pipelines import plot_estimate_vs_measured, study_tables
+
+    repo = Path(__file__).resolve().parents[1]
+    [study] = study_tables(load_landscape([repo / "results" / "pipelines" / "rt-polarity-minilm.jsonl"]).records)
+    figure = plot_estimate_vs_measured(study)
+    shown = {axis.get_title(): clear_labels(figure, axis) for axis in figure.axes if axis.axison}
+    assert shown["params / dense"] == ["1-6"]
+    assert all(sorted(texts, key=int) == [str(n) for n in range(1, 7)] for title, texts in shown.items()
+               if title != "params / dense")
 
 
 def test_html_tables_left_align_words_and_right_align_figures(tmp_path):

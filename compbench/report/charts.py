@@ -121,9 +121,39 @@ def _marker_boxes(axis, renderer) -> list:
     return boxes
 
 
-def _place_labels(figure: Figure, labels: dict) -> None:
+SAME_PLACE_PX = 3.0  # points whose markers sit within this many pixels of each other share one label
+
+
+def _one_label_per_place(axis, items: list[tuple]) -> list[tuple]:
+    """Points drawn at one place (within :data:`SAME_PLACE_PX`) share one label: their texts joined (``fp16,
+    bf16``), a run of row numbers as a range (``1-6``), at the first one's point."""
+    places: list[tuple] = []  # (pixel x, pixel y, x, y, texts)
+    for x, y, text in items:
+        px, py = axis.transData.transform((x, y))
+        near = next((place for place in places if math.hypot(place[0] - px, place[1] - py) <= SAME_PLACE_PX), None)
+        if near is None:
+            places.append((px, py, x, y, [text]))
+        else:
+            near[4].append(text)
+    return [(x, y, _joined(texts)) for _, _, x, y, texts in places]
+
+
+def _joined(texts: list[str]) -> str:
+    if len(texts) < 3 or not all(text.isdigit() for text in texts):
+        return ", ".join(texts)
+    numbers, runs = sorted(int(text) for text in texts), []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
+
+
+def place_labels(figure: Figure, labels: dict) -> None:
     """Label every point (``labels``: axis -> [(x, y, text)]) where its text overlaps no other label and no
-    marker, at the nearest free place of :data:`LABEL_OFFSETS` (the least crowded one where none is free)."""
+    marker, at the nearest free place of :data:`LABEL_OFFSETS` (the least crowded one where none is free);
+    points drawn at one place get one label."""
     if not any(labels.values()):
         return
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -132,7 +162,7 @@ def _place_labels(figure: Figure, labels: dict) -> None:
     figure.draw_without_rendering()  # the layout settles each panel's place and limits first
     for axis, items in labels.items():
         taken, inside = _marker_boxes(axis, renderer), axis.get_window_extent(renderer)
-        for x, y, text in items:
+        for x, y, text in _one_label_per_place(axis, items):
             best = None
             for dx, dy in LABEL_OFFSETS:
                 label = axis.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=LABEL_SIZE,
@@ -199,7 +229,7 @@ def _per_group(frame: pd.DataFrame, rows: pd.Series, title: str, missing: str, d
         axis.grid(alpha=0.3)
     figure.suptitle(wrapped_title(title, figure.get_figwidth()), fontsize=TITLE_SIZE)
     _legend(figure, styles, shown)
-    _place_labels(figure, labels)
+    place_labels(figure, labels)
     return figure
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from compbench.errors import InvalidInputError
-from compbench.report.charts import wrapped_title
+from compbench.report.charts import place_labels, wrapped_title
 from compbench.report.landscape import quality_examples
 
 COSTS = ("macs", "params", "latency")
@@ -217,6 +217,7 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
     figure = Figure(figsize=(13, 3.8), layout="constrained")
     axes = figure.subplots(1, len(FIGURES))
     data = tables.cumulativeness
+    labels = {}
     for axis, name in zip(axes, FIGURES, strict=True):
         if not len(data) or data[f"{name} measured"].isna().all():
             axis.set_axis_off()
@@ -227,10 +228,11 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
         high = max(estimate.max(), measured.max())
         pad = (high - low) * 0.1 or abs(high) * 0.02 or 0.01
         axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", linestyle="--", linewidth=1)
+        labels[axis] = []
         for index, order in enumerate(data["order"]):
             point = (estimate.iloc[index], measured.iloc[index])
             axis.plot(*point, linestyle="none", marker="o", color=f"C{len(order) - 2}", markersize=6)
-            axis.annotate(str(index + 1), point, textcoords="offset points", xytext=(3, 3), fontsize=7)
+            labels[axis].append((*point, str(index + 1)))
         axis.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), xlabel="estimate",
                  ylabel="measured", title=FIGURE_TITLES[name])
         axis.title.set_fontsize(9)
@@ -238,4 +240,5 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
     figure.suptitle(wrapped_title(tables.title, figure.get_figwidth(), 9) + "\n" + wrapped_title(
         "estimate from the operators alone against measured (dashed: exact; numbers: rows of the cumulativeness "
         "table)", figure.get_figwidth(), 9), fontsize=9)
+    place_labels(figure, labels)  # once the titles are set: the layout they take decides each panel's room
     return figure

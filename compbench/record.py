@@ -80,6 +80,9 @@ class Record(TypedDict):
     mean_exit_layer: NotRequired[Annotated[float, "input-dependent variants: the mean layer examples left after"]]
     latency_ms: NotRequired[Annotated[LatencyMs, "absent when latency was not measured; per example: also p90, "
                                                  "mean"]]
+    rtf: NotRequired[Annotated[dict, "speech records with latency: the real-time factor, seconds of compute per "
+                                     "second of audio: median (and ci95_low, ci95_high) of latency / (seconds x "
+                                     "batch); per example: mean latency / mean audio; audio_seconds"]]
     timing: NotRequired[Annotated[dict, "the policy: budget_s, rel_ci, min_runs, interleaved_with, allocator"]]
     achieved_flops_per_s: NotRequired[Annotated[float, "2 * macs / median time"]]
     gemm_peak: NotRequired[Annotated[dict, "this machine's fp32 GEMM peak, measured in the same run"]]
@@ -162,6 +165,25 @@ def input_label(record: dict) -> str:
 def runtime_name(record: dict) -> str:
     """What ran the model: ``eager``, ``compile``, ``onnxruntime`` (records written before runtimes: eager)."""
     return (record.get("runtime") or {}).get("name", "eager")
+
+
+def real_time_factor(record: dict) -> dict | None:
+    """A speech record's real-time factor: seconds of compute per second of audio (below 1: faster than real
+    time). Sized: the median latency over the audio of one forward (``seconds`` x ``batch``), with the latency's
+    95 % interval divided the same way. Per example: the mean latency over the examples' mean audio, as a
+    corpus's RTF is its total compute over its total audio. None for a text record or one not timed (records
+    written before ``rtf`` was recorded get the same figure from their latency and input)."""
+    latency, described = record.get("latency_ms"), record["input"]
+    if not latency or record.get("modality") != "speech":
+        return None
+    if "seconds" in described:
+        audio = described["seconds"] * described.get("batch", 1)
+        return {"median": latency["median"] / 1e3 / audio, "audio_seconds": audio,
+                **{end: None if latency.get(end) is None else latency[end] / 1e3 / audio
+                   for end in ("ci95_low", "ci95_high")}}
+    if "mean_seconds" in described and "mean" in latency:
+        return {"mean": latency["mean"] / 1e3 / described["mean_seconds"], "audio_seconds": described["mean_seconds"]}
+    return None
 
 
 def step_label(step: dict) -> str:

@@ -51,7 +51,28 @@ def test_latency_records_are_complete(device, monkeypatch):
         assert record["memory"]["peak_bytes"] > record["memory"]["weights_bytes"] > 0
         if not latency["converged"]:
             assert "ran out" in record["warnings"][0]
+    speech, text = records
+    assert speech["rtf"] == {"median": speech["latency_ms"]["median"] / 1e3 / 0.25, "audio_seconds": 0.25,
+                             "ci95_low": speech["latency_ms"]["ci95_low"] / 1e3 / 0.25,
+                             "ci95_high": speech["latency_ms"]["ci95_high"] / 1e3 / 0.25}
+    assert "rtf" not in text  # seconds of compute per second of audio: speech only
     assert records[0]["environment"]["torch"] == torch.__version__
+
+
+def test_the_real_time_factor_is_compute_over_audio_for_a_batch_and_per_example_and_none_for_text():
+    from compbench.record import real_time_factor
+
+    timed = {"median": 300.0, "ci95_low": 280.0, "ci95_high": 330.0, "mean": 310.0}
+    batch = {"modality": "speech", "latency_ms": timed, "input": {"kind": "audio", "seconds": 2.0, "batch": 3}}
+    assert real_time_factor(batch) == pytest.approx({"median": 0.05, "audio_seconds": 6.0, "ci95_low": 280 / 6e3,
+                                                     "ci95_high": 330 / 6e3})
+    short = dict(batch, latency_ms=dict(timed, ci95_low=None, ci95_high=None))  # too few runs for an interval
+    assert real_time_factor(short)["ci95_low"] is None
+    examples = {"modality": "speech", "latency_ms": timed,
+                "input": {"kind": "examples", "examples": 30, "mean_seconds": 0.62, "batch": 1}}
+    assert real_time_factor(examples) == pytest.approx({"mean": 0.5, "audio_seconds": 0.62})  # compute / audio
+    assert real_time_factor({"modality": "text", "latency_ms": timed, "input": {"kind": "text", "tokens": 8}}) is None
+    assert real_time_factor(dict(batch, latency_ms=None)) is None  # not timed
 
 
 def test_thread_setting_is_restored():

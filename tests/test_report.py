@@ -484,3 +484,20 @@ def test_every_committed_results_file_still_loads_and_draws_its_landscape():
         frame = landscape_frame(load_landscape([path]))
         assert frame["measurements"].sum() == len(lines), path  # every record is one row's measurement
         assert group_tables(frame), path
+
+
+def test_speech_tables_show_the_real_time_factor_and_records_written_before_it_get_it_from_their_latency():
+    """The committed default landscape (hubert-base at 10 s, minilm-l6 at 128 tokens) predates ``rtf``: its
+    speech rows show median latency / 10 s of audio with the interval divided the same way; text rows none."""
+    from compbench.store import read_records
+
+    repo = Path(__file__).resolve().parents[1]
+    records = read_records(repo / "results" / "default.jsonl")
+    assert not any("rtf" in r for r in records)
+    tables = dict(group_tables(landscape_frame(load_landscape([repo / "results" / "default.jsonl"]))))
+    [speech] = [table for title, table in tables.items() if title.startswith("hubert-base")]
+    dense = next(r for r in records if r["model"] == "hubert-base" and not r["compression"])
+    latency = dense["latency_ms"]
+    assert speech["RTF [95% CI]"][0] == (f"{latency['median'] / 1e4:.3f} [{latency['ci95_low'] / 1e4:.3f}, "
+                                         f"{latency['ci95_high'] / 1e4:.3f}]")
+    assert all("RTF [95% CI]" not in table for title, table in tables.items() if not title.startswith("hubert"))

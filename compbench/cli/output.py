@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from compbench.cli.tables import Column, console, output_width, print_table
-from compbench.record import input_label, runtime_name
+from compbench.record import input_label, real_time_factor, runtime_name
 from compbench.report.landscape import UNCONVERGED, UNCONVERGED_MEANS, variant_label
 from compbench.store import frame_to_csv, records_to_frame
 
@@ -80,6 +80,7 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
     """The terminal table of ``records``: its columns (those the records fill; the least important left out
     first on a narrow terminal, in the order of their ``drop``) and one row per record."""
     has_latency = any("latency_ms" in r for r in records)
+    has_rtf = any(real_time_factor(r) for r in records)  # speech: seconds of compute per second of audio
     has_audit = any("audit" in r for r in records)
     several_runtimes = len({runtime_name(r) for r in records}) > 1
     has_speedup = any("speedup" in r for r in records)
@@ -89,7 +90,8 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
     columns += [Column("params", right=True), Column("nonzero", right=True, drop=4),
                 Column("GMACs", right=True), Column("GMACs eff", right=True, drop=5)]
     if has_latency:
-        columns += [Column("median ms", right=True), Column("IQR ms", right=True, drop=1),
+        columns += [Column("median ms", right=True)] + [Column("RTF", right=True, drop=9)] * has_rtf
+        columns += [Column("IQR ms", right=True, drop=1),
                     Column("95% CI ms", right=True, drop=13), Column("runs", right=True, drop=7),
                     Column("GFLOP/s", right=True, drop=2), Column("% peak", right=True, drop=6),
                     Column("peak MB", right=True, drop=3)]
@@ -115,11 +117,12 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
                       if lat["ci95_low"] is not None else "n/a")
                 memory = r.get("memory")
                 median = f"{lat['median']:.2f}" + ("" if lat.get("converged", True) else UNCONVERGED)
-                row += [median, f"{lat['iqr']:.2f}", ci, str(lat["runs"]),
+                row += [median] + [real_time_factor_cell(r)] * has_rtf
+                row += [f"{lat['iqr']:.2f}", ci, str(lat["runs"]),
                         f"{r['achieved_flops_per_s'] / 1e9:.1f}", f"{r['fraction_of_peak']:.0%}",
                         f"{memory['peak_bytes'] / 2**20:.0f}" if memory else ""]
             else:
-                row += [""] * 7
+                row += [""] * (7 + has_rtf)
         if has_speedup:
             row += [f"{r['speedup']:.2f}×", f"{r['predicted_speedup']:.2f}×"] if "speedup" in r else ["", ""]
         if has_quality:
@@ -131,6 +134,14 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
             row += [_audit_cell(audit.get("fvcore")), _audit_cell(audit.get("thop"))]
         rows.append(row)
     return columns, rows
+
+
+def real_time_factor_cell(record: dict) -> str:
+    """A speech record's RTF as shown (``0.246``; per example, the corpus's: ``0.031 mean``); empty for text."""
+    rtf = record.get("rtf") or real_time_factor(record)
+    if not rtf:
+        return ""
+    return f"{rtf['median']:.3f}" if "median" in rtf else f"{rtf['mean']:.3f} mean"
 
 
 def _audit_cell(entry: dict | None) -> str:

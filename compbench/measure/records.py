@@ -16,7 +16,7 @@ from compbench.measure.jobs import Job
 from compbench.measure.resolve import Run
 from compbench.measure.variants import ModelGroup
 from compbench.models import LoadedModel
-from compbench.record import SCHEMA_VERSION
+from compbench.record import SCHEMA_VERSION, real_time_factor
 from compbench.timing.allocator import allocator_state
 from compbench.timing.peak import GemmPeak
 from compbench.timing.stats import LatencyStats, paired_ratio_ci
@@ -111,12 +111,20 @@ def add_latency(job: Job, stats: LatencyStats, peak: GemmPeak, policy: TimingPol
         record["speedup_ci95"] = list(ci) if ci else None
         record["baseline_latency_ms"] = {key: dense_latency[key]  # the samples make speedup_ci95 reproducible
                                          for key in ("median", "ci95_low", "ci95_high", "runs", "samples")}
+    add_real_time_factor(record)
     if not stats.converged:
         width = stats.ci_relative_halfwidth
         reached = f"±{width:.1%}" if width is not None else "no interval yet"
         limit = f"{policy.max_runs} runs" if stats.runs >= policy.max_runs else f"time budget of {policy.budget_s:g} s"
         record["warnings"].append(f"{limit} ran out before the 95% CI of the median "
                                   f"reached ±{policy.rel_ci:.0%} ({reached} after {stats.runs} runs)")
+
+
+def add_real_time_factor(record: dict) -> None:
+    """A speech record with latency gets its ``rtf`` (:func:`compbench.record.real_time_factor`)."""
+    rtf = real_time_factor(record)
+    if rtf is not None:
+        record["rtf"] = rtf
 
 
 def add_example_peak(job: Job, peak: GemmPeak) -> None:
@@ -128,3 +136,4 @@ def add_example_peak(job: Job, peak: GemmPeak) -> None:
     record["achieved_flops_per_s"] = achieved
     record["gemm_peak"] = peak.to_dict()
     record["fraction_of_peak"] = achieved / peak.flops_per_s
+    add_real_time_factor(record)

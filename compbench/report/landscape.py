@@ -30,7 +30,14 @@ import pandas as pd
 
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
-from compbench.record import compression_label, input_label, machine_label, runtime_name, step_label
+from compbench.record import (
+    compression_label,
+    input_label,
+    machine_label,
+    real_time_factor,
+    runtime_name,
+    step_label,
+)
 from compbench.store import iter_records, read_failures
 
 NOT_TIMED = "not timed"
@@ -230,6 +237,9 @@ def _row(record: dict) -> dict:
         "macs_by_component": record["macs_by_component"],
         "sweep": record.get("sweep"), "job": record.get("job"), "run_id": record["run_id"],
     }
+    rtf = record.get("rtf") or real_time_factor(record) or {}  # records before rtf: from latency and input
+    row["rtf"] = _nan(rtf.get("median", rtf.get("mean")))
+    row["rtf_ci_low"], row["rtf_ci_high"] = _nan(rtf.get("ci95_low")), _nan(rtf.get("ci95_high"))
     row["speedup_vs_predicted"] = row["speedup"] / row["predicted_speedup"]
     row["baseline_ms"] = _nan((record.get("baseline_latency_ms") or {}).get("median"))
     if row["is_dense"]:  # the dense model against itself
@@ -381,6 +391,9 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             table["median ms [95% CI]"] = [_interval(*v, ".2f") + mark for *v, mark in
                                            zip(group["latency_ms"], group["latency_ci_low"], group["latency_ci_high"],
                                                marks, strict=True)]
+            if group["rtf"].notna().any():  # speech: seconds of compute per second of audio
+                table["RTF [95% CI]"] = [_interval(*v, ".3f") for v in
+                                         zip(group["rtf"], group["rtf_ci_low"], group["rtf_ci_high"], strict=True)]
             table["dense ms, same run"] = group["baseline_ms"].map(lambda v: "" if v != v else f"{v:.2f}")
             table["speedup [95% CI]"] = [_interval(*v, ".2f") + (mark if v[0] == v[0] else "") for *v, mark in
                                          zip(group["speedup"], group["speedup_ci_low"], group["speedup_ci_high"],

@@ -501,3 +501,42 @@ def test_speech_tables_show_the_real_time_factor_and_records_written_before_it_g
     assert speech["RTF [95% CI]"][0] == (f"{latency['median'] / 1e4:.3f} [{latency['ci95_low'] / 1e4:.3f}, "
                                          f"{latency['ci95_high'] / 1e4:.3f}]")
     assert all("RTF [95% CI]" not in table for title, table in tables.items() if not title.startswith("hubert"))
+
+
+def test_pareto_marks_with_an_error_rate_want_it_low_and_each_task_has_its_own_front():
+    """Seeded random variants measured on a speech-recognition task (WER: lower is better) and, in the same
+    group, on a classification task (accuracy): the marks of each task match a brute-force computation over
+    that task's records alone, WER wanted low; the tables and the chart's axis say which way is better."""
+    rng = random.Random(7)
+
+    def measured(task, metric, value, macs, speedup, amount=None):
+        steps = None if speedup is None else [{"name": "head_pruning", "amount": amount, "options": {}}]
+        record = make_record(model="distilhubert", modality="speech", family="hubert", weights="random",
+                             input={"kind": "audio", "seconds": 2.0, "samples": 32000, "sample_rate": 16000,
+                                    "batch": 1}, macs=macs, macs_effective=macs, params=macs // 10,
+                             params_nonzero=macs // 10, compression=steps, environment=MACHINE_A,
+                             macs_by_component={"attention": macs // 2, "ffn": macs - macs // 2},
+                             **({} if speedup is None else {"speedup": speedup}))
+        record["latency_ms"] = latency(100.0 if speedup is None else 100.0 / speedup)
+        record["quality"] = {"task": task, "task_version": 1, "metric": metric, "split": "test", "value": value,
+                             "protocol": "finetune"}
+        return record
+
+    records = []
+    for task, metric in (("fsdd-sequences", "wer"), ("fsdd-digits", "accuracy")):
+        records.append(measured(task, metric, 0.3 if metric == "wer" else 0.9, 1000, None))  # dense
+        records += [measured(task, metric, round(rng.uniform(0.05, 0.95), 2), rng.choice([400, 500, 600, 800]),
+                             round(rng.uniform(1.0, 2.5), 2), amount=(n + 1) / 100) for n in range(25)]
+    frame = landscape_frame(records)
+    for task, sense in (("fsdd-sequences", "min"), ("fsdd-digits", "max")):
+        indices = [i for i, r in enumerate(records) if r["quality"]["task"] == task]
+        values = [record_values(records[i]) for i in indices]
+        for front, cost in (("quality_macs", "macs"), ("quality_latency", "latency")):
+            expected = {indices[n] for n in independent_front(values, [("quality", sense), (cost, "min")])}
+            marked = set(frame.index[frame[f"pareto_{front}"].fillna(False).astype(bool)]) & set(indices)
+            assert marked == expected and 0 < len(expected) < len(indices), (task, front)
+    [(_, table)] = group_tables(frame[frame["task"] == "fsdd-sequences"])
+    assert "fsdd-sequences wer (lower is better)" in table
+    figure = plot_quality_vs_macs(frame[frame["task"] == "fsdd-sequences"])
+    assert [axis.get_ylabel() for axis in figure.axes if axis.get_visible() and axis.get_ylabel()] == [
+        "fsdd-sequences wer (test) (lower is better)"]

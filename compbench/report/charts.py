@@ -17,6 +17,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+from compbench.metrics import direction_note
 from compbench.report.landscape import NOT_TIMED, unconverged
 
 COMPONENT_ORDER = ("feature_encoder", "embeddings", "attention", "ffn", "other", "head")
@@ -241,7 +242,8 @@ def plot_quality_vs_macs(frame: pd.DataFrame) -> Figure:
         axis.step(front["gmacs"], front["quality"], where="post", color="0.55", linewidth=1.2, zorder=0)
         labels = _scatter(axis, group, "gmacs", "quality", styles)
         first = group.iloc[0]
-        axis.set(xlabel=_macs_axis(group), ylabel=f"{first['task']} {first['metric']} ({first['split']})")
+        axis.set(xlabel=_macs_axis(group),
+                 ylabel=f"{first['task']} {first['metric']} ({first['split']}){direction_note(first['metric'])}")
         return labels
 
     return _per_group(frame, frame["quality"].notna(), "quality against MACs (grey: Pareto frontier)",

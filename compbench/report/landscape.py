@@ -30,6 +30,7 @@ import pandas as pd
 
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
+from compbench.metrics import direction_note, metric_of
 from compbench.record import (
     compression_label,
     input_label,
@@ -41,7 +42,8 @@ from compbench.record import (
 from compbench.store import iter_records, read_failures
 
 NOT_TIMED = "not timed"
-# Pareto fronts: name -> ((column, "max" | "min"), ...). Which ones a group gets is decided by what it measured.
+# Pareto fronts: name -> ((column, "max" | "min"), ...). Which ones a group gets is decided by what it measured;
+# "quality" is wanted as its metric says (compbench.metrics: accuracy higher, WER lower).
 FRONTS = {
     "quality_macs": (("quality", "max"), ("macs", "min")),
     "quality_latency": (("quality", "max"), ("relative_latency", "min")),
@@ -347,10 +349,15 @@ def landscape_frame(records: list[dict] | Landscape) -> pd.DataFrame:
     for _, group in frame.groupby("group", sort=False):
         for front in group_fronts(group):
             columns = [column for column, _ in FRONTS[front]]
-            complete = group.dropna(subset=columns)
-            mask = pareto_mask(complete[columns].to_numpy().tolist(), [sense for _, sense in FRONTS[front]])
             frame.loc[group.index, f"pareto_{front}"] = False
-            frame.loc[complete.index, f"pareto_{front}"] = mask
+            # a quality front is one per task: one task's quality is no measure of another's (nor accuracy of WER)
+            parts = group.groupby("task", sort=False) if "quality" in columns else [(None, group)]
+            for _, part in parts:
+                metric = metric_of(part["metric"].dropna().iloc[0] if part["metric"].notna().any() else None)
+                senses = [metric.sense if column == "quality" else sense for column, sense in FRONTS[front]]
+                complete = part.dropna(subset=columns)
+                frame.loc[complete.index, f"pareto_{front}"] = pareto_mask(complete[columns].to_numpy().tolist(),
+                                                                           senses)
     marks = {f: frame[f"pareto_{f}"].fillna(False).astype(bool) for f in FRONTS}
     frame["pareto"] = [", ".join(FRONT_LABELS[f] for f in FRONTS if marks[f][i]) for i in frame.index]
     return frame
@@ -404,8 +411,9 @@ def group_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         if has_quality:
             metric = group["metric"].dropna().iloc[0]
             task = group["task"].dropna().iloc[0]
-            table[f"{task} {metric}"] = [("" if v != v else f"{v:.4f}") + (f" ({n})" if n else "")
-                                         for v, n in zip(group["quality"], group["quality_examples"], strict=True)]
+            table[f"{task} {metric}{direction_note(metric)}"] = [
+                ("" if v != v else f"{v:.4f}") + (f" ({n})" if n else "")
+                for v, n in zip(group["quality"], group["quality_examples"], strict=True)]
             table["Δ vs dense"] = group["quality_delta"].map(lambda v: "" if v != v else f"{v:+.4f}")
             table["fidelity (output CKA)"] = group["fidelity_cka"].map(lambda v: "" if v != v else f"{v:.4f}")
         if (group["measurements"] > 1).any():  # reruns of a configuration: the latest is shown

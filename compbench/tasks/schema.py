@@ -15,7 +15,7 @@ from compbench.errors import InvalidInputError
 
 TASK_SCHEMA_VERSION = 1
 INPUTS = ("text", "audio")
-METRICS = ("accuracy", "macro_f1")
+METRICS = ("accuracy", "macro_f1")  # classification's (compbench.metrics says which way each is better)
 PROTOCOLS = ("finetune", "superb_probe")
 SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset")
 SPLITS = ("train", "dev", "test")

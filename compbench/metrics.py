@@ -1,13 +1,17 @@
 """The quality metrics a record's ``quality.metric`` can name, and which way each is better.
 
-Everything that compares quality reads the direction here: Pareto marks, the report's tables and charts.
+Everything that compares quality reads the direction here: Pareto marks, the report's tables and charts; and
+each metric is computed here, from predictions (class indices) or transcripts.
 Accuracy and macro-F1 are better higher; word and character error rates (speech recognition) lower. A metric
 not listed (a record from a newer compbench) is taken as better higher.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -38,3 +42,35 @@ def metric_of(name: str | None) -> Metric:
 def direction_note(name: str | None) -> str:
     """What a table or axis adds to a metric that is better lower: `` (lower is better)``; else nothing."""
     return "" if metric_of(name).higher_is_better else " (lower is better)"
+
+
+def classification_score(metric: str, predictions: Sequence[int], labels: Sequence[int]) -> float:
+    """``accuracy`` (the fraction right) or ``macro_f1`` (the mean F1 over the classes that occur among the labels
+    or the predictions; a class never predicted and never present is no class here) of class indices."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if len(predictions) != len(labels) or not len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    if metric == "accuracy":
+        return float((predictions == labels).mean())
+    if metric == "macro_f1":
+        scores = []
+        for cls in np.union1d(predictions, labels):
+            hits = int(((predictions == cls) & (labels == cls)).sum())
+            predicted, present = int((predictions == cls).sum()), int((labels == cls).sum())
+            scores.append(2 * hits / (predicted + present))  # F1 = 2PR/(P+R) = 2 hits / (predicted + present)
+        return float(np.mean(scores))
+    raise ValueError(f"{metric!r} is not a classification metric")
+
+
+def error_rate(metric: str, references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """``wer`` or ``cer`` of transcripts over a whole split (jiwer: errors summed over the utterances, over the
+    words or characters of every reference), as speech recognition reports it."""
+    import jiwer
+
+    if len(references) != len(hypotheses) or not len(references):
+        raise ValueError(f"{len(hypotheses)} transcripts for {len(references)} references")
+    if metric == "wer":
+        return float(jiwer.wer(list(references), list(hypotheses)))
+    if metric == "cer":
+        return float(jiwer.cer(list(references), list(hypotheses)))
+    raise ValueError(f"{metric!r} is not an error rate")

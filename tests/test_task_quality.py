@@ -107,3 +107,28 @@ def test_finetune_then_measure_quality(tmp_path, text_task):
         with pytest.raises(InvalidInputError, match="fine-tuned classifier"):
             measure(MeasureOptions(models=["minilm-l6"], weights=weights, latency=False, task=task_file,
                                    data_root=data_root))
+
+
+def test_a_task_whose_metric_is_macro_f1_records_macro_f1_of_the_predictions(tmp_path, monkeypatch):
+    """The metric the task file names is the one computed (macro-F1 was recorded as the accuracy before)."""
+    from compbench.metrics import classification_score
+    from compbench.quality import evaluate
+
+    write_tones(tmp_path / "data" / "tones")
+    (tmp_path / "f1.yaml").write_text(yaml.safe_dump(dict(AUDIO_TASK, metric="macro_f1")))
+    build_tiny("hubert").save_pretrained(tmp_path / "tiny")
+    scored = []
+
+    def recorded(metric, predictions, labels):
+        scored.append((metric, list(predictions), list(labels)))
+        return classification_score(metric, predictions, labels)
+
+    monkeypatch.setattr(evaluate, "classification_score", recorded)
+    [record] = measure(MeasureOptions(models=[str(tmp_path / "tiny")], seconds=[0.25], latency=False,
+                                      task=str(tmp_path / "f1.yaml"), data_root=str(tmp_path / "data")))
+    [(metric, predictions, labels)] = scored
+    assert metric == record["quality"]["metric"] == "macro_f1" and len(labels) == 8
+    hits = [sum(p == c and t == c for p, t in zip(predictions, labels, strict=True)) for c in (0, 1)]
+    f1 = [2 * hits[c] / (predictions.count(c) + labels.count(c)) for c in (0, 1)
+          if predictions.count(c) + labels.count(c)]
+    assert record["quality"]["value"] == pytest.approx(sum(f1) / len(f1))

@@ -26,19 +26,25 @@ def load_tokenizer(checkpoint: str):
 
 
 @torch.inference_mode()
-def text_accuracy(model, tokenizer, examples: Examples, batch_size: int = 64,
-                  max_tokens: int = TEXT_MAX_TOKENS) -> float:
-    """Accuracy of a sequence-classification model on ``examples`` (argmax of its logits)."""
+def text_predictions(model, tokenizer, examples: Examples, batch_size: int = 64,
+                     max_tokens: int = TEXT_MAX_TOKENS) -> np.ndarray:
+    """A sequence-classification model's class for each of ``examples`` (argmax of its logits), in their order;
+    batched by length."""
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: len(examples.inputs[i]))
-    correct = 0
+    predictions = np.zeros(len(examples), dtype=np.int64)
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         batch = tokenizer([examples.inputs[i] for i in index], padding=True, truncation=True,
                           max_length=max_tokens, return_tensors="pt").to(next(model.parameters()).device)
-        predictions = model(**batch).logits.argmax(dim=-1).cpu().numpy()
-        correct += int((predictions == examples.labels[index]).sum())
-    return correct / len(examples)
+        predictions[index] = model(**batch).logits.argmax(dim=-1).cpu().numpy()
+    return predictions
+
+
+def text_accuracy(model, tokenizer, examples: Examples, batch_size: int = 64,
+                  max_tokens: int = TEXT_MAX_TOKENS) -> float:
+    """Accuracy of a sequence-classification model on ``examples`` (argmax of its logits)."""
+    return float((text_predictions(model, tokenizer, examples, batch_size, max_tokens) == examples.labels).mean())
 
 
 @torch.inference_mode()

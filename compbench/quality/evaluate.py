@@ -18,7 +18,8 @@ from torch import nn
 
 from compbench.architectures.families import classifier_labels, floating_dtype
 from compbench.errors import InvalidInputError
-from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_accuracy, text_accuracy
+from compbench.metrics import classification_score
+from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_predictions, text_predictions
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
 from compbench.tasks import Examples, Task, load_split
@@ -83,17 +84,20 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
               "protocol": task.protocol, "examples": {task.evaluate_on: len(data.evaluation)}}
     if data.whole_evaluation is not None:  # a limit (--task-limit) took part of the split
         result["split_examples"] = data.whole_evaluation
+    labels = data.evaluation.labels
     if task.protocol == "finetune":
         check_model_for_task(model, task)
-        result["value"] = text_accuracy(model, data.tokenizer, data.evaluation)
+        result["value"] = classification_score(task.metric, text_predictions(model, data.tokenizer, data.evaluation),
+                                               labels)
         return result
     if has_head_for(model, task):  # a speech classifier trained on this task: its own head, no probe
         result["protocol"] = "finetune"
-        result["value"] = speech_accuracy(model, data.evaluation)
+        result["value"] = classification_score(task.metric, speech_predictions(model, data.evaluation.inputs), labels)
         return result
     train = pooled_layer_features(model, data.train.inputs)
     probe = train_probe(train, data.train.labels, classes=len(task.labels))
-    result["value"] = probe.accuracy(pooled_layer_features(model, data.evaluation.inputs), data.evaluation.labels)
+    predictions = probe.predict(pooled_layer_features(model, data.evaluation.inputs)).numpy()
+    result["value"] = classification_score(task.metric, predictions, labels)
     result["examples"]["train"] = len(data.train)
     result["layer_weights"] = [round(float(w), 6) for w in probe.probe.layer_weights().detach()]
     return result

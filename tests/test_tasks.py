@@ -1,4 +1,4 @@
-"""Tasks: schema checks, lookup, data root, CSV and audio-folder sources, the shipped tasks."""
+"""Tasks: schema checks, lookup, data root, CSV, audio-folder and concatenated-clip sources, the shipped tasks."""
 
 import os
 import tomllib
@@ -145,3 +145,115 @@ def test_every_subpackage_is_packaged():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "compbench").rglob("__init__.py")}
     assert found | {"compbench.task_files"} == listed
+
+
+WORDS = {"0": "zero", "1": "one", "2": "two"}
+
+
+def sequences_task(**source_changes):
+    """A transcription task of connected digits built from the clips :func:`write_clips` writes."""
+    source = {"kind": "concatenated_clips",
+              "clips": {"path": "clips", "filename_pattern": r"(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<take>\d+)\.wav",
+                        "label": "digit", "split_field": "take", "split_ranges": {"train": [2, 5], "test": [0, 1]}},
+              "words": WORDS, "utterances": {"train": 20, "test": 10}, "clips_per_utterance": [2, 4],
+              "silence_ms": [50, 100], "same": "speaker", "seed": 3}
+    source.update(source_changes)
+    return {"schema_version": 1, "name": "seq", "version": 1, "description": "connected digits", "input": "audio",
+            "output": "transcript", "source": source, "metric": "wer", "protocol": "finetune"}
+
+
+def write_clips(folder: Path) -> dict[str, int]:
+    """Clips of three digits by two speakers, takes 0-5, each of its own length (so a concatenation's length
+    says which clips it holds): {file stem: samples at 16 kHz}."""
+    folder.mkdir(parents=True)
+    lengths = {}
+    for n, (digit, speaker, take) in enumerate((d, s, t) for d in "012" for s in ("ann", "bob") for t in range(6)):
+        stem = f"{digit}_{speaker}_{take}"
+        lengths[stem] = 1600 + 16 * n
+        soundfile.write(str(folder / f"{stem}.wav"), np.full(lengths[stem], 0.1 + 0.01 * n, np.float32), 16000)
+    return lengths
+
+
+def test_concatenated_clips_build_the_same_utterances_from_one_speaker_and_one_splits_clips(tmp_path):
+    lengths = write_clips(tmp_path / "clips")
+    task = task_from_dict(sequences_task(), "seq.yaml")
+    assert (task.output, task.labels, task.metric) == ("transcript", [], "wer")
+    for split, takes, count in (("train", range(2, 6), 20), ("test", range(2), 10)):
+        examples = load_split(task, split, str(tmp_path))
+        assert len(examples) == count and len(examples.labels) == 0
+        for wave, transcript, example_id in zip(examples.inputs, examples.transcripts, examples.ids, strict=True):
+            stems = example_id.split(":")[1].split("+")
+            digits, speakers, used = zip(*(stem.split("_") for stem in stems), strict=True)
+            assert 2 <= len(stems) <= 4 and len(set(speakers)) == 1  # one speaker per utterance
+            assert all(int(take) in takes for take in used)  # this split's recordings only
+            assert transcript == " ".join(WORDS[d] for d in digits)
+            silence = len(wave) - sum(lengths[stem] for stem in stems)  # between the clips, 50-100 ms each
+            assert 800 * (len(stems) - 1) <= silence <= 1600 * (len(stems) - 1)
+            assert np.count_nonzero(wave) == len(wave) - silence
+        again = load_split(task, split, str(tmp_path))
+        assert again.ids == examples.ids and all(np.array_equal(a, b) for a, b in zip(again.inputs, examples.inputs,
+                                                                                      strict=True))
+    reseeded = load_split(task_from_dict(sequences_task(seed=4), "seq.yaml"), "train", str(tmp_path))
+    assert reseeded.ids != load_split(task, "train", str(tmp_path)).ids
+    assert validate_tasks([str(write_task(tmp_path, sequences_task()))], str(tmp_path), check_data=True)[0][
+        "examples"] == {"train": 20, "test": 10}
+
+
+def write_task(folder: Path, task: dict) -> Path:
+    path = folder / f"{task['name']}.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"labels": ["a", "b"]}, "a transcription task has no 'labels'"),
+    ({"metric": "accuracy"}, "'metric' must be one of wer, cer"),
+    ({"output": "label", "labels": ["a", "b"], "metric": "accuracy"},
+     "a concatenated_clips source gives each example a transcript"),
+    ({"source": {**sequences_task()["source"], "same": "accent"}}, "source.same 'accent' is not a group"),
+    ({"source": {**sequences_task()["source"], "clips_per_utterance": [3, 2]}}, "source.clips_per_utterance must be"),
+    ({"source": {**sequences_task()["source"], "utterances": {"train": 0}}}, "source.utterances.train must be"),
+    ({"source": {**sequences_task()["source"], "words": {"0": "oh no"}}}, "source.words must map each clip label"),
+])
+def test_transcription_task_errors_name_the_file_and_key(change, message):
+    with pytest.raises(InvalidInputError, match=message):
+        task_from_dict({**sequences_task(), **change}, "seq.yaml")
+
+
+def test_a_clip_whose_label_has_no_word_is_one_error_naming_it(tmp_path):
+    write_clips(tmp_path / "clips")
+    task = task_from_dict(sequences_task(words={"0": "zero", "1": "one"}), "seq.yaml")
+    with pytest.raises(InvalidInputError, match=r"2_ann_2\.wav: label '2' has no word in seq\.yaml's source\.words"):
+        load_split(task, "train", str(tmp_path))
+
+
+def test_a_transcription_task_is_refused_by_measure_and_finetune_before_any_model_loads(tmp_path):
+    from compbench.measure import MeasureOptions, measure
+    from compbench.quality.finetune import finetune
+
+    path = write_task(tmp_path, sequences_task())
+
+    def load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    for attempt in (lambda: measure(MeasureOptions(models="distilhubert", task=str(path)), load=load),
+                    lambda: finetune("distilhubert", str(path), tmp_path / "out")):
+        with pytest.raises(InvalidInputError, match="task seq transcribes speech .* does not yet fine-tune"):
+            attempt()
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shared_data
+def test_connected_digits_from_fsdd_keep_every_recording_in_its_split():
+    """FSDD's takes 0-4 test, 5-9 dev, 10-49 train (as fsdd-digits): utterances of 2 to 7 digits by one speaker."""
+    fsdd = yaml.safe_load((tasks_dir() / "fsdd-digits.yaml").read_text())["source"]
+    words = dict(zip("0123456789", "zero one two three four five six seven eight nine".split(), strict=True))
+    task = task_from_dict(sequences_task(clips={k: v for k, v in fsdd.items() if k != "kind"}, words=words,
+                                         utterances={"dev": 40, "test": 40}, clips_per_utterance=[2, 7],
+                                         silence_ms=[50, 250], seed=0), "fsdd-sequences.yaml")
+    for split, (low, high) in (("dev", (5, 9)), ("test", (0, 4))):
+        examples = load_split(task, split, SHARED_DATA)
+        stems = [example_id.split(":")[1].split("+") for example_id in examples.ids]
+        assert all(low <= int(stem.split("_")[2]) <= high for utterance in stems for stem in utterance)
+        assert all(2 <= len(u) <= 7 and len({stem.split("_")[1] for stem in u}) == 1 for u in stems)
+        assert [len(t.split()) for t in examples.transcripts] == [len(u) for u in stems]

@@ -16,14 +16,24 @@ def validate_tasks(names: list[str] | None = None, data_root: str | None = None,
     report = []
     for name in names or list(task_files()):
         task: Task = find_task(name)
-        entry = {"task": task.name, "version": task.version, "input": task.input, "labels": len(task.labels),
-                 "file": task.file}
+        entry = {"task": task.name, "version": task.version, "input": task.input, "output": task.output,
+                 "labels": len(task.labels), "file": task.file}
         if check_data:
-            splits = task.source.files if task.source.kind == "csv" else (
-                task.source.split_ranges or {"train": None, "test": None})
-            entry["examples"] = {split: len(load_split(task, split, data_root)) for split in splits}
+            entry["examples"] = {split: len(load_split(task, split, data_root)) for split in task_splits(task)}
         report.append(entry)
     return report
+
+
+def task_splits(task: Task) -> list[str]:
+    """The splits ``task``'s source defines."""
+    source = task.source
+    if source.kind == "csv":
+        return list(source.files)
+    if source.kind == "concatenated_clips":
+        return list(source.utterances)
+    if source.kind == "hf_dataset":
+        return list(source.splits) or ["train", "test"]
+    return list(source.split_ranges) or ["train", "test"]
 
 
 def add_parser(commands, name: str) -> None:
@@ -37,5 +47,6 @@ def add_parser(commands, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     for entry in validate_tasks(args.tasks, args.data_root, args.data):
         counts = "".join(f" {split}={n}" for split, n in entry.get("examples", {}).items())
-        print(f"ok {entry['task']} v{entry['version']} ({entry['input']}, {entry['labels']} labels){counts}")
+        kind = f"{entry['labels']} labels" if entry["output"] == "label" else "transcripts"
+        print(f"ok {entry['task']} v{entry['version']} ({entry['input']}, {kind}){counts}")
     return 0

@@ -57,8 +57,21 @@ def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: s
     return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation, None, whole)
 
 
+def check_classification_task(task: Task) -> None:
+    """The one error for a transcription task: its data loads (``compbench validate --data``), but CTC heads,
+    their training and WER evaluation are not built yet, so no model is fine-tuned, compressed with its data
+    or evaluated on it."""
+    if task.output != "label":
+        raise InvalidInputError(f"task {task.name} transcribes speech (output: {task.output}): compbench does not "
+                                "yet fine-tune, compress with or evaluate transcription tasks (CTC heads, "
+                                f"{task.metric.upper()}); `compbench validate {task.file or task.name} --data` "
+                                "checks its data")
+
+
 def check_task_modality(task: Task, modality: str) -> None:
-    """The one error for a task whose inputs a ``modality`` model cannot take."""
+    """The one error for a task whose inputs a ``modality`` model cannot take (or that no model is evaluated
+    on yet: :func:`check_classification_task`)."""
+    check_classification_task(task)
     if MODALITY_OF_INPUT[task.input] != modality:
         raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
 

@@ -34,6 +34,7 @@ from compbench.models.loading import default_weights
 from compbench.models.provenance import FINETUNE_REPORT
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
+from compbench.quality.evaluate import check_classification_task
 from compbench.schedule import warmup_then_linear_decay
 from compbench.tasks import Examples, find_task, load_split
 
@@ -101,6 +102,7 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     out_dir = Path(out_dir)
     refuse_non_empty(out_dir)
     task = find_task(task_name)
+    check_classification_task(task)
     modality = "text" if task.input == "text" else "speech"
     options = resolved_options(options, modality)
     weights = options.weights or ("pretrained" if modality == "text" else default_weights(model_name))

@@ -11,7 +11,7 @@ import numpy as np
 
 from compbench.architectures.families import SAMPLE_RATE
 from compbench.errors import InvalidInputError
-from compbench.tasks.schema import AudioFolderSource, CsvSource, HfDatasetSource, Task
+from compbench.tasks.schema import SPLITS, AudioFolderSource, ConcatenatedClipsSource, CsvSource, HfDatasetSource, Task
 
 DATA_ROOT_ENV = "COMPBENCH_DATA_ROOT"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -23,11 +23,13 @@ class MissingDataError(InvalidInputError):
 
 @dataclass
 class Examples:
-    """One split of a task: inputs (text, or 16 kHz float32 waveforms), label indices, ids."""
+    """One split of a task: inputs (text, or 16 kHz float32 waveforms), label indices (a transcription task:
+    none, and ``transcripts``, each example's words), ids."""
 
     inputs: list
     labels: np.ndarray
     ids: list[str]
+    transcripts: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -86,6 +88,11 @@ def read_audio(path: Path) -> np.ndarray:
 
 def _audio_files(task: Task, source: AudioFolderSource, root: Path) -> list[tuple[Path, str, str]]:
     """(file, label, split) for every audio file of the source."""
+    return [(path, label, split) for path, label, split, _ in _audio_files_and_fields(task, source, root)]
+
+
+def _audio_files_and_fields(task: Task, source: AudioFolderSource, root: Path) -> list[tuple[Path, str, str, dict]]:
+    """(file, label, split, the groups of its file name) for every audio file of the source that has a split."""
     folder = root / source.path
     if not folder.is_dir():
         raise MissingDataError(f"task {task.name}: {folder} does not exist (data root {root})")
@@ -114,7 +121,7 @@ def _audio_files(task: Task, source: AudioFolderSource, root: Path) -> list[tupl
         else:  # <path>/<split>/<label>/<file>
             split = relative.parts[0] if len(relative.parts) >= 3 else None
         if split is not None:
-            found.append((path, label, split))
+            found.append((path, label, split, fields))
     return found
 
 
@@ -139,7 +146,45 @@ def _load_hf(task: Task, source: HfDatasetSource, split: str, root: Path) -> Exa
     return Examples(inputs=inputs, labels=np.array(labels), ids=[str(i) for i in range(len(inputs))])
 
 
-LOADERS = {"csv": _load_csv, "audio_folder": _load_audio_folder, "hf_dataset": _load_hf}
+def _load_concatenated_clips(task: Task, source: ConcatenatedClipsSource, split: str, root: Path) -> Examples:
+    """``source.utterances[split]`` utterances built from the split's clips (:class:`ConcatenatedClipsSource`),
+    the same every time: a generator seeded by the source's seed and the split draws each utterance's clip
+    group, clip count, clips (with replacement) and silences."""
+    if split not in source.utterances:
+        raise InvalidInputError(f"task {task.name} has no {split!r} split")
+    groups: dict[str, list[tuple[Path, str]]] = {}
+    for path, label, clip_split, fields in _audio_files_and_fields(task, source.clips, root):
+        if clip_split == split:
+            if label not in source.words:
+                raise InvalidInputError(f"{path}: label {label!r} has no word in {task.file or task.name}'s "
+                                        "source.words")
+            groups.setdefault(fields.get(source.same, "") if source.same else "", []).append((path, label))
+    if not groups:
+        raise MissingDataError(f"task {task.name}: no {split!r} clips under {root / source.clips.path}")
+    keys = sorted(groups)
+    rng = np.random.default_rng([source.seed, SPLITS.index(split)])
+    audio_of: dict[Path, np.ndarray] = {}
+    inputs, transcripts, ids = [], [], []
+    for number in range(source.utterances[split]):
+        group = groups[keys[rng.integers(len(keys))]]
+        count = int(rng.integers(source.clips_per_utterance[0], source.clips_per_utterance[1] + 1))
+        chosen = [group[i] for i in rng.integers(len(group), size=count)]
+        silences = rng.integers(source.silence_ms[0], source.silence_ms[1] + 1, size=count - 1)
+        pieces = []
+        for index, (path, _) in enumerate(chosen):
+            if path not in audio_of:
+                audio_of[path] = read_audio(path)
+            if index:
+                pieces.append(np.zeros(round(silences[index - 1] * SAMPLE_RATE / 1000), dtype=np.float32))
+            pieces.append(audio_of[path])
+        inputs.append(np.concatenate(pieces))
+        transcripts.append(" ".join(source.words[label] for _, label in chosen))
+        ids.append(f"{split}-{number:05d}:" + "+".join(path.stem for path, _ in chosen))
+    return Examples(inputs=inputs, labels=np.zeros(0, dtype=np.int64), ids=ids, transcripts=transcripts)
+
+
+LOADERS = {"csv": _load_csv, "audio_folder": _load_audio_folder, "hf_dataset": _load_hf,
+           "concatenated_clips": _load_concatenated_clips}
 
 
 def load_split(task: Task, split: str, data_root: str | None = None) -> Examples:

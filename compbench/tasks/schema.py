@@ -15,9 +15,12 @@ from compbench.errors import InvalidInputError
 
 TASK_SCHEMA_VERSION = 1
 INPUTS = ("text", "audio")
-METRICS = ("accuracy", "macro_f1")  # classification's (compbench.metrics says which way each is better)
+OUTPUTS = ("label", "transcript")  # a class per example, or its words (speech recognition)
+# the metrics of each output (compbench.metrics says which way each is better)
+METRICS_OF_OUTPUT = {"label": ("accuracy", "macro_f1"), "transcript": ("wer", "cer")}
+METRICS = tuple(metric for metrics in METRICS_OF_OUTPUT.values() for metric in metrics)
 PROTOCOLS = ("finetune", "superb_probe")
-SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset")
+SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset", "concatenated_clips")
 SPLITS = ("train", "dev", "test")
 MODALITY_OF_INPUT = {"text": "text", "audio": "speech"}  # a task's input -> the models that take it
 
@@ -46,6 +49,23 @@ class AudioFolderSource:
 
 
 @dataclass(frozen=True)
+class ConcatenatedClipsSource:
+    """Utterances built from labelled clips (an :class:`AudioFolderSource`), deterministically: each joins
+    ``clips_per_utterance`` clips of one split, all sharing the value of the file-name group ``same`` (one
+    speaker), with ``silence_ms`` of silence between them; its transcript is the clips' ``words``. A split's
+    utterances are made of that split's clips only, so no recording crosses splits."""
+
+    clips: AudioFolderSource
+    words: dict[str, str]  # a clip's label -> the word it is spoken as
+    utterances: dict[str, int]  # split -> how many are built
+    clips_per_utterance: list[int] = field(default_factory=lambda: [2, 7])  # inclusive range
+    silence_ms: list[int] = field(default_factory=lambda: [50, 250])  # inclusive range, between clips
+    same: str | None = None  # a filename_pattern group every clip of an utterance shares
+    seed: int = 0
+    kind: str = "concatenated_clips"
+
+
+@dataclass(frozen=True)
 class HfDatasetSource:
     """A Hugging Face dataset by name (needs the hub; not used offline)."""
 
@@ -63,19 +83,20 @@ class Task:
     version: int
     description: str
     input: str  # "text" or "audio"
-    source: CsvSource | AudioFolderSource | HfDatasetSource
-    labels: list[str]
+    source: CsvSource | AudioFolderSource | HfDatasetSource | ConcatenatedClipsSource
+    labels: list[str]  # output label: the classes; output transcript: none (the vocabulary is the transcripts')
     metric: str
     protocol: str
     evaluate_on: str = "test"
     file: str | None = None
+    output: str = "label"
 
 
 # key -> (type(s), required)
 _TASK_KEYS: dict[str, tuple[Any, bool]] = {
     "schema_version": (int, True), "name": (str, True), "version": (int, True), "description": (str, True),
-    "input": (str, True), "source": (dict, True), "labels": (list, True), "metric": (str, True),
-    "protocol": (str, True), "evaluate_on": (str, False),
+    "input": (str, True), "source": (dict, True), "labels": (list, False), "metric": (str, True),
+    "protocol": (str, True), "evaluate_on": (str, False), "output": (str, False),
 }
 _SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
     "csv": {"kind": (str, True), "path": (str, True), "files": (dict, True), "text_column": (str, False),
@@ -84,32 +105,77 @@ _SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
                      "label": (str, False), "split_field": (str, False), "split_ranges": (dict, False)},
     "hf_dataset": {"kind": (str, True), "name": (str, True), "config": (str, False), "splits": (dict, False),
                    "input_column": (str, False), "label_column": (str, False)},
+    "concatenated_clips": {"kind": (str, True), "clips": (dict, True), "words": (dict, True),
+                           "utterances": (dict, True), "clips_per_utterance": (list, False),
+                           "silence_ms": (list, False), "same": (str, False), "seed": (int, False)},
 }
-_SOURCE_TYPES = {"csv": CsvSource, "audio_folder": AudioFolderSource, "hf_dataset": HfDatasetSource}
+_SOURCE_TYPES = {"csv": CsvSource, "audio_folder": AudioFolderSource, "hf_dataset": HfDatasetSource,
+                 "concatenated_clips": ConcatenatedClipsSource}
+_OUTPUT_OF_SOURCE = {"csv": "label", "audio_folder": "label", "hf_dataset": "label", "concatenated_clips": "transcript"}
 
 
 def task_from_dict(data: object, where: str) -> Task:
     """A validated Task from parsed YAML; ``where`` names the file in error messages."""
     data = check_document(where, data, "task file", _TASK_KEYS, "schema_version", TASK_SCHEMA_VERSION)
     check_choice(where, "input", data["input"], INPUTS)
-    check_choice(where, "metric", data["metric"], METRICS)
+    output = data.get("output", "label")
+    check_choice(where, "output", output, OUTPUTS)
+    check_choice(where, "metric", data["metric"], METRICS_OF_OUTPUT[output])
     check_choice(where, "protocol", data["protocol"], PROTOCOLS)
     evaluate_on = data.get("evaluate_on", "test")
     check_choice(where, "evaluate_on", evaluate_on, SPLITS)
-    labels = data["labels"]
-    if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+    labels = data.get("labels")
+    if output == "label" and (not isinstance(labels, list) or len(labels) < 2 or
+                              not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels)):
         raise InvalidInputError(f"{where}: 'labels' must list at least two distinct strings")
+    if output == "transcript" and labels is not None:
+        raise InvalidInputError(f"{where}: a transcription task has no 'labels' (its vocabulary is its transcripts' "
+                                "characters)")
     source = data["source"]
     kind = source.get("kind")
     if kind not in SOURCE_KINDS:
         raise InvalidInputError(f"{where}: source 'kind' must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
     check_keys(f"{where}: source", source, _SOURCE_KEYS[kind])
-    for key in ("files", "splits", "split_ranges"):
+    if _OUTPUT_OF_SOURCE[kind] != output:
+        raise InvalidInputError(f"{where}: a {kind} source gives each example a {_OUTPUT_OF_SOURCE[kind]}, and "
+                                f"this task's output is {output!r}")
+    for key in ("files", "splits", "split_ranges", "utterances"):
         for split in source.get(key, {}):
             check_choice(f"{where}: source.{key}", "split", split, SPLITS)
+    built = _concatenated_clips(where, source) if kind == "concatenated_clips" else _SOURCE_TYPES[kind](**source)
     return Task(name=data["name"], version=data["version"], description=data["description"],
-                input=data["input"], source=_SOURCE_TYPES[kind](**source), labels=list(labels),
-                metric=data["metric"], protocol=data["protocol"], evaluate_on=evaluate_on, file=where)
+                input=data["input"], source=built, labels=list(labels or []), metric=data["metric"],
+                protocol=data["protocol"], evaluate_on=evaluate_on, file=where, output=output)
+
+
+def _concatenated_clips(where: str, source: dict) -> ConcatenatedClipsSource:
+    """A checked :class:`ConcatenatedClipsSource`: its clips an audio folder with splits, its ranges ordered."""
+    clips = dict(source["clips"])
+    clips.setdefault("kind", "audio_folder")
+    if clips["kind"] != "audio_folder":
+        raise InvalidInputError(f"{where}: source.clips must be an audio_folder source, got {clips['kind']!r}")
+    check_keys(f"{where}: source.clips", clips, _SOURCE_KEYS["audio_folder"])
+    for split in clips.get("split_ranges", {}):
+        check_choice(f"{where}: source.clips.split_ranges", "split", split, SPLITS)
+    for key, lowest in (("clips_per_utterance", 1), ("silence_ms", 0)):
+        bounds = source.get(key)
+        if bounds is not None and not (len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+                                       and lowest <= bounds[0] <= bounds[1]):
+            raise InvalidInputError(f"{where}: source.{key} must be [low, high], whole numbers, "
+                                    f"{lowest} <= low <= high; got {bounds!r}")
+    for split, count in source["utterances"].items():
+        if not isinstance(count, int) or count < 1:
+            raise InvalidInputError(f"{where}: source.utterances.{split} must be a whole number >= 1, got {count!r}")
+    words = source["words"]
+    if not words or not all(isinstance(k, str) and isinstance(v, str) and v.strip() and " " not in v.strip()
+                            for k, v in words.items()):
+        raise InvalidInputError(f"{where}: source.words must map each clip label (a string) to one word")
+    clips_source = AudioFolderSource(**clips)
+    if source.get("same") and (not clips_source.filename_pattern
+                               or f"(?P<{source['same']}>" not in clips_source.filename_pattern):
+        raise InvalidInputError(f"{where}: source.same {source['same']!r} is not a group of source.clips' "
+                                "filename_pattern")
+    return ConcatenatedClipsSource(**{**source, "clips": clips_source})
 
 
 def load_task_file(path: str | Path) -> Task:

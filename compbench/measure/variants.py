@@ -11,6 +11,7 @@ from torch import nn
 from compbench.architectures.families import InputSpec, ModelAdapter
 from compbench.compression.context import NO_CONTEXT, CompressionContext
 from compbench.compression.pipeline import apply_pipeline, excluded_runtimes
+from compbench.compression.spec import spec_label
 from compbench.compressors import COMPRESSORS  # the package: every built-in compressor registered
 from compbench.counting.weights import is_input_dependent
 from compbench.errors import InvalidInputError
@@ -19,7 +20,6 @@ from compbench.measure.resolve import Run, sizes_for
 from compbench.models import LoadedModel
 from compbench.quality.context import build_context
 from compbench.quality.evaluate import check_model_for_task
-from compbench.record import step_label
 from compbench.runtimes.base import onnx_quantization
 from compbench.tasks.schema import MODALITY_OF_INPUT
 
@@ -62,8 +62,7 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     subjects = [Subject(loaded.model, loaded.adapter, loaded.compression)]
     context = compression_context(loaded, run)
     for steps in options.compress:
-        progress(f"compressing {name}: {','.join(step_label(step.to_dict()) for step in steps)}",
-                 0.2 * position / len(options.models))
+        progress(f"compressing {name}: {spec_label(list(steps))}", 0.2 * position / len(options.models))
         variant = apply_pipeline(loaded.model, list(steps), context)
         variant.model.eval()
         subjects.append(Subject(variant.model, ModelAdapter(variant.model),

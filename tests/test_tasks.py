@@ -257,3 +257,15 @@ def test_connected_digits_from_fsdd_keep_every_recording_in_its_split():
         assert all(low <= int(stem.split("_")[2]) <= high for utterance in stems for stem in utterance)
         assert all(2 <= len(u) <= 7 and len({stem.split("_")[1] for stem in u}) == 1 for u in stems)
         assert [len(t.split()) for t in examples.transcripts] == [len(u) for u in stems]
+
+
+def test_a_limited_transcription_split_keeps_each_transcript_with_its_audio(tmp_path):
+    from compbench.quality.evaluate import limit_examples
+
+    write_clips(tmp_path / "clips")
+    whole = load_split(task_from_dict(sequences_task(), "seq.yaml"), "train", str(tmp_path))
+    kept = limit_examples(whole, 5)
+    index = [whole.ids.index(example_id) for example_id in kept.ids]
+    assert index == [0, 4, 8, 12, 16] and len(kept.labels) == 0
+    assert kept.transcripts == [whole.transcripts[i] for i in index]
+    assert all(kept.inputs[n] is whole.inputs[i] for n, i in enumerate(index))

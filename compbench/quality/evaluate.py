@@ -43,7 +43,7 @@ def limit_examples(examples: Examples, limit: int | None) -> Examples:
         return examples
     step = len(examples) / limit  # spread over the split, deterministic
     index = [int(i * step) for i in range(limit)]
-    return Examples([examples.inputs[i] for i in index], examples.labels[index], [examples.ids[i] for i in index])
+    return examples.subset(index)
 
 
 def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: str | None,

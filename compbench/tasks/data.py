@@ -34,6 +34,12 @@ class Examples:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def subset(self, index: list[int]) -> Examples:
+        """The examples at ``index``, in that order, every field kept aligned."""
+        return Examples([self.inputs[i] for i in index], self.labels[index] if len(self.labels) else self.labels,
+                        [self.ids[i] for i in index],
+                        None if self.transcripts is None else [self.transcripts[i] for i in index])
+
 
 def resolve_data_root(flag: str | None = None) -> Path:
     """The data root from ``--data-root``, else ``$COMPBENCH_DATA_ROOT``; an error says where it looked."""

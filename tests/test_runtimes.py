@@ -183,3 +183,25 @@ def test_bad_runtimes_in_measure_give_one_error(capsys):
     assert "onnxruntime" in capsys.readouterr().err
     assert main(["measure", "--model", "minilm-l6", "--tokens", "8", "--runtime", "compile", "--no-latency"]) == 2
     assert "matters only for latency" in capsys.readouterr().err
+
+
+def test_the_exporters_own_log_lines_and_warnings_are_not_shown_and_the_loggers_are_restored(caplog, recwarn):
+    """torch's exporter logs each torchvision operator it skips, onnxscript each constant it could not fold:
+    not the user's to read while measuring (an export that fails raises, with one line)."""
+    import logging
+    import warnings
+
+    from compbench.runtimes.onnx import quiet_exporter
+
+    registration, folding = (logging.getLogger(name) for name in
+                             ("torch.onnx._internal.exporter._registration", "onnxscript.optimizer._constant_folding"))
+    before = logging.getLogger("torch.onnx").level
+    with caplog.at_level(logging.WARNING):
+        with quiet_exporter():
+            registration.warning("torchvision is not installed. Skipping torchvision::nms")
+            folding.warning("Evaluation failed: cannot reshape array of size 1 into shape (1,8)")
+            warnings.warn("isinstance(treespec, LeafSpec) is deprecated", FutureWarning, stacklevel=1)
+        assert caplog.records == [] and len(recwarn) == 0
+        registration.warning("after the export")
+    assert [r.getMessage() for r in caplog.records] == ["after the export"]
+    assert logging.getLogger("torch.onnx").level == before

@@ -52,7 +52,8 @@ def time_jobs(jobs: list[Job], run: Run) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
         running = [sized[int(t.name)] for t in state if not t.done]
         if running:  # the first two still running (the rest are timed in the same rounds)
-            label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}" for j in running[:2])
+            label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}"
+                              + ("" if j.runtime == "eager" else f" under {j.runtime}") for j in running[:2])
             progress(f"timing {label}" + (f" and {len(running) - 2} more" if len(running) > 2 else ""),
                      0.35 + 0.65 * done)
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import logging
 import os
 import re
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,6 +82,28 @@ def export_problem(err: Exception) -> str:
     return first_line(err)
 
 
+# what torch's exporter and onnxscript's optimizer log while they work (torchvision operators skipped, a constant
+# they could not fold): notes for their developers, not for someone measuring a model; an export that fails
+# raises, and says why in one line
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+
+
+@contextmanager
+def quiet_exporter():
+    """The exporter's own log lines and warnings off for the block; the loggers' levels restored after."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def export(model: nn.Module, inputs: dict, path: Path) -> float:
     """Export ``model``'s comparable output for ``inputs`` to ``path`` (atomically); the seconds it took."""
     _module("onnxscript")  # the dynamo exporter's dependencies, with one clear error
@@ -88,9 +113,10 @@ def export(model: nn.Module, inputs: dict, path: Path) -> float:
     partial = path.with_suffix(f".{os.getpid()}.partial")
     cpu_inputs = {name: value.cpu() for name, value in inputs.items()}
     try:
-        program = torch.onnx.export(ComparableOutput(model).cpu().eval(), (), kwargs=cpu_inputs, dynamo=True,
-                                    optimize=True, verbose=False)
-        program.save(str(partial))
+        with quiet_exporter():
+            program = torch.onnx.export(ComparableOutput(model).cpu().eval(), (), kwargs=cpu_inputs, dynamo=True,
+                                        optimize=True, verbose=False)
+            program.save(str(partial))
     except Exception as err:
         partial.unlink(missing_ok=True)
         raise InvalidInputError(f"runtime onnxruntime: the model cannot be exported to ONNX: {export_problem(err)}"

@@ -171,8 +171,11 @@ def real_time_factor(record: dict) -> dict | None:
     """A speech record's real-time factor: seconds of compute per second of audio (below 1: faster than real
     time). Sized: the median latency over the audio of one forward (``seconds`` x ``batch``), with the latency's
     95 % interval divided the same way. Per example: the mean latency over the examples' mean audio, as a
-    corpus's RTF is its total compute over its total audio. None for a text record or one not timed (records
-    written before ``rtf`` was recorded get the same figure from their latency and input)."""
+    corpus's RTF is its total compute over its total audio. The record's own ``rtf`` where it has one; records
+    written before ``rtf`` was recorded get the same figure from their latency and input. None for a text record
+    or one not timed."""
+    if record.get("rtf"):
+        return record["rtf"]
     latency, described = record.get("latency_ms"), record["input"]
     if not latency or record.get("modality") != "speech":
         return None

@@ -138,7 +138,7 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
 
 def real_time_factor_cell(record: dict) -> str:
     """A speech record's RTF as shown (``0.246``; per example, the corpus's: ``0.031 mean``); empty for text."""
-    rtf = record.get("rtf") or real_time_factor(record)
+    rtf = real_time_factor(record)
     if not rtf:
         return ""
     return f"{rtf['median']:.3f}" if "median" in rtf else f"{rtf['mean']:.3f} mean"

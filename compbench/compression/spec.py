@@ -14,6 +14,7 @@ from compbench.checks import check_type, load_yaml_file, read_text_file, syntax_
 from compbench.compression.compressor import COMPRESSORS
 from compbench.compression.pipeline import Step, check_pipeline
 from compbench.errors import CompbenchError, InvalidInputError
+from compbench.record import step_label
 
 PIPELINE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -92,4 +93,5 @@ def load_options_file(path: str) -> dict[str, dict]:
 
 
 def spec_label(steps: list[Step]) -> str:
-    return ",".join(s.name if s.amount is None else f"{s.name}={s.amount:g}" for s in steps)
+    """The steps as written on the command line: ``head_pruning=0.5,int8_dynamic``."""
+    return ",".join(step_label(step.to_dict()) for step in steps)

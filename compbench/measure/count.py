@@ -13,7 +13,6 @@ from compbench.counting.params import ParamCount, count_params
 from compbench.measure.jobs import Job
 from compbench.measure.resolve import Run
 from compbench.measure.variants import ModelGroup
-from compbench.record import compression_label
 
 
 @dataclass
@@ -41,7 +40,6 @@ def audit(jobs: list[Job], run: Run) -> None:
         if job.examples is None:
             key = (id(job.model), job.spec)
             if key not in audited:
-                run.progress(f"auditing counters on {job.loaded.name} {compression_label(job.record)} "
-                             f"{job.spec.label()}", 0.2 + 0.1 * index / len(jobs))
+                run.progress(f"auditing counters on {job.label()}", 0.2 + 0.1 * index / len(jobs))
                 audited[key] = audit_counts(job.model, job.inputs, job.record["macs"])
             job.record["audit"] = {name: dict(found) for name, found in audited[key].items()}

@@ -9,6 +9,7 @@ from torch import nn
 
 from compbench.architectures.families import InputSpec, ModelAdapter
 from compbench.models import LoadedModel
+from compbench.record import compression_label
 
 
 @dataclass
@@ -25,3 +26,8 @@ class Job:
     examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
     runtime: str = "eager"  # what runs the model (compbench.runtimes); per-example jobs run eager
     example_macs: list[int] | None = None  # per-example jobs: each example's MACs
+
+    def label(self) -> str:
+        """The model, the variant and the size, as progress names a sized job: ``minilm-l6 head_pruning=0.5
+        16tok``."""
+        return f"{self.loaded.name} {compression_label(self.record)} {self.spec.label()}"

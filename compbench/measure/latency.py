@@ -12,7 +12,6 @@ from compbench.measure.jobs import Job
 from compbench.measure.per_example import time_examples
 from compbench.measure.records import add_example_peak, add_latency
 from compbench.measure.resolve import Run
-from compbench.record import compression_label
 from compbench.runtimes import RUNTIMES, check_outputs
 from compbench.runtimes.base import DEFAULT_TOLERANCE, QUANTIZED_TOLERANCE, eager_output, output_difference
 from compbench.timing.allocator import steady_allocator
@@ -52,8 +51,8 @@ def time_jobs(jobs: list[Job], run: Run) -> None:
         done = sum(1.0 if t.done else min(t.spent_s / budget, 0.99) for t in state) / len(state)
         running = [sized[int(t.name)] for t in state if not t.done]
         if running:  # the first two still running (the rest are timed in the same rounds)
-            label = ", ".join(f"{j.loaded.name} {compression_label(j.record)} {j.spec.label()}"
-                              + ("" if j.runtime == "eager" else f" under {j.runtime}") for j in running[:2])
+            label = ", ".join(j.label() + ("" if j.runtime == "eager" else f" under {j.runtime}")
+                              for j in running[:2])
             progress(f"timing {label}" + (f" and {len(running) - 2} more" if len(running) > 2 else ""),
                      0.35 + 0.65 * done)
 
@@ -107,8 +106,7 @@ def prepare_runtimes(jobs: list[Job], device: torch.device, run: Run) -> list:
     threads = torch.get_num_threads()
     for job in jobs:
         if job.runtime != "eager":  # an export or a compile: the variant named, before it starts
-            run.progress(f"preparing {job.loaded.name} {compression_label(job.record)} {job.spec.label()} under "
-                         f"{job.runtime}", 0.28)
+            run.progress(f"preparing {job.label()} under {job.runtime}", 0.28)
         prepared = RUNTIMES.get(job.runtime).prepare(job.model, job.inputs, threads, device, None)
         difference = 0.0
         if job.runtime != "eager":  # eager's own output is computed once per model and size, only when compared

@@ -74,7 +74,7 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
         # ort_int8 variant's quality is evaluated in ONNX Runtime whatever is timed)
         subject.excluded = excluded_runtimes([step["name"] for step in subject.manifest or []],
                                              run.runtimes) if options.latency else {}
-    check_per_example([subject.model for subject in subjects], name, run)
+    check_per_example([subject.model for subject in subjects[1:]], name, run)  # the variants (the model: above)
     return ModelGroup(loaded, specs, subjects)
 
 

@@ -239,7 +239,7 @@ def _row(record: dict) -> dict:
         "macs_by_component": record["macs_by_component"],
         "sweep": record.get("sweep"), "job": record.get("job"), "run_id": record["run_id"],
     }
-    rtf = record.get("rtf") or real_time_factor(record) or {}  # records before rtf: from latency and input
+    rtf = real_time_factor(record) or {}
     row["rtf"] = _nan(rtf.get("median", rtf.get("mean")))
     row["rtf_ci_low"], row["rtf_ci_high"] = _nan(rtf.get("ci95_low")), _nan(rtf.get("ci95_high"))
     row["speedup_vs_predicted"] = row["speedup"] / row["predicted_speedup"]

@@ -38,8 +38,8 @@ def list_compressors() -> list[dict]:
 def list_tasks() -> list[dict]:
     """Every shipped task (each file is validated as it is listed)."""
     tasks = [find_task(name) for name in task_files()]
-    return [{"name": t.name, "version": t.version, "input": t.input, "labels": len(t.labels), "metric": t.metric,
-             "protocol": t.protocol, "description": t.description} for t in tasks]
+    return [{"name": t.name, "version": t.version, "input": t.input, "output": t.output, "labels": len(t.labels),
+             "metric": t.metric, "protocol": t.protocol, "description": t.description} for t in tasks]
 
 
 def list_runtimes() -> list[dict]:

@@ -25,6 +25,10 @@ class Metric:
         """``max`` or ``min``: what a Pareto front wants of it."""
         return "max" if self.higher_is_better else "min"
 
+    def better(self, value: float, than: float) -> bool:
+        """Whether ``value`` is strictly better than ``than``."""
+        return value > than if self.higher_is_better else value < than
+
 
 METRICS = {metric.name: metric for metric in (
     Metric("accuracy", True, "the fraction of examples classified correctly"),

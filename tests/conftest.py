@@ -224,6 +224,31 @@ def tones(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_asr(tmp_path_factory):
+    """(task file, data root, a tiny HuBERT directory) for a tiny speech-recognition task in the LibriSpeech
+    folder layout (:mod:`tiny_corpus`); shared by the session's tests, which read it and write elsewhere."""
+    from tiny_corpus import write_corpus, write_task
+    from tiny_models import build_tiny
+
+    root = tmp_path_factory.mktemp("tiny-asr")
+    write_corpus(root)
+    build_tiny("hubert").save_pretrained(root / "tiny")
+    return str(write_task(root)), str(root), str(root / "tiny")
+
+
+@pytest.fixture(scope="session")
+def recogniser(tmp_path_factory, tiny_asr):
+    """(model directory, task file, data root): the tiny HuBERT with a CTC head fine-tuned on the tiny
+    recognition task (random init), once per session."""
+    from compbench.quality.finetune import FinetuneOptions, finetune
+
+    task_file, data_root, tiny = tiny_asr
+    out = tmp_path_factory.mktemp("recogniser") / "ft"
+    finetune(tiny, task_file, out, FinetuneOptions(**{**QUICK, "epochs": 3}, data_root=data_root))
+    return str(out), task_file, data_root
+
+
+@pytest.fixture(scope="session")
 def fine_tuned(tmp_path_factory, tones):
     """(model directory, task file, data root): the tiny HuBERT fine-tuned on the tones task (random init), once
     per session; tests read it and write elsewhere."""

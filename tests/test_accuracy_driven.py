@@ -80,7 +80,7 @@ def test_epsilon_and_the_evaluation_budget():
     model = mark_needed_units(classifier("bert"))
     loose = COMPRESSORS.get("accuracy_driven")(model, None, {"epsilon": 0.5, "loss_rise": None},
                                                context_with(model, marked_metric)).manifest[0]
-    assert loose["dev_floor"] == 0.5 and loose["dev_final"] == 0.5
+    assert loose["dev_bound"] == 0.5 and loose["dev_final"] == 0.5
     # layer 1 holds both marks (0 < 0.5: kept); its FFN (one mark, 0.5) may go; its attention may not
     assert [(c["stage"], c.get("block"), c["accepted"]) for c in loose["candidates"][:4]] == [
         ("layer", None, False), ("layer", None, True), ("block", "ffn", True), ("block", "attention", False)]

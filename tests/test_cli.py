@@ -271,7 +271,8 @@ def test_ls_lists_compressors_with_options(capsys):
     assert {name: c["task_data"] for name, c in compressors.items() if c["task_data"] != "none"} == {
         "accuracy_driven": "required", "budget_pruning": "required", "distill": "required",
         "early_exit": "required", "ffn_pruning": "optional", "head_pruning": "optional"}
-    assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers"}
+    assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers",
+                                                            "fsdd-sequences"}
     assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]
     assert compressors["bf16"]["takes_amount"] is False
     assert compressors["accuracy_driven"]["options"]["loss_rise"]["type"] == "float or null"
@@ -285,7 +286,7 @@ def test_ls_lists_compressors_with_options(capsys):
 
 def test_validate_command(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "validate")
-    assert code == 0 and out.count("ok ") == 3
+    assert code == 0 and out.count("ok ") == 4 and "ok fsdd-sequences v1 (audio, transcripts)" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("schema_version: 1\nname: bad\n")
     code, out, err = run_cli(capsys, "validate", str(bad))

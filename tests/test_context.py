@@ -69,7 +69,7 @@ def test_fisher_without_a_task_fails_with_one_clear_error():
 
 
 def test_fisher_needs_a_head_for_the_task():
-    with pytest.raises(InvalidInputError, match="fisher needs the task loss, so a classifier fine-tuned on tiny-task"):
+    with pytest.raises(InvalidInputError, match="fisher needs the task loss, so a model fine-tuned on tiny-task"):
         COMPRESSORS.get("head_pruning")(build_tiny("bert"), 0.5, importance_options(importance="fisher"),
                                         tiny_context("text"))
 

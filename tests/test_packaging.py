@@ -47,9 +47,10 @@ def installed_ls(tmp_path_factory):
     return json.loads(listing), json.loads(facts)
 
 
-def test_installed_ls_lists_the_three_tasks(installed_ls):
+def test_installed_ls_lists_the_four_tasks(installed_ls):
     listing, _ = installed_ls
-    assert sorted(t["name"] for t in listing["tasks"]) == ["fsdd-digits", "fsdd-speakers", "rt-polarity"]
+    assert sorted(t["name"] for t in listing["tasks"]) == ["fsdd-digits", "fsdd-sequences", "fsdd-speakers",
+                                                           "rt-polarity"]
 
 
 def test_installed_copy_is_tested_where_ci_says_so(installed_ls):

@@ -87,7 +87,8 @@ def test_task_and_model_must_share_a_modality(tone_task):
 
 @needs_minilm
 def test_finetune_then_measure_quality(tmp_path, text_task):
-    from compbench.quality.finetune import FinetuneOptions, finetune, load_tokenizer, text_accuracy
+    from compbench.quality.classify import load_tokenizer, text_accuracy
+    from compbench.quality.finetune import FinetuneOptions, finetune
     from compbench.tasks import find_task, load_split
 
     task_file, data_root = text_task

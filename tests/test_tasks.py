@@ -31,9 +31,11 @@ def csv_task(**changes):
 
 
 def test_shipped_tasks_validate_and_match_their_file_names():
-    assert set(task_files()) == {"rt-polarity", "fsdd-digits", "fsdd-speakers"}
+    assert set(task_files()) == {"rt-polarity", "fsdd-digits", "fsdd-speakers", "fsdd-sequences"}
     report = validate_tasks()
-    assert {r["task"]: r["labels"] for r in report} == {"rt-polarity": 2, "fsdd-digits": 10, "fsdd-speakers": 6}
+    assert {r["task"]: (r["output"], r["labels"]) for r in report} == {
+        "rt-polarity": ("label", 2), "fsdd-digits": ("label", 10), "fsdd-speakers": ("label", 6),
+        "fsdd-sequences": ("transcript", 0)}
     shipped = {path.name: path.read_bytes() for path in tasks_dir().glob("*.yaml")}  # installed or checkout
     assert shipped == {path.name: path.read_bytes() for path in (ROOT / "tasks").glob("*.yaml")}
 
@@ -227,45 +229,34 @@ def test_a_clip_whose_label_has_no_word_is_one_error_naming_it(tmp_path):
         load_split(task, "train", str(tmp_path))
 
 
-def test_a_transcription_task_is_refused_by_measure_and_finetune_before_any_model_loads(tmp_path):
-    from compbench.measure import MeasureOptions, measure
-    from compbench.quality.finetune import finetune
-
-    path = write_task(tmp_path, sequences_task())
-
-    def load(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    for attempt in (lambda: measure(MeasureOptions(models="distilhubert", task=str(path)), load=load),
-                    lambda: finetune("distilhubert", str(path), tmp_path / "out")):
-        with pytest.raises(InvalidInputError, match="task seq transcribes speech .* does not yet fine-tune"):
-            attempt()
-    assert not (tmp_path / "out").exists()
+def test_a_probe_mapping_belongs_to_a_transcription_task_evaluated_by_the_probe():
+    task = task_from_dict({**sequences_task(), "protocol": "superb_probe", "probe": {"hidden": 32, "epochs": 2}},
+                          "seq.yaml")
+    assert (task.probe.hidden, task.probe.epochs, task.probe.layers) == (32, 2, 2)
+    assert task_from_dict(sequences_task(), "seq.yaml").probe is None
+    with pytest.raises(InvalidInputError, match="'probe' sets the recognition probe of a transcription task with "
+                                                "protocol superb_probe"):
+        task_from_dict({**sequences_task(), "probe": {"hidden": 32}}, "seq.yaml")
+    with pytest.raises(InvalidInputError, match="probe.hidden must be > 0"):
+        task_from_dict({**sequences_task(), "protocol": "superb_probe", "probe": {"hidden": 0}}, "seq.yaml")
+    with pytest.raises(InvalidInputError, match="seq.yaml: probe: unknown key"):
+        task_from_dict({**sequences_task(), "protocol": "superb_probe", "probe": {"units": 3}}, "seq.yaml")
 
 
 @needs_shared_data
-def test_connected_digits_from_fsdd_keep_every_recording_in_its_split():
-    """FSDD's takes 0-4 test, 5-9 dev, 10-49 train (as fsdd-digits): utterances of 2 to 7 digits by one speaker."""
-    fsdd = yaml.safe_load((tasks_dir() / "fsdd-digits.yaml").read_text())["source"]
-    words = dict(zip("0123456789", "zero one two three four five six seven eight nine".split(), strict=True))
-    task = task_from_dict(sequences_task(clips={k: v for k, v in fsdd.items() if k != "kind"}, words=words,
-                                         utterances={"dev": 40, "test": 40}, clips_per_utterance=[2, 7],
-                                         silence_ms=[50, 250], seed=0), "fsdd-sequences.yaml")
+def test_fsdd_sequences_keeps_every_recording_in_its_split_and_its_file_documents_its_numbers():
+    """The shipped task: FSDD's takes 0-4 test, 5-9 dev, 10-49 train (as fsdd-digits), utterances of 2 to 7 digits
+    by one speaker; the counts, mean seconds and words its comments give (dev and test: train takes 10 s)."""
+    task = find_task("fsdd-sequences")
+    documented = (tasks_dir() / "fsdd-sequences.yaml").read_text()
     for split, (low, high) in (("dev", (5, 9)), ("test", (0, 4))):
         examples = load_split(task, split, SHARED_DATA)
         stems = [example_id.split(":")[1].split("+") for example_id in examples.ids]
         assert all(low <= int(stem.split("_")[2]) <= high for utterance in stems for stem in utterance)
         assert all(2 <= len(u) <= 7 and len({stem.split("_")[1] for stem in u}) == 1 for u in stems)
         assert [len(t.split()) for t in examples.transcripts] == [len(u) for u in stems]
-
-
-def test_a_limited_transcription_split_keeps_each_transcript_with_its_audio(tmp_path):
-    from compbench.quality.evaluate import limit_examples
-
-    write_clips(tmp_path / "clips")
-    whole = load_split(task_from_dict(sequences_task(), "seq.yaml"), "train", str(tmp_path))
-    kept = limit_examples(whole, 5)
-    index = [whole.ids.index(example_id) for example_id in kept.ids]
-    assert index == [0, 4, 8, 12, 16] and len(kept.labels) == 0
-    assert kept.transcripts == [whole.transcripts[i] for i in index]
-    assert all(kept.inputs[n] is whole.inputs[i] for n, i in enumerate(index))
+        seconds = sum(len(wave) for wave in examples.inputs) / 16000
+        words = sum(len(t.split()) for t in examples.transcripts)
+        line = (f"{split:<5} {len(examples):>4} utterances, mean {seconds / len(examples):.2f} s, "
+                f"{seconds / 60:4.1f} min, {words:>4} words")
+        assert line in documented, line

@@ -192,6 +192,24 @@ def classifier_labels(model: nn.Module) -> list[str] | None:
     return [str(v) for v in (getattr(model.config, "id2label", None) or {}).values()]
 
 
+def head_outputs(model: nn.Module) -> list[str] | None:
+    """What a task head's outputs name: a classifier's labels, a CTC head's tokens (in id order, as
+    ``compbench finetune`` writes them into its config); None for a model without either."""
+    size = ctc_vocabulary_size(model)
+    if size is None:
+        return classifier_labels(model)
+    tokens = [str(v) for v in (getattr(model.config, "id2label", None) or {}).values()]
+    return tokens if len(tokens) == size else None
+
+
+def ctc_vocabulary_size(model: nn.Module) -> int | None:
+    """The output size of a speech model's CTC head (``*ForCTC``: one logit per token and frame), or None for a
+    model without one."""
+    if not type(model).__name__.endswith("ForCTC"):
+        return None
+    return int(model.config.vocab_size)
+
+
 def max_tokens(config) -> int:
     """The longest text input a model of this config takes: its position embeddings."""
     limit = config.max_position_embeddings

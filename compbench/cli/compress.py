@@ -16,7 +16,6 @@ from compbench.models.loading import WEIGHTS
 from compbench.models.variants import save_variant
 from compbench.outputs import check_output_folder
 from compbench.quality.context import build_context
-from compbench.quality.evaluate import check_classification_task
 from compbench.tasks import find_task, resolve_data_root
 
 
@@ -30,7 +29,6 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
     check_task_given([steps], task)
     task_spec = find_task(task) if task is not None else None
     if task_spec is not None:
-        check_classification_task(task_spec)
         resolve_data_root(data_root)  # a missing data root fails before the model loads
     progress = progress or (lambda description, done: None)
     loaded = load_model(model, weights, seed=seed)

@@ -1,4 +1,5 @@
-"""``compbench finetune``: train an encoder with a classification head on a task and save it with its head."""
+"""``compbench finetune``: train an encoder with a task head (classification, or CTC for speech recognition) on a
+task and save it with its head."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from compbench.quality.finetune import MODALITY_DEFAULTS, POOLINGS, PRECISIONS, 
 def add_parser(commands, name: str) -> None:
     defaults = FinetuneOptions()
     text, speech = MODALITY_DEFAULTS["text"], MODALITY_DEFAULTS["speech"]
-    p = commands.add_parser(name, help="train a text or speech model with a classification head on a task",
-                            description="Train on the task's train split, keep the best dev epoch, save to DIR "
-                                        "(measure it with compbench measure --model DIR --task TASK). Speech "
-                                        "presets start from random initialisation unless --weights pretrained.")
+    p = commands.add_parser(name, help="train a text or speech model with a task head on a task",
+                            description="Train on the task's train split, keep the best dev epoch by the task's "
+                                        "metric, save to DIR (measure it with compbench measure --model DIR --task "
+                                        "TASK). A label task trains a classification head, a transcription task a "
+                                        "CTC head over its transcripts' characters. Speech presets start from "
+                                        "random initialisation unless --weights pretrained; a speech checkpoint's "
+                                        "own head is replaced.")
     p.add_argument("--model", required=True, metavar="M")
     p.add_argument("--task", required=True, metavar="T")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -36,8 +40,12 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--label-smoothing", type=float, help=f"of the cross-entropy; default "
                                                          f"{text['label_smoothing']:g} (text), "
                                                          f"{speech['label_smoothing']:g} (speech)")
-    p.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast (default: bf16 for speech, "
-                                                           "fp32 for text)")
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast; auto: bf16 where the CPU "
+                                                           "computes it natively, else fp32 (default: auto for "
+                                                           "speech, fp32 for text)")
+    p.add_argument("--feature-encoder", choices=("frozen", "trained"),
+                   help="speech recognition: freeze the CNN feature encoder or train it (default: frozen when the "
+                        "model arrives trained, trained from random initialisation)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
 
@@ -47,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                               max_tokens=args.max_tokens, max_seconds=args.max_seconds, pooling=args.pooling,
                               label_smoothing=args.label_smoothing, precision=args.precision,
-                              weights=args.weights, seed=args.seed, data_root=args.data_root)
+                              weights=args.weights, seed=args.seed, data_root=args.data_root,
+                              freeze_feature_encoder=None if args.feature_encoder is None
+                              else args.feature_encoder == "frozen")
     with progress_bar("loading") as update:
         report = finetune(args.model, args.task, args.out, options, update)
-    print(json.dumps({k: report[k] for k in ("task", "initialisation", "history", "best_epoch", "dev_accuracy",
-                                             "seconds")}, indent=2))
+    shown = ("task", "initialisation", "source_head", "head", "history", "best_epoch", f"dev_{report['metric']}",
+             "seconds")
+    print(json.dumps({k: report[k] for k in shown if k in report}, indent=2))
     return 0

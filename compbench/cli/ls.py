@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
                  Column("description", wraps=True)], rows)
     print_table(out, "tasks (tasks/*.yaml; data from --data-root or $COMPBENCH_DATA_ROOT)",
                 [Column("name"), Column("version", right=True, drop=2), Column("input"),
-                 Column("labels", right=True, drop=3), Column("metric"), Column("protocol", drop=1),
+                 Column("output", drop=3), Column("metric"), Column("protocol", drop=1),
                  Column("description", wraps=True)],
-                [(t["name"], t["version"], t["input"], t["labels"], t["metric"], t["protocol"],
-                  t["description"]) for t in tasks])
+                [(t["name"], t["version"], t["input"], f"{t['labels']} labels" if t["output"] == "label"
+                  else t["output"], t["metric"], t["protocol"], t["description"]) for t in tasks])
     installed = [r["version"] if r["available"] else f"not installed: pip install 'compbench[{r['extra']}]'"
                  for r in runtimes]
     print_table(out, "runtimes (--runtime; several are timed interleaved)",

@@ -31,6 +31,8 @@ def task_splits(task: Task) -> list[str]:
         return list(source.files)
     if source.kind == "concatenated_clips":
         return list(source.utterances)
+    if source.kind == "librispeech":
+        return list(source.splits)
     if source.kind == "hf_dataset":
         return list(source.splits) or ["train", "test"]
     return list(source.split_ranges) or ["train", "test"]

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from compbench.architectures.families import classifier_labels
+from compbench.architectures.families import head_outputs
 from compbench.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Model inputs for one minibatch of task examples, and their label indices when the task has labels."""
+    """Model inputs for one minibatch of task examples, and their label indices when the task has labels (a
+    transcription task: each transcript's token ids, padded with -100, which the CTC loss skips)."""
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor | None = None
@@ -38,11 +39,13 @@ class CalibrationData:
     """A task's examples as batches; built by the caller, read by compressors.
 
     ``batches(split, batch_size, seed)`` yields the whole split once in an order fixed by the
-    seed; speech examples in one batch are cropped to a common length (no padding)."""
+    seed; speech examples in one batch are cropped to a common length (no padding), whole utterances padded
+    (with their attention mask) for a transcription task."""
 
     task: str  # the task's name
     task_version: int
-    labels: list[str]  # the task's label names, in index order
+    labels: list[str]  # the names of the task head's outputs, in index order: labels, or a CTC head's tokens
+    output: str = "label"  # label or transcript (speech recognition: the loss is the CTC head's)
 
     def batches(self, split: str, batch_size: int, seed: int) -> Iterator[Batch]:
         raise NotImplementedError
@@ -60,7 +63,8 @@ class CompressionContext:
     """Everything a compressor may use beyond the model: built by the caller, never by a compressor.
 
     ``teacher`` is the pipeline's input model (set by :func:`~compbench.compression.pipeline.apply_pipeline`);
-    ``evaluate`` scores a model on the dev split (never the test split); ``seed`` seeds every sampling of
+    ``evaluate`` scores a model on the dev split (never the test split) by the task's ``metric`` (which
+    :func:`~compbench.metrics.metric_of` says is better higher or lower); ``seed`` seeds every sampling of
     the data."""
 
     data: CalibrationData | None = None
@@ -69,6 +73,7 @@ class CompressionContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     progress: Callable[[str, float], None] | None = None
+    metric: str = "accuracy"  # what ``evaluate`` returns
 
     def with_teacher(self, teacher: nn.Module) -> CompressionContext:
         return replace(self, teacher=teacher)
@@ -101,12 +106,13 @@ NO_CONTEXT = CompressionContext()
 
 
 def has_task_head(model: nn.Module, data: CalibrationData | None) -> bool:
-    """Whether ``model`` classifies into exactly the task's labels (so the task loss applies)."""
-    return data is not None and classifier_labels(model) == list(data.labels)
+    """Whether ``model``'s head outputs exactly the task's labels, or its CTC head the tokens the task's
+    transcripts are written in (so the task loss applies)."""
+    return data is not None and bool(data.labels) and head_outputs(model) == list(data.labels)
 
 
 def task_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Cross-entropy of the model's head on a labelled batch."""
+    """The loss of the model's head on a labelled batch: cross-entropy, or the CTC loss of a CTC head."""
     if batch.labels is None:
         raise InvalidInputError("the task loss needs labelled examples")
     return model(**batch.inputs, labels=batch.labels).loss

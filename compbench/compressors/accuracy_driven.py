@@ -14,8 +14,10 @@ compbench's reconstruction, and the manifest records the order and ``epsilon``:
 
 A candidate is kept removed only if the dev metric stays at or above the unpruned model's dev
 metric minus ``epsilon`` (0: AxFormer's accuracy mode; the bound is against the unpruned model,
-so drops never accumulate past it) and, unless ``loss_rise`` is null, the dev cross-entropy of the
-model's task head stays at or below the unpruned model's plus ``loss_rise``. The second rule is
+so drops never accumulate past it); for a metric that is better lower (a transcription task's word
+error rate) at or below the unpruned model's plus ``epsilon``, the allowed rise in error; and,
+unless ``loss_rise`` is null, the dev cross-entropy of the model's task head stays at or below the
+unpruned model's plus ``loss_rise``. The second rule is
 compbench's: accuracy on a dev split of a thousand examples moves in steps of 0.1 points, so a
 greedy search over ~100 candidates accepts many small real losses that dev noise hides (on the
 fine-tuned minilm-l6 the metric alone kept dev accuracy while test accuracy fell 2.5 points and
@@ -38,6 +40,7 @@ from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
 from compbench.errors import InvalidInputError
 from compbench.eval_mode import evaluating
+from compbench.metrics import Metric, metric_of
 from compbench.surgery.hard_attention import set_hard_attention
 from compbench.surgery.units import (
     attention_module,
@@ -66,9 +69,9 @@ def dev_loss(model: nn.Module, batches: list[Batch]) -> float:
 class _Search:
     """The model being pruned, the original index of each layer left, and every candidate tried."""
 
-    def __init__(self, model: nn.Module, evaluate, floor: float, loss, loss_ceiling: float | None,
+    def __init__(self, model: nn.Module, evaluate, metric: Metric, bound: float, loss, loss_ceiling: float | None,
                  max_evaluations: int, progress):
-        self.model, self.evaluate, self.floor = model, evaluate, floor
+        self.model, self.evaluate, self.metric, self.bound = model, evaluate, metric, bound
         self.loss, self.loss_ceiling = loss, loss_ceiling
         self.max_evaluations, self.progress = max_evaluations, progress
         self.layers = list(range(len(ModelAdapter(model).layers())))  # original indices of the layers left
@@ -88,7 +91,7 @@ class _Search:
         trial = copy.deepcopy(self.model)
         change(ModelAdapter(trial))
         outcome = {"dev": float(self.evaluate(trial))}
-        accepted = outcome["dev"] >= self.floor
+        accepted = not self.metric.better(self.bound, outcome["dev"])  # at the bound or better
         if accepted and self.loss_ceiling is not None:
             outcome["dev_loss"] = self.loss(trial)
             accepted = outcome["dev_loss"] <= self.loss_ceiling
@@ -124,7 +127,9 @@ def prune_by_accuracy(model, amount, options: dict, context: CompressionContext)
     loss_batches = [b.to(context.device) for b in data.batches("dev", LOSS_BATCH_SIZE, context.seed)] \
         if options["loss_rise"] is not None else []
     dense_loss = dev_loss(model, loss_batches) if loss_batches else None
-    search = _Search(model, context.evaluate, dense_dev - options["epsilon"],
+    metric = metric_of(context.metric)
+    bound = dense_dev - options["epsilon"] if metric.higher_is_better else dense_dev + options["epsilon"]
+    search = _Search(model, context.evaluate, metric, bound,
                      lambda m: dev_loss(m, loss_batches),
                      None if dense_loss is None else dense_loss + options["loss_rise"],
                      options["max_evaluations"], context.progress)
@@ -168,13 +173,14 @@ def prune_by_accuracy(model, amount, options: dict, context: CompressionContext)
     accepted = [c for c in search.tried if c["accepted"]]
     return pruned, {
         "order": list(ORDER[:4 if options["hard_attention"] else 3]), "epsilon": options["epsilon"],
-        "dev_dense": dense_dev, "dev_floor": search.floor,
+        "dev_metric": metric.name, "dev_dense": dense_dev, "dev_bound": search.bound,
         "dev_final": accepted[-1]["dev"] if accepted else dense_dev,
         "loss_rise": options["loss_rise"], "dev_loss_dense": dense_loss, "dev_loss_ceiling": search.loss_ceiling,
         "dev_loss_final": accepted[-1].get("dev_loss") if accepted else dense_loss,
         "evaluations": len(search.tried), "max_evaluations": options["max_evaluations"],
         "stopped_at_max_evaluations": search.stopped,
         "layers_kept": search.layers, "heads_kept": search.heads,
+        "dropped_layers": [i for i in range(len(adapter.layers())) if i not in search.layers],
         "heads_after": [heads_in_layer(final, i) for i in range(len(search.layers))],
         "neurons_after": [final.ffn(i)[0].out_features for i in range(len(search.layers))],
         "hard_attention_layers": hard, "candidates": search.tried,
@@ -188,7 +194,8 @@ register(Compressor(
     description="remove layers, blocks and heads a fine-tuned model does not need while its dev metric holds "
                 "(AxFormer reconstruction; needs --task)",
     options={
-        "epsilon": Option(float, 0.0, "largest dev-metric drop allowed against the unpruned model (0: no drop)"),
+        "epsilon": Option(float, 0.0, "largest dev-metric drop allowed against the unpruned model (0: no drop); "
+                                      "for an error rate, the largest rise"),
         "loss_rise": Option((float, type(None)), 0.0,
                             "largest dev cross-entropy rise (nats) allowed against the unpruned model, checked "
                             "after the metric (null: the metric alone decides; needs the task's head)"),

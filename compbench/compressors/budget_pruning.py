@@ -201,8 +201,8 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
     needs_labels = method == "fisher" or options["rearrange"]
     if needs_labels and not (has_task_head(model, data) and all(b.labels is not None for b in batches)):
         what = "importance: fisher" if method == "fisher" else "rearrange: true"
-        raise InvalidInputError(f"budget_pruning with {what} needs the task loss, so a classifier fine-tuned "
-                                f"on {data.task} (compbench finetune)")
+        raise InvalidInputError(f"budget_pruning with {what} needs the task loss, so a model fine-tuned on "
+                                f"{data.task} (compbench finetune: a classifier, or a CTC head)")
     gates = UnitGates(adapter)
     seconds: dict[str, float] = {"counting": time.perf_counter() - started}
     details: dict = {}

@@ -11,8 +11,10 @@ Losses (weights are options; a weight of 0 turns a loss off):
   L1 plus ``cosine_weight`` * (-log sigmoid(cosine)) per frame or token, summed over targets
   (DistilHuBERT, Chang et al. 2022). Padding tokens are left out.
 - ``kl``: KL divergence of the student's logits from the teacher's at ``temperature``, scaled by
-  its square (Hinton et al. 2015); needs both to have a head for the task's labels.
-- ``ce``: cross-entropy of the student's head on the task's labels.
+  its square (Hinton et al. 2015); needs both to have a head for the task's labels. A CTC head's
+  logits are compared frame by frame (the mean over the frames that are not padding).
+- ``ce``: cross-entropy of the student's head on the task's labels; the CTC loss of a CTC head on a
+  transcription task's transcripts.
 
 Recipes:
 
@@ -39,6 +41,7 @@ from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import Batch, CompressionContext, has_task_head
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
+from compbench.importance.gates import valid_positions
 from compbench.schedule import warmup_then_linear_decay
 from compbench.surgery.units import keep_layers
 
@@ -76,10 +79,17 @@ def hidden_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return loss, l1, cosine_mean
 
 
-def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(teacher || student) at ``temperature``, times its square: per example for (batch, classes) logits,
+    per frame for a CTC head's (batch, frames, tokens), averaged over the frames ``mask`` keeps."""
     student = functional.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher = functional.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    return functional.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature ** 2
+    if student.dim() == 2:
+        return functional.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature ** 2
+    per_frame = functional.kl_div(student, teacher, log_target=True, reduction="none").sum(dim=-1)
+    mask = torch.ones_like(per_frame) if mask is None else mask.to(per_frame.dtype)
+    return (per_frame * mask).sum() / mask.sum().clamp_min(1) * temperature ** 2
 
 
 class _Setup:
@@ -88,7 +98,7 @@ class _Setup:
     def __init__(self, student: nn.Module, teacher: nn.Module, options: dict, data):
         recipe = options["recipe"]
         self.dropped: list[int] = []
-        teacher_adapter = ModelAdapter(teacher)
+        teacher_adapter = self.teacher_adapter = ModelAdapter(teacher)
         if recipe == "distilhubert":
             if teacher_adapter.modality != "speech":
                 raise InvalidInputError("distill: recipe distilhubert is for speech models")
@@ -136,15 +146,18 @@ class _Setup:
         extra = {"labels": batch.labels} if self.weights["ce"] else {}
         out = self.student(**batch.inputs, **extra, output_hidden_states=self.weights["hidden"] > 0)
         terms: dict[str, torch.Tensor] = {}
+        positions = (out.hidden_states[-1] if self.weights["hidden"] else out.logits).shape[1]
+        mask = batch.inputs.get("attention_mask")
+        if mask is not None:  # tokens or frames that are not padding
+            mask = valid_positions(self.teacher_adapter, batch, positions).to(mask.device)
         if self.weights["hidden"]:
-            mask = batch.inputs.get("attention_mask")
             parts = [hidden_loss(head(out.hidden_states[source]), taught.hidden_states[target], mask, cosine_weight)
                      for head, source, target in zip(self.heads, self.sources, self.targets, strict=True)]
             terms["hidden"] = sum(p[0] for p in parts)
             for target, part in zip(self.targets, parts, strict=True):
                 terms[f"l1_{target}"], terms[f"cosine_{target}"] = part[1].detach(), part[2].detach()
         if self.weights["kl"]:
-            terms["kl"] = kl_loss(out.logits, taught.logits, temperature)
+            terms["kl"] = kl_loss(out.logits, taught.logits, temperature, mask)
         if self.weights["ce"]:
             terms["ce"] = out.loss
         terms["total"] = sum(self.weights[name] * terms[name] for name in ("hidden", "kl", "ce") if name in terms)

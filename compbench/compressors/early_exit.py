@@ -103,6 +103,10 @@ def add_early_exit(model: nn.Module, amount, options: dict, context: Compression
     """A copy of the fine-tuned ``model`` with trained exits after layers 1 to L-1, leaving at ``threshold``."""
     started = time.perf_counter()
     data = context.require_data("early_exit")
+    if data.output != "label":
+        raise InvalidInputError(f"early_exit: task {data.task} transcribes speech, and an exit decides once per "
+                                "utterance while a CTC head outputs a token per frame: early exit applies to "
+                                "classification tasks only")
     if not has_task_head(model, data):
         raise InvalidInputError(f"early_exit needs a model fine-tuned on {data.task} (a head for its labels): "
                                 "the model's own head is the last exit")

@@ -67,7 +67,7 @@ def gate_importance(adapter: ModelAdapter, kind: str, options: dict,
         batches = [Batch(adapter.build_inputs(spec, device, seed=context.seed + i)) for i in range(count)]
         with_labels, seen = False, {"inputs": "generated", "batches": count, "seed": context.seed}
     if method == "fisher" and not with_labels:
-        where = (f"a classifier fine-tuned on {context.data.task} (compbench finetune)" if context.data
+        where = (f"a model fine-tuned on {context.data.task} (compbench finetune)" if context.data
                  else "task data: pass --task T")
         raise InvalidInputError(f"importance: fisher needs the task loss, so {where}")
     loss = (lambda b: task_loss(model, b)) if with_labels else (lambda b: label_free_loss(adapter, b))

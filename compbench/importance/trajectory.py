@@ -5,7 +5,8 @@ what masking it changes downstream: for every layer from its own onwards, the ma
 distillation distance between the masked and the unmasked model's FFN outputs (each token vector
 L2-normalised, the mean squared difference of their Gram matrices over a token sample), plus
 ``kl_weight`` times the KL divergence of the output logits at ``temperature`` (scaled by the
-temperature squared). A model without a classifier head has no logits: only the feature terms.
+temperature squared; a CTC head's per-frame logits: the mean over the frames that are not padding). A
+model without a task head has no logits: only the feature terms.
 
 What compbench does differently from the reference code: every unit's score is the same formula
 (no multipliers that depend on its index); the mask of one unit is set only for its own forward;
@@ -115,7 +116,8 @@ def trajectory_importance(gates: UnitGates, batch: Batch, tokens: int, kl_weight
             dense_logits = getattr(output, "logits", None)
             dense_features = dict(features)
             length = dense_features[0].shape[1]
-            positions = valid_positions(adapter, batch, length).nonzero()
+            valid = valid_positions(adapter, batch, length)
+            positions = valid.nonzero()
             generator = torch.Generator().manual_seed(seed)
             sample = positions[torch.randperm(len(positions), generator=generator)[:tokens]]
             rows, cols = sample[:, 0], sample[:, 1]
@@ -154,8 +156,12 @@ def trajectory_importance(gates: UnitGates, batch: Batch, tokens: int, kl_weight
                             score += (_normalised_gram(f, rows, cols) - dense_grams[i]).pow(2).mean(dim=(1, 2))
                         if dense_logits is not None and kl_weight:
                             log_q = F.log_softmax(masked.logits.float() / temperature, dim=-1)
-                            log_q = log_q.reshape(copies, batch.size, -1)
-                            kl = (dense_p * (dense_p.clamp_min(1e-30).log() - log_q)).sum(-1).mean(-1)
+                            log_q = log_q.reshape(copies, *dense_p.shape)
+                            kl = (dense_p * (dense_p.clamp_min(1e-30).log() - log_q)).sum(-1)
+                            if kl.dim() == 3:  # per frame (a CTC head): the mean over each example's frames
+                                frames = valid.to(kl.dtype)
+                                kl = (kl * frames).sum(-1) / frames.sum(-1).clamp_min(1)
+                            kl = kl.mean(-1)
                             score += kl_weight * temperature ** 2 * kl
                         scores[kind][layer][chunk] = score
                         done += copies

@@ -18,7 +18,6 @@ from compbench.errors import CompbenchError, InvalidInputError
 from compbench.measure.options import MeasureOptions, ProgressCallback
 from compbench.models import LoadedModel
 from compbench.models.loading import model_modality
-from compbench.quality.evaluate import check_classification_task
 from compbench.runtimes import RUNTIMES
 from compbench.tasks import Task, find_task, resolve_data_root
 from compbench.timing.device import default_threads, resolve_device
@@ -60,8 +59,6 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     runtimes = check_runtimes(options)
     check_device(pipelines, device)
     task = find_task(options.task) if options.task else None
-    if task is not None:
-        check_classification_task(task)  # before any model loads
     if options.per_example and task is None:
         raise InvalidInputError("measuring per example needs --task: the examples are its evaluation split")
     check_steps_per_example(pipelines, options.per_example)

@@ -16,6 +16,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForAudioClassification,
+    AutoModelForCTC,
     AutoModelForSequenceClassification,
     PretrainedConfig,
     PreTrainedModel,
@@ -88,8 +89,11 @@ def from_config(config: PretrainedConfig, attn_implementation: str) -> PreTraine
 
 
 def auto_class(config: PretrainedConfig):
-    """The sequence- or audio-classification auto class for a saved classifier (its head is kept), else AutoModel."""
+    """The sequence- or audio-classification auto class for a saved classifier, the CTC auto class for a saved
+    speech recogniser (their heads are kept), else AutoModel."""
     architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith("ForCTC") for name in architectures):
+        return AutoModelForCTC
     if any(name.endswith("ForSequenceClassification") for name in architectures):
         speech = config.model_type in FAMILIES and FAMILIES.get(config.model_type).modality == "speech"
         return AutoModelForAudioClassification if speech else AutoModelForSequenceClassification

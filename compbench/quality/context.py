@@ -16,11 +16,12 @@ from torch import nn
 
 from compbench.architectures.families import SAMPLE_RATE
 from compbench.compression.context import Batch, CalibrationData, CompressionContext
-from compbench.errors import InvalidInputError
+from compbench.errors import InvalidInputError, ModelLoadError
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer
 from compbench.quality.evaluate import TaskData as EvaluationData
 from compbench.quality.evaluate import check_task_modality, limit_examples, task_quality
+from compbench.quality.transcribe import ctc_targets, padded_audio
 from compbench.tasks import Examples, Task, find_task, load_split
 
 SPEECH_MAX_SECONDS = 1.0  # speech batches are cropped to at most this long...
@@ -28,20 +29,33 @@ SPEECH_MIN_SECONDS = 0.3  # ...and padded to at least this long (the CNN and Spe
 
 
 class TaskBatches(CalibrationData):
-    """A task's splits and a text model's tokenizer, loaded on first use, served as seeded minibatches."""
+    """A task's splits and the model's tokenizer (a text model's, or a speech recogniser's CTC vocabulary), loaded
+    on first use, served as seeded minibatches."""
 
     def __init__(self, task: Task, data_root: str | None, checkpoint: str | None = None, limit: int | None = None):
         self.task_spec = task
         self.limit = limit  # at most this many examples per split (quick runs)
-        self.task, self.task_version, self.labels = task.name, task.version, list(task.labels)
+        self.task, self.task_version, self.output = task.name, task.version, task.output
         self.data_root = data_root
         self.checkpoint = checkpoint
         self._tokenizer = None
         self._splits: dict[str, Examples] = {}
+        self.labels = list(task.labels) if task.output == "label" else self._ctc_tokens()
+
+    def _ctc_tokens(self) -> list[str]:
+        """A transcription task's head outputs: the tokens of the CTC vocabulary saved with the model (none
+        without one: the task loss does not apply)."""
+        if self.checkpoint is None:
+            return []
+        try:
+            vocabulary = self.tokenizer.get_vocab()
+        except ModelLoadError:
+            return []
+        return [token for token, _ in sorted(vocabulary.items(), key=lambda item: item[1])]
 
     @property
     def tokenizer(self):
-        if self.task_spec.input != "text":
+        if self.task_spec.input != "text" and self.task_spec.output != "transcript":
             return None
         if self._tokenizer is None:
             if self.checkpoint is None:
@@ -69,8 +83,12 @@ class TaskBatches(CalibrationData):
         rng = random.Random(seed)
         lengths = [len(x) for x in examples.inputs]
         for index in bucketed_order(lengths, batch_size, rng):
-            labels = torch.as_tensor(examples.labels[index], dtype=torch.long)
             items = [examples.inputs[i] for i in index]
+            if self.output == "transcript":  # whole utterances: a transcript covers all of its audio
+                targets = ctc_targets(self.tokenizer, [examples.transcripts[i] for i in index]) if self.labels else None
+                yield Batch(padded_audio(items), targets)
+                continue
+            labels = torch.as_tensor(examples.labels[index], dtype=torch.long)
             if self.task_spec.input == "text":
                 inputs = text_inputs(self.tokenizer, items, TEXT_MAX_TOKENS)
             else:
@@ -81,7 +99,7 @@ class TaskBatches(CalibrationData):
 def dev_evaluator(data: TaskBatches) -> Callable[[nn.Module], float]:
     """Quality on the dev split, by the task's protocol (a text classifier, a speech head or the probe)."""
     def evaluate(model: nn.Module) -> float:
-        train = data.split("train") if data.task_spec.input == "audio" else None
+        train = data.split("train") if data.task_spec.protocol == "superb_probe" else None  # the probe's
         return task_quality(model, EvaluationData(data.task_spec, train, data.split("dev"), data.tokenizer))["value"]
     return evaluate
 
@@ -95,4 +113,4 @@ def build_context(task_name: str | Task, modality: str, checkpoint: str | None, 
     check_task_modality(task, modality)
     data = TaskBatches(task, data_root, checkpoint, limit)
     return CompressionContext(data=data, evaluate=dev_evaluator(data), device=torch.device(device), seed=seed,
-                              progress=progress)
+                              progress=progress, metric=task.metric)

@@ -5,25 +5,30 @@ on the evaluation split. Speech tasks (protocol ``superb_probe``) train the SUPE
 the model's own frozen features from the train split and evaluate it; a variant gets its own
 probe, as SUPERB does for every upstream. A speech model with a head fine-tuned on the task
 (``compbench finetune``) is evaluated with its own head instead (``protocol: finetune`` in
-the result). Fidelity compares hidden states of a variant and its
+the result). Transcription tasks (speech recognition) evaluate a model's CTC head, fine-tuned on the task,
+by greedy decoding of each whole utterance: the task's metric (``wer`` or ``cer``) and both error rates,
+over the words and characters of the whole split. Fidelity compares hidden states of a variant and its
 dense model on up to ``FIDELITY_EXAMPLES`` evaluation examples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from compbench.architectures.families import classifier_labels, floating_dtype
+from compbench.architectures.families import classifier_labels, ctc_vocabulary_size, floating_dtype
 from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score
 from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_predictions, text_predictions
+from compbench.quality.ctc_probe import probe_transcripts
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
+from compbench.quality.transcribe import check_ctc_model, transcribe, transcript_scores
 from compbench.tasks import Examples, Task, load_split
-from compbench.tasks.schema import MODALITY_OF_INPUT
+from compbench.tasks.schema import MODALITY_OF_INPUT, ProbeSettings
 
 FIDELITY_EXAMPLES = 100
 
@@ -54,31 +59,26 @@ def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: s
     whole = len(split) if len(evaluation) < len(split) else None
     if task.protocol == "finetune":
         return TaskData(task, None, evaluation, load_tokenizer(checkpoint) if checkpoint else None, whole)
-    return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation, None, whole)
-
-
-def check_classification_task(task: Task) -> None:
-    """The one error for a transcription task: its data loads (``compbench validate --data``), but CTC heads,
-    their training and WER evaluation are not built yet, so no model is fine-tuned, compressed with its data
-    or evaluated on it."""
-    if task.output != "label":
-        raise InvalidInputError(f"task {task.name} transcribes speech (output: {task.output}): compbench does not "
-                                "yet fine-tune, compress with or evaluate transcription tasks (CTC heads, "
-                                f"{task.metric.upper()}); `compbench validate {task.file or task.name} --data` "
-                                "checks its data")
+    # a speech recogniser measured on a probed task is evaluated with its own CTC head and vocabulary
+    tokenizer = load_tokenizer(checkpoint) if task.output == "transcript" and checkpoint and \
+        (Path(checkpoint) / "vocab.json").is_file() else None
+    return TaskData(task, limit_examples(load_split(task, "train", data_root), limit), evaluation, tokenizer, whole)
 
 
 def check_task_modality(task: Task, modality: str) -> None:
-    """The one error for a task whose inputs a ``modality`` model cannot take (or that no model is evaluated
-    on yet: :func:`check_classification_task`)."""
-    check_classification_task(task)
+    """The one error for a task whose inputs a ``modality`` model cannot take."""
     if MODALITY_OF_INPUT[task.input] != modality:
         raise InvalidInputError(f"task {task.name} takes {task.input}; the model is a {modality} model")
 
 
 def check_model_for_task(model: nn.Module, task: Task) -> None:
-    """A text task (protocol finetune) needs a classifier fine-tuned on it, with the task's labels."""
+    """A text task (protocol finetune) needs a classifier fine-tuned on it, with the task's labels; a
+    transcription task a CTC head."""
     if task.protocol != "finetune":
+        return
+    if task.output == "transcript":
+        if ctc_vocabulary_size(model) is None:
+            check_ctc_model(model, None, task.name)
         return
     if not has_head_for(model, task):
         raise InvalidInputError(
@@ -98,6 +98,8 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
     if data.whole_evaluation is not None:  # a limit (--task-limit) took part of the split
         result["split_examples"] = data.whole_evaluation
     labels = data.evaluation.labels
+    if task.output == "transcript":
+        return result | _transcript_quality(model, data)
     if task.protocol == "finetune":
         check_model_for_task(model, task)
         result["value"] = classification_score(task.metric, text_predictions(model, data.tokenizer, data.evaluation),
@@ -114,6 +116,26 @@ def task_quality(model: nn.Module, data: TaskData) -> dict:
     result["examples"]["train"] = len(data.train)
     result["layer_weights"] = [round(float(w), 6) for w in probe.probe.layer_weights().detach()]
     return result
+
+
+def _transcript_quality(model: nn.Module, data: TaskData) -> dict:
+    """A transcription task's quality: the model's own CTC head where it has one (``protocol: finetune``),
+    else (``superb_probe``) the recognition probe trained on its frozen states."""
+    task, references = data.task, data.evaluation.transcripts
+    result = {"words": sum(len(t.split()) for t in references), "characters": sum(len(t) for t in references)}
+    if task.protocol == "finetune" or ctc_vocabulary_size(model) is not None and data.tokenizer is not None:
+        check_ctc_model(model, data.tokenizer, task.name)
+        hypotheses = transcribe(model, data.tokenizer, data.evaluation.inputs)
+        result["protocol"] = "finetune"
+    else:
+        probe = probe_transcripts(model, data.train, data.evaluation, task.probe or ProbeSettings())
+        hypotheses = probe.transcripts
+        result.update(layer_weights=probe.layer_weights, probe=probe.options,
+                      probe_final_train_loss=probe.final_train_loss, examples={task.evaluate_on:
+                                                                              len(data.evaluation),
+                                                                              "train": len(data.train)})
+    scores = transcript_scores(references, hypotheses)
+    return result | {"value": scores[task.metric], "scores": scores}
 
 
 @torch.no_grad()

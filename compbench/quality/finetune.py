@@ -1,15 +1,22 @@
-"""Fine-tuning an encoder with a classification head on a task's train split (CPU-friendly).
+"""Fine-tuning an encoder with a task head on a task's train split (CPU-friendly): a classification head
+for a label task, a CTC head for a transcription task (speech recognition).
 
 Text: a pretrained encoder (e.g. minilm-l6), length-bucketed batches (little padding), the
 word-embedding table frozen (half of a small model's parameters, barely moved by fine-tuning).
-Speech: a checkpoint, or a preset's architecture from random initialisation (no pretrained speech
-model exists offline), pooling a learned weighted sum of its layers (or the last layer) over
-frames; batches of similar length cropped to a common length (no padding), bfloat16 autocast on
-CPU, cross-entropy with label smoothing.
+Speech classification: a checkpoint, or a preset's architecture from random initialisation (no pretrained
+speech model exists offline), pooling a learned weighted sum of its layers (or the last layer) over
+frames; batches of similar length cropped to a common length (no padding), cross-entropy with label
+smoothing. Speech recognition: the ``*ForCTC`` head on the top layer over a vocabulary of the train
+transcripts' characters (saved beside the weights), whole utterances of similar length padded into a
+batch with their attention mask, the CTC loss; the CNN feature encoder frozen when the model arrives
+trained (the usual wav2vec 2.0 recipe) and trained with the rest from random initialisation. A speech
+checkpoint's classification head is replaced by the new head (its report says what it started from).
+Speech trains under bfloat16 autocast where the CPU computes bfloat16 natively (``precision: auto``;
+elsewhere emulated bfloat16 is several times slower than float32).
 
-Both: seeded and deterministic for a given machine, AdamW with linear warm-up and decay,
-evaluation on the dev split after each epoch (never the test split), the best epoch kept. The
-checkpoint loads with ``--model DIR``, head included; its report (``compbench_finetune.json``)
+All: seeded and deterministic for a given machine, AdamW with linear warm-up and decay,
+evaluation on the dev split after each epoch by the task's metric (never the test split), the best epoch
+kept. The checkpoint loads with ``--model DIR``, head included; its report (``compbench_finetune.json``)
 says how it was trained, and a model trained from random initialisation says so in every record.
 """
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -25,22 +33,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
+from transformers import AutoModelForAudioClassification, AutoModelForCTC, AutoModelForSequenceClassification
 
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError
+from compbench.metrics import classification_score, metric_of
 from compbench.models import load_model
 from compbench.models.loading import default_weights
 from compbench.models.provenance import FINETUNE_REPORT
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
-from compbench.quality.classify import load_tokenizer, speech_accuracy, text_accuracy
-from compbench.quality.evaluate import check_classification_task
+from compbench.quality.classify import load_tokenizer, speech_predictions, text_predictions
+from compbench.quality.ctc import ctc_tokenizer, ctc_vocabulary
+from compbench.quality.transcribe import ctc_targets, padded_audio, transcribe, transcript_scores
 from compbench.schedule import warmup_then_linear_decay
 from compbench.tasks import Examples, find_task, load_split
 
 REPORT_FILE = FINETUNE_REPORT
 POOLINGS = ("mean", "weighted")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the CPU computes it natively, else fp32
 
 
 @dataclass
@@ -61,7 +71,8 @@ class FinetuneOptions:
     hidden_dropout: float | None = None  # speech: the config's hidden_dropout while training (None: the recipe's)
     time_mask_frames: int | None = None  # speech: SpecAugment time masks of this many frames (0: none)
     noise: float | None = None  # speech: add Gaussian noise of up to this fraction of each crop's std
-    precision: str | None = None  # fp32, or bf16 autocast
+    precision: str | None = None  # fp32, bf16 autocast, or auto (bf16 where the CPU has it natively)
+    freeze_feature_encoder: bool | None = None  # speech recognition: None freezes it when the model arrives trained
     weights: str | None = None  # random or pretrained; None: the model's default (random for presets)
     seed: int = 0
     data_root: str | None = None
@@ -72,15 +83,26 @@ MODALITY_DEFAULTS = {
              "label_smoothing": 0.0, "pooling": "mean"},
     "speech": {"epochs": 5, "batch_size": 8, "learning_rate": 3e-4, "warmup": 0.05, "max_seconds": 0.6,
                "feature_encoder_lr_scale": 1.0, "hidden_dropout": 0.0, "time_mask_frames": 0, "noise": 0.0,
-               "precision": "bf16", "label_smoothing": 0.1, "pooling": "weighted"},
+               "precision": "auto", "label_smoothing": 0.1, "pooling": "weighted"},
 }
+# speech recognition: whole utterances (no crops), no pooling or label smoothing (CTC); over the speech defaults
+TRANSCRIPT_DEFAULTS = {"epochs": 3, "label_smoothing": 0.0}
 
 
-def resolved_options(options: FinetuneOptions, modality: str) -> FinetuneOptions:
-    """``options`` with every None replaced by the modality's default; checked."""
-    defaults = MODALITY_DEFAULTS[modality]
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): bf16 autocast is faster there and
+    several times slower elsewhere."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolved_options(options: FinetuneOptions, modality: str, output: str = "label") -> FinetuneOptions:
+    """``options`` with every None replaced by the modality's (and a transcription task's) default, ``auto``
+    precision by what this CPU runs; checked."""
+    defaults = {**MODALITY_DEFAULTS[modality], **(TRANSCRIPT_DEFAULTS if output == "transcript" else {})}
     options = replace(options, **{f.name: defaults[f.name] for f in fields(options)
                                   if getattr(options, f.name) is None and f.name in defaults})
+    if options.precision == "auto":
+        options = replace(options, precision="bf16" if native_bf16() else "fp32")
     if options.epochs < 1 or options.batch_size < 1 or not options.learning_rate > 0:
         raise InvalidInputError("epochs and batch size must be >= 1 and the learning rate > 0")
     if not 0 <= options.label_smoothing < 1:
@@ -102,9 +124,8 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     out_dir = Path(out_dir)
     refuse_non_empty(out_dir)
     task = find_task(task_name)
-    check_classification_task(task)
     modality = "text" if task.input == "text" else "speech"
-    options = resolved_options(options, modality)
+    options = resolved_options(options, modality, task.output)
     weights = options.weights or ("pretrained" if modality == "text" else default_weights(model_name))
     if modality == "text" and weights != "pretrained":
         raise InvalidInputError("fine-tuning a text model starts from its pretrained weights (and tokenizer); "
@@ -117,33 +138,54 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
         raise InvalidInputError(f"task {task.name} is evaluated by {task.protocol}; fine-tune on a text "
                                 "classification task")
     train, dev = load_split(task, "train", options.data_root), _dev_split(task, options.data_root)
-    labels = {i: label for i, label in enumerate(task.labels)}
     torch.manual_seed(options.seed)
-    if modality == "text":
-        tokenizer = load_tokenizer(loaded.checkpoint)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            loaded.checkpoint, num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()})
-        if options.freeze_word_embeddings:
-            model.base_model.get_input_embeddings().weight.requires_grad_(False)
-        trainer = _TextTrainer(tokenizer, train, options)
-    else:
-        tokenizer = None
-        model = _speech_classifier(loaded, labels, options)
-        trainer = _SpeechTrainer(train, options)
-    numpy_state = np.random.get_state()
-    np.random.seed(options.seed)  # SpecAugment draws its masks from numpy's global generator
-    try:
-        history, best, seconds = _train(model, trainer, dev, options, progress)
-    finally:
-        np.random.set_state(numpy_state)
-    model.load_state_dict(best[2])
-    report = {"task": task.name, "task_version": task.version, "source_model": model_name,
-              "source_checkpoint": loaded.checkpoint, "initialisation": loaded.weights,
-              "modality": modality, "options": asdict(options), "history": history,
-              "best_epoch": best[0], "dev_accuracy": best[1], "train_examples": len(train),
-              "dev_examples": len(dev), "seconds": seconds, "threads": torch.get_num_threads()}
-    _save(model, tokenizer, report, out_dir)
+    head = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        if task.output == "transcript":
+            tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), scratch)
+            model, frozen = _speech_recogniser(loaded, tokenizer, options)
+            trainer = _TranscriptTrainer(tokenizer, train, options)
+            head = {"head": "ctc", "vocabulary": len(tokenizer), "feature_encoder_frozen": frozen}
+        elif modality == "text":
+            labels = dict(enumerate(task.labels))
+            tokenizer = load_tokenizer(loaded.checkpoint)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                loaded.checkpoint, num_labels=len(labels), id2label=labels,
+                label2id={v: k for k, v in labels.items()})
+            if options.freeze_word_embeddings:
+                model.base_model.get_input_embeddings().weight.requires_grad_(False)
+            trainer = _TextTrainer(tokenizer, train, options, task.metric)
+        else:
+            tokenizer = None
+            model = _speech_classifier(loaded, dict(enumerate(task.labels)), options)
+            trainer = _SpeechTrainer(train, options, task.metric)
+        numpy_state = np.random.get_state()
+        np.random.seed(options.seed)  # SpecAugment draws its masks from numpy's global generator
+        try:
+            history, best, seconds = _train(model, trainer, dev, options, progress)
+        finally:
+            np.random.set_state(numpy_state)
+        model.load_state_dict(best[2])
+        report = {"task": task.name, "task_version": task.version, "source_model": model_name,
+                  "source_checkpoint": loaded.checkpoint, "initialisation": loaded.weights,
+                  "source_head": _source_head(loaded), **head, "modality": modality,
+                  "options": asdict(options), "metric": task.metric, "history": history, "best_epoch": best[0],
+                  f"dev_{task.metric}": best[1], "train_examples": len(train), "dev_examples": len(dev),
+                  "seconds": seconds, "threads": torch.get_num_threads()}
+        _save(model, tokenizer, report, out_dir)
     return report
+
+
+def _source_head(loaded) -> str | None:
+    """The head the loaded model came with, which fine-tuning replaces: ``classification (fsdd-digits)`` for a
+    classifier trained here, None for a bare encoder."""
+    architectures = getattr(loaded.model.config, "architectures", None) or []
+    kind = next((k for a in architectures for s, k in (("ForSequenceClassification", "classification"),
+                                                      ("ForCTC", "ctc")) if a.endswith(s)), None)
+    if kind is None:
+        return None
+    trained_on = (loaded.weights or "").partition(":")[2]
+    return f"{kind} ({trained_on})" if trained_on else kind
 
 
 def _dev_split(task, data_root: str | None) -> Examples:
@@ -154,44 +196,84 @@ def _dev_split(task, data_root: str | None) -> Examples:
                                 "one (never the test split)") from None
 
 
-def _speech_classifier(loaded, labels: dict[int, str], options: FinetuneOptions):
-    """The encoder with a classification head; its encoder weights are the loaded model's (random or trained)."""
+def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
+    """The encoder with a new CTC head over ``tokenizer``'s tokens (id 0 the blank; the config's ``id2label``
+    names them), its encoder weights the loaded model's; and whether its CNN feature encoder is frozen (by
+    default when the model arrives trained)."""
+    config = _training_config(loaded, options)
+    tokens = {index: token for token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])}
+    config.update({"vocab_size": len(tokens), "pad_token_id": tokenizer.pad_token_id, "ctc_loss_reduction": "mean",
+                   "ctc_zero_infinity": True, "id2label": tokens, "label2id": {v: k for k, v in tokens.items()},
+                   "use_weighted_layer_sum": False})
+    model = AutoModelForCTC.from_config(config, attn_implementation=loaded.attn_implementation)
+    _load_encoder(model, loaded)
+    frozen = options.freeze_feature_encoder
+    if frozen is None:
+        frozen = loaded.weights != "random"
+    if frozen:
+        model.freeze_feature_encoder()
+    return model, frozen
+
+
+def _training_config(loaded, options: FinetuneOptions):
+    """The loaded model's config for training: no layer drop, the recipe's dropout, SpecAugment in time only."""
     config = copy.deepcopy(loaded.model.config)
-    config.update({"num_labels": len(labels), "id2label": labels, "label2id": {v: k for k, v in labels.items()},
-                   "use_weighted_layer_sum": options.pooling == "weighted", "layerdrop": 0.0,
-                   "hidden_dropout": options.hidden_dropout})
+    config.update({"layerdrop": 0.0, "hidden_dropout": options.hidden_dropout})
     # SpecAugment in time only, with short masks: the config's two 10-frame masks would hide most of a
     # 0.4 s word (20 frames), and training barely moved with them
     config.update({"mask_time_prob": 0.05 if options.time_mask_frames else 0.0, "mask_feature_prob": 0.0,
                    "mask_time_length": options.time_mask_frames or 1, "mask_time_min_masks": 1})
     config.architectures = None
-    model = AutoModelForAudioClassification.from_config(config, attn_implementation=loaded.attn_implementation)
-    try:  # without SpecAugment the classifier has no mask embedding
+    return config
+
+
+def _load_encoder(model, loaded) -> None:
+    """The loaded model's encoder weights into ``model``'s encoder, or the error that says it does not fit."""
+    try:  # without SpecAugment the task model has no mask embedding
         missing, unexpected = model.base_model.load_state_dict(loaded.adapter.base.state_dict(), strict=False)
     except RuntimeError as err:
         missing, unexpected = [str(err)], []
     if missing or set(unexpected) - {"masked_spec_embed"}:
-        raise InvalidInputError(f"{loaded.name}: its encoder does not fit a classifier of its config (a "
+        raise InvalidInputError(f"{loaded.name}: its encoder does not fit a task model of its config (a "
                                 f"compressed variant cannot be fine-tuned here): missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}")
+
+
+def _speech_classifier(loaded, labels: dict[int, str], options: FinetuneOptions):
+    """The encoder with a classification head; its encoder weights are the loaded model's (random or trained)."""
+    config = _training_config(loaded, options)
+    config.update({"num_labels": len(labels), "id2label": labels, "label2id": {v: k for k, v in labels.items()},
+                   "use_weighted_layer_sum": options.pooling == "weighted"})
+    model = AutoModelForAudioClassification.from_config(config, attn_implementation=loaded.attn_implementation)
+    _load_encoder(model, loaded)
     return model
 
 
 class _Trainer:
-    """One modality's batches, accuracy and parameter groups for :func:`_train`."""
+    """One task kind's batches, loss, dev score and parameter groups for :func:`_train`."""
 
     train: Examples
     options: FinetuneOptions
+    metric: str  # the task's metric: the dev epoch kept is the best by it
+    clip_norm: float | None = 1.0
 
     def steps(self) -> int:
         return -(-len(self.train) // self.options.batch_size)
+
+    def loss(self, model, inputs: dict, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the head's logits (with the options' label smoothing)."""
+        logits = model(**inputs).logits
+        return torch.nn.functional.cross_entropy(logits.float(), targets, label_smoothing=self.options.label_smoothing)
+
+    def parameter_groups(self, model) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
 
 class _TextTrainer(_Trainer):
     clip_norm = None  # as the reference fine-tune of minilm-l6 was trained
 
-    def __init__(self, tokenizer, train: Examples, options: FinetuneOptions):
-        self.tokenizer, self.train, self.options = tokenizer, train, options
+    def __init__(self, tokenizer, train: Examples, options: FinetuneOptions, metric: str):
+        self.tokenizer, self.train, self.options, self.metric = tokenizer, train, options, metric
         self.lengths = [len(ids) for ids in tokenizer(train.inputs, truncation=True,
                                                       max_length=options.max_tokens)["input_ids"]]
 
@@ -200,18 +282,16 @@ class _TextTrainer(_Trainer):
             inputs = text_inputs(self.tokenizer, [self.train.inputs[i] for i in index], self.options.max_tokens)
             yield inputs, torch.as_tensor(self.train.labels[index])
 
-    def accuracy(self, model, examples: Examples) -> float:
-        return text_accuracy(model, self.tokenizer, examples, max_tokens=self.options.max_tokens)
-
-    def parameter_groups(self, model) -> list[dict]:
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    def score(self, model, examples: Examples) -> float:
+        predictions = text_predictions(model, self.tokenizer, examples, max_tokens=self.options.max_tokens)
+        return classification_score(self.metric, predictions, examples.labels)
 
 
 class _SpeechTrainer(_Trainer):
     clip_norm = 1.0  # training from random initialisation
 
-    def __init__(self, train: Examples, options: FinetuneOptions):
-        self.train, self.options = train, options
+    def __init__(self, train: Examples, options: FinetuneOptions, metric: str):
+        self.train, self.options, self.metric = train, options, metric
         self.lengths = [len(w) for w in train.inputs]
 
     def epoch(self, rng: random.Random):
@@ -225,30 +305,51 @@ class _SpeechTrainer(_Trainer):
                 crops = crops + level * crops.std(dim=1, keepdim=True) * torch.randn(crops.shape, generator=generator)
             yield {"input_values": crops}, torch.as_tensor(self.train.labels[index])
 
-    def accuracy(self, model, examples: Examples) -> float:
-        return speech_accuracy(model, examples)
+    def score(self, model, examples: Examples) -> float:
+        return classification_score(self.metric, speech_predictions(model, examples.inputs), examples.labels)
 
     def parameter_groups(self, model) -> list[dict]:
         encoder = [p for n, p in model.named_parameters() if ".feature_extractor." in f".{n}" and p.requires_grad]
         chosen = {id(p) for p in encoder}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
         scale = self.options.feature_encoder_lr_scale
-        return [{"params": encoder, "lr": self.options.learning_rate * scale}, {"params": rest}]
+        return [group for group in ({"params": encoder, "lr": self.options.learning_rate * scale},
+                                    {"params": rest}) if group["params"]]
 
 
-def _train(model, trainer, dev: Examples, options: FinetuneOptions, progress) -> tuple[list[dict], tuple, float]:
+class _TranscriptTrainer(_SpeechTrainer):
+    """Speech recognition: whole utterances of similar length padded into a batch, the CTC loss."""
+
+    def __init__(self, tokenizer, train: Examples, options: FinetuneOptions):
+        super().__init__(train, options, "wer")
+        self.tokenizer = tokenizer
+
+    def epoch(self, rng: random.Random):
+        for index in bucketed_order(self.lengths, self.options.batch_size, rng):
+            yield (padded_audio([self.train.inputs[i] for i in index]),
+                   ctc_targets(self.tokenizer, [self.train.transcripts[i] for i in index]))
+
+    def loss(self, model, inputs: dict, targets: torch.Tensor) -> torch.Tensor:
+        return model(**inputs, labels=targets).loss
+
+    def score(self, model, examples: Examples) -> float:
+        return transcript_scores(examples.transcripts, transcribe(model, self.tokenizer, examples.inputs))[self.metric]
+
+
+def _train(model, trainer: _Trainer, dev: Examples, options: FinetuneOptions,
+           progress) -> tuple[list[dict], tuple, float]:
     rng = random.Random(options.seed)
     total = trainer.steps() * options.epochs
     optimizer = torch.optim.AdamW(trainer.parameter_groups(model), lr=options.learning_rate)
     schedule = warmup_then_linear_decay(optimizer, options.warmup, total)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.precision == "bf16")
+    metric = metric_of(trainer.metric)
     history, best, step, start = [], None, 0, time.perf_counter()
     for epoch in range(1, options.epochs + 1):
         model.train()
-        for inputs, labels in trainer.epoch(rng):
+        for inputs, targets in trainer.epoch(rng):
             with autocast:
-                logits = model(**inputs).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
+                loss = trainer.loss(model, inputs, targets)
             loss.backward()
             if trainer.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.clip_norm)
@@ -257,11 +358,12 @@ def _train(model, trainer, dev: Examples, options: FinetuneOptions, progress) ->
             optimizer.zero_grad()
             step += 1
             progress(f"epoch {epoch}/{options.epochs} loss {loss.item():.3f}", step / total)
-        accuracy = trainer.accuracy(model, dev)
-        history.append({"epoch": epoch, "dev_accuracy": accuracy,
+        progress(f"epoch {epoch}/{options.epochs}: dev {metric.name}", step / total)
+        value = trainer.score(model, dev)
+        history.append({"epoch": epoch, f"dev_{metric.name}": value,
                         "seconds": round(time.perf_counter() - start, 1)})
-        if best is None or accuracy > best[1]:
-            best = (epoch, accuracy, copy.deepcopy(model.state_dict()))
+        if best is None or metric.better(value, best[1]):
+            best = (epoch, value, copy.deepcopy(model.state_dict()))
     return history, best, round(time.perf_counter() - start, 1)
 
 

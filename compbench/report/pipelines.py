@@ -27,12 +27,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from compbench.errors import InvalidInputError
+from compbench.metrics import direction_note
 from compbench.report.charts import place_labels, wrapped_title
 from compbench.report.landscape import quality_examples
 
 COSTS = ("macs", "params", "latency")
 FIGURES = ("quality",) + COSTS
-FIGURE_TITLES = {"quality": "quality (accuracy)", "macs": "MACs / dense", "params": "params / dense",
+FIGURE_TITLES = {"quality": "quality", "macs": "MACs / dense", "params": "params / dense",
                  "latency": "latency / dense (same run)"}
 
 
@@ -47,6 +48,13 @@ class StudyTables:
     cumulativeness: pd.DataFrame
     skipped: list[dict]  # orders not run: {order, reason}
     operators: list[str]
+    metric: str | None = None  # the quality figure's metric (accuracy, wer, ...), None without a task
+
+    def figure_title(self, figure: str) -> str:
+        """A panel's title: the quality panel names its metric and, for an error rate, that lower is better."""
+        if figure != "quality" or self.metric is None:
+            return FIGURE_TITLES[figure]
+        return f"quality ({self.metric}){direction_note(self.metric)}"
 
 
 def _nan(value) -> float:
@@ -140,7 +148,8 @@ def study_tables(records: list[dict]) -> list[StudyTables]:
                  f"{f' ({seen})' if seen else ''}: {' × '.join(tag['operators'])} ({tag['basis']}, study {study})")
         skipped = tag.get("skipped", [])
         tables.append(StudyTables(study, title, pipelines, commutativity(pipelines, tag["operators"], skipped),
-                                  cumulativeness(pipelines), skipped, tag["operators"]))
+                                  cumulativeness(pipelines), skipped, tag["operators"],
+                                  (first.get("quality") or {}).get("metric")))
     return tables
 
 
@@ -221,7 +230,7 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
     for axis, name in zip(axes, FIGURES, strict=True):
         if not len(data) or data[f"{name} measured"].isna().all():
             axis.set_axis_off()
-            axis.set_title(f"{FIGURE_TITLES[name]}: not measured", fontsize=9)
+            axis.set_title(f"{tables.figure_title(name)}: not measured", fontsize=9)
             continue
         estimate, measured = data[f"{name} estimate"], data[f"{name} measured"]
         low = min(estimate.min(), measured.min())
@@ -234,7 +243,7 @@ def plot_estimate_vs_measured(tables: StudyTables) -> Figure:
             axis.plot(*point, linestyle="none", marker="o", color=f"C{len(order) - 2}", markersize=6)
             labels[axis].append((*point, str(index + 1)))
         axis.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), xlabel="estimate",
-                 ylabel="measured", title=FIGURE_TITLES[name])
+                 ylabel="measured", title=tables.figure_title(name))
         axis.title.set_fontsize(9)
         axis.grid(alpha=0.3)
     figure.suptitle(wrapped_title(tables.title, figure.get_figwidth(), 9) + "\n" + wrapped_title(

@@ -59,7 +59,8 @@ def ensure_finetuned(job: Job, cache_dir: Path, data_root: str | None,
     report = json.loads((out_dir / REPORT_FILE).read_text(encoding="utf-8"))
     return out_dir, {"source_model": job.model.model, "task": report["task"], "task_version": report["task_version"],
                      "key": key, "options": description["finetune"]["options"], "best_epoch": report["best_epoch"],
-                     "dev_accuracy": report["dev_accuracy"], "train_seconds": report.get("seconds"),
+                     "metric": report["metric"], "dev_value": report[f"dev_{report['metric']}"],
+                     "train_seconds": report.get("seconds"),
                      "cached": cached}
 
 

@@ -63,7 +63,7 @@ class ModelEntry:
     def full_finetune_options(self) -> dict:
         given = FinetuneOptions(**{name: self.finetune_options[name] for name in _FINETUNE_TYPES
                                    if name in self.finetune_options})
-        resolved = asdict(resolved_options(given, self.finetune_modality()))
+        resolved = asdict(resolved_options(given, self.finetune_modality(), find_task(self.finetune).output))
         return {name: resolved[name] for name in _FINETUNE_TYPES}
 
 

@@ -11,7 +11,15 @@ import numpy as np
 
 from compbench.architectures.families import SAMPLE_RATE
 from compbench.errors import InvalidInputError
-from compbench.tasks.schema import SPLITS, AudioFolderSource, ConcatenatedClipsSource, CsvSource, HfDatasetSource, Task
+from compbench.tasks.schema import (
+    SPLITS,
+    AudioFolderSource,
+    ConcatenatedClipsSource,
+    CsvSource,
+    HfDatasetSource,
+    LibriSpeechSource,
+    Task,
+)
 
 DATA_ROOT_ENV = "COMPBENCH_DATA_ROOT"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -147,9 +155,69 @@ def _load_hf(task: Task, source: HfDatasetSource, split: str, root: Path) -> Exa
         raise MissingDataError(f"task {task.name} reads a Hugging Face dataset: pip install datasets "
                                "(and it needs network access to the hub)") from None
     data = datasets.load_dataset(source.name, source.config, split=source.splits.get(split, split))
-    labels = [_label_index(task, str(v), f"{source.name}[{split}]") for v in data[source.label_column]]
+    for column in (source.input_column, source.transcript_column or source.label_column):
+        if column not in data.column_names:
+            raise InvalidInputError(f"{source.name}[{split}]: no column {column!r} "
+                                    f"(columns: {', '.join(data.column_names)})")
     inputs = list(data[source.input_column])
-    return Examples(inputs=inputs, labels=np.array(labels), ids=[str(i) for i in range(len(inputs))])
+    ids = [str(i) for i in range(len(inputs))]
+    if task.input == "audio":
+        inputs = [_hf_audio(item, f"{source.name}[{split}] row {i}") for i, item in enumerate(inputs)]
+    if source.transcript_column:
+        return Examples(inputs=inputs, labels=np.zeros(0, dtype=np.int64), ids=ids,
+                        transcripts=[str(t) for t in data[source.transcript_column]])
+    labels = [_label_index(task, str(v), f"{source.name}[{split}]") for v in data[source.label_column]]
+    return Examples(inputs=inputs, labels=np.array(labels), ids=ids)
+
+
+def _hf_audio(item, where: str) -> np.ndarray:
+    """A Hugging Face audio value (``{"array", "sampling_rate"}``) as mono float32 at 16 kHz."""
+    import soxr
+
+    try:
+        audio, rate = np.asarray(item["array"], dtype=np.float32), int(item["sampling_rate"])
+    except (TypeError, KeyError):
+        raise InvalidInputError(f"{where}: not an audio value (a mapping with 'array' and 'sampling_rate')") from None
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0 if audio.shape[0] < audio.shape[1] else 1)
+    return audio if rate == SAMPLE_RATE else soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+
+
+def _load_librispeech(task: Task, source: LibriSpeechSource, split: str, root: Path) -> Examples:
+    """Every utterance of the split's folder, in the order of their ids, with its transcript: each
+    ``speaker-chapter.trans.txt`` line ``ID TRANSCRIPT`` names the audio file ``ID.flac`` beside it."""
+    if split not in source.splits:
+        raise InvalidInputError(f"task {task.name} has no {split!r} split")
+    folder = root / source.path / source.splits[split]
+    if not folder.is_dir():
+        raise MissingDataError(f"task {task.name}: {folder} does not exist (data root {root})")
+    utterances: dict[str, tuple[Path, str]] = {}
+    for listing in sorted(folder.glob("*/*/*.trans.txt")):
+        prefix = listing.name.removesuffix(".trans.txt") + "-"
+        for number, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            utterance, _, transcript = line.strip().partition(" ")
+            if not transcript.strip() or not utterance.startswith(prefix):
+                raise InvalidInputError(f"{listing} line {number}: expected 'ID TRANSCRIPT' with an ID starting "
+                                        f"{prefix!r}, got {line.strip()[:60]!r}")
+            audio = next((listing.parent / f"{utterance}{suffix}" for suffix in AUDIO_SUFFIXES
+                          if (listing.parent / f"{utterance}{suffix}").is_file()), None)
+            if audio is None:
+                raise MissingDataError(f"{listing} line {number}: no audio file {utterance}.flac beside it")
+            utterances[utterance] = (audio, " ".join(transcript.split()))
+    listed = {path for path, _ in utterances.values()}
+    unlisted = sorted(p for p in folder.glob("*/*/*") if p.suffix.lower() in AUDIO_SUFFIXES and p not in listed)
+    if unlisted:
+        chapter = unlisted[0].parent
+        listing = chapter / f"{chapter.parent.name}-{chapter.name}.trans.txt"
+        raise InvalidInputError(f"{unlisted[0]}: no line for it in {listing} ({len(unlisted)} audio files of "
+                                f"{folder} have none)")
+    if not utterances:
+        raise MissingDataError(f"task {task.name}: no speaker/chapter/*.trans.txt under {folder}")
+    ids = sorted(utterances)
+    return Examples(inputs=[read_audio(utterances[i][0]) for i in ids], labels=np.zeros(0, dtype=np.int64), ids=ids,
+                    transcripts=[utterances[i][1] for i in ids])
 
 
 def _load_concatenated_clips(task: Task, source: ConcatenatedClipsSource, split: str, root: Path) -> Examples:
@@ -190,10 +258,10 @@ def _load_concatenated_clips(task: Task, source: ConcatenatedClipsSource, split:
 
 
 LOADERS = {"csv": _load_csv, "audio_folder": _load_audio_folder, "hf_dataset": _load_hf,
-           "concatenated_clips": _load_concatenated_clips}
+           "concatenated_clips": _load_concatenated_clips, "librispeech": _load_librispeech}
 
 
 def load_split(task: Task, split: str, data_root: str | None = None) -> Examples:
-    """One split of ``task``, with labels as indices into ``task.labels``."""
+    """One split of ``task``, with labels as indices into ``task.labels`` (a transcription task: transcripts)."""
     root = resolve_data_root(data_root)
     return LOADERS[task.source.kind](task, task.source, split, root)

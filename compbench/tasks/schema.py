@@ -20,7 +20,7 @@ OUTPUTS = ("label", "transcript")  # a class per example, or its words (speech r
 METRICS_OF_OUTPUT = {"label": ("accuracy", "macro_f1"), "transcript": ("wer", "cer")}
 METRICS = tuple(metric for metrics in METRICS_OF_OUTPUT.values() for metric in metrics)
 PROTOCOLS = ("finetune", "superb_probe")
-SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset", "concatenated_clips")
+SOURCE_KINDS = ("csv", "audio_folder", "hf_dataset", "concatenated_clips", "librispeech")
 SPLITS = ("train", "dev", "test")
 MODALITY_OF_INPUT = {"text": "text", "audio": "speech"}  # a task's input -> the models that take it
 
@@ -66,15 +66,48 @@ class ConcatenatedClipsSource:
 
 
 @dataclass(frozen=True)
+class LibriSpeechSource:
+    """A corpus in the LibriSpeech folder layout: per split a folder of ``speaker/chapter/`` folders, each with
+    its ``speaker-chapter-utterance.flac`` files and ``speaker-chapter.trans.txt``, one ``ID TRANSCRIPT`` line
+    per utterance. Transcripts are read as written (LibriSpeech's are upper case)."""
+
+    path: str  # relative to the data root
+    splits: dict[str, str]  # split -> its folder under path, e.g. {train: train-clean-100, test: test-clean}
+    kind: str = "librispeech"
+
+
+@dataclass(frozen=True)
 class HfDatasetSource:
-    """A Hugging Face dataset by name (needs the hub; not used offline)."""
+    """A Hugging Face dataset by name (needs the hub; not used offline). A transcription task names the
+    ``transcript_column`` and reads audio (a column of ``{array, sampling_rate}``) from ``input_column``."""
 
     name: str
     config: str | None = None
     splits: dict[str, str] = field(default_factory=dict)  # our split -> the dataset's split
     input_column: str = "text"
     label_column: str = "label"
+    transcript_column: str | None = None
     kind: str = "hf_dataset"
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The SUPERB recognition probe of a transcription task (``protocol: superb_probe``; the task file's
+    ``probe`` mapping): a bidirectional LSTM of ``layers`` x ``hidden`` units per direction over the weighted
+    sum of the upstream's states, trained with CTC for ``epochs`` (SUPERB's ASR task: 2 x 1024, smaller here
+    for CPUs)."""
+
+    hidden: int = 256
+    layers: int = 2
+    epochs: int = 20
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+_PROBE_KEYS: dict[str, tuple[Any, bool]] = {"hidden": (int, False), "layers": (int, False), "epochs": (int, False),
+                                            "batch_size": (int, False), "learning_rate": ((float, int), False),
+                                            "seed": (int, False)}
 
 
 @dataclass(frozen=True)
@@ -83,20 +116,21 @@ class Task:
     version: int
     description: str
     input: str  # "text" or "audio"
-    source: CsvSource | AudioFolderSource | HfDatasetSource | ConcatenatedClipsSource
+    source: CsvSource | AudioFolderSource | HfDatasetSource | ConcatenatedClipsSource | LibriSpeechSource
     labels: list[str]  # output label: the classes; output transcript: none (the vocabulary is the transcripts')
     metric: str
     protocol: str
     evaluate_on: str = "test"
     file: str | None = None
     output: str = "label"
+    probe: ProbeSettings | None = None  # a transcription task evaluated by superb_probe: the recognition probe
 
 
 # key -> (type(s), required)
 _TASK_KEYS: dict[str, tuple[Any, bool]] = {
     "schema_version": (int, True), "name": (str, True), "version": (int, True), "description": (str, True),
     "input": (str, True), "source": (dict, True), "labels": (list, False), "metric": (str, True),
-    "protocol": (str, True), "evaluate_on": (str, False), "output": (str, False),
+    "protocol": (str, True), "evaluate_on": (str, False), "output": (str, False), "probe": (dict, False),
 }
 _SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
     "csv": {"kind": (str, True), "path": (str, True), "files": (dict, True), "text_column": (str, False),
@@ -104,14 +138,17 @@ _SOURCE_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
     "audio_folder": {"kind": (str, True), "path": (str, True), "filename_pattern": (str, False),
                      "label": (str, False), "split_field": (str, False), "split_ranges": (dict, False)},
     "hf_dataset": {"kind": (str, True), "name": (str, True), "config": (str, False), "splits": (dict, False),
-                   "input_column": (str, False), "label_column": (str, False)},
+                   "input_column": (str, False), "label_column": (str, False), "transcript_column": (str, False)},
     "concatenated_clips": {"kind": (str, True), "clips": (dict, True), "words": (dict, True),
                            "utterances": (dict, True), "clips_per_utterance": (list, False),
                            "silence_ms": (list, False), "same": (str, False), "seed": (int, False)},
+    "librispeech": {"kind": (str, True), "path": (str, True), "splits": (dict, True)},
 }
 _SOURCE_TYPES = {"csv": CsvSource, "audio_folder": AudioFolderSource, "hf_dataset": HfDatasetSource,
-                 "concatenated_clips": ConcatenatedClipsSource}
-_OUTPUT_OF_SOURCE = {"csv": "label", "audio_folder": "label", "hf_dataset": "label", "concatenated_clips": "transcript"}
+                 "concatenated_clips": ConcatenatedClipsSource, "librispeech": LibriSpeechSource}
+# what each source kind gives an example (a Hugging Face dataset: a transcript where it names a transcript column)
+_OUTPUT_OF_SOURCE = {"csv": "label", "audio_folder": "label", "concatenated_clips": "transcript",
+                     "librispeech": "transcript"}
 
 
 def task_from_dict(data: object, where: str) -> Task:
@@ -128,6 +165,8 @@ def task_from_dict(data: object, where: str) -> Task:
     if output == "label" and (not isinstance(labels, list) or len(labels) < 2 or
                               not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels)):
         raise InvalidInputError(f"{where}: 'labels' must list at least two distinct strings")
+    if output == "transcript" and data["input"] != "audio":
+        raise InvalidInputError(f"{where}: a transcription task transcribes audio: 'input' must be audio")
     if output == "transcript" and labels is not None:
         raise InvalidInputError(f"{where}: a transcription task has no 'labels' (its vocabulary is its transcripts' "
                                 "characters)")
@@ -136,16 +175,36 @@ def task_from_dict(data: object, where: str) -> Task:
     if kind not in SOURCE_KINDS:
         raise InvalidInputError(f"{where}: source 'kind' must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
     check_keys(f"{where}: source", source, _SOURCE_KEYS[kind])
-    if _OUTPUT_OF_SOURCE[kind] != output:
-        raise InvalidInputError(f"{where}: a {kind} source gives each example a {_OUTPUT_OF_SOURCE[kind]}, and "
-                                f"this task's output is {output!r}")
+    gives = _OUTPUT_OF_SOURCE.get(kind) or ("transcript" if source.get("transcript_column") else "label")
+    if gives != output:
+        named = " without a transcript_column" if kind == "hf_dataset" and gives == "label" else ""
+        raise InvalidInputError(f"{where}: a {kind} source{named} gives each example a {gives}, and this task's "
+                                f"output is {output!r}")
     for key in ("files", "splits", "split_ranges", "utterances"):
         for split in source.get(key, {}):
             check_choice(f"{where}: source.{key}", "split", split, SPLITS)
     built = _concatenated_clips(where, source) if kind == "concatenated_clips" else _SOURCE_TYPES[kind](**source)
+    probe = _probe(where, data, output)
     return Task(name=data["name"], version=data["version"], description=data["description"],
                 input=data["input"], source=built, labels=list(labels or []), metric=data["metric"],
-                protocol=data["protocol"], evaluate_on=evaluate_on, file=where, output=output)
+                protocol=data["protocol"], evaluate_on=evaluate_on, file=where, output=output, probe=probe)
+
+
+def _probe(where: str, data: dict, output: str) -> ProbeSettings | None:
+    """The recognition probe's settings of a transcription task evaluated by ``superb_probe`` (defaults where the
+    file gives none); the one error for a ``probe`` mapping any other task gives."""
+    if output != "transcript" or data["protocol"] != "superb_probe":
+        if "probe" in data:
+            raise InvalidInputError(f"{where}: 'probe' sets the recognition probe of a transcription task with "
+                                    "protocol superb_probe")
+        return None
+    given = data.get("probe") or {}
+    check_keys(f"{where}: probe", given, _PROBE_KEYS)
+    for key, value in given.items():
+        if not value > 0:
+            raise InvalidInputError(f"{where}: probe.{key} must be > 0, got {value!r}")
+    return ProbeSettings(**{**given, **({"learning_rate": float(given["learning_rate"])}
+                                        if "learning_rate" in given else {})})
 
 
 def _concatenated_clips(where: str, source: dict) -> ConcatenatedClipsSource:

@@ -244,7 +244,7 @@ def recogniser(tmp_path_factory, tiny_asr):
 
     task_file, data_root, tiny = tiny_asr
     out = tmp_path_factory.mktemp("recogniser") / "ft"
-    finetune(tiny, task_file, out, FinetuneOptions(**{**QUICK, "epochs": 3}, data_root=data_root))
+    finetune(tiny, task_file, out, FinetuneOptions(**QUICK, data_root=data_root))
     return str(out), task_file, data_root
 
 

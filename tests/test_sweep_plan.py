@@ -70,6 +70,19 @@ def test_the_speech_sweep_file_trains_its_model_and_reports_its_task():
     assert described["finetune"]["options"]["pooling"] == "weighted"  # the speech recipe's defaults
 
 
+def test_the_speech_recognition_sweep_measures_the_recogniser_its_comments_train(tmp_path, monkeypatch):
+    """``asr/`` is what the file's two finetune commands write, relative to where the sweep runs."""
+    from tiny_models import build_tiny
+
+    build_tiny("hubert").save_pretrained(tmp_path / "asr")
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(REPO / "sweeps" / "speech-asr.yaml")
+    jobs = plan_jobs(sweep)
+    assert {j.task for j in jobs} == {"fsdd-sequences"} and sweep.measure.task_limit == 100
+    assert len(jobs) == 1 + 6 and sum(len(j.variants) for j in jobs) == 3 + 3 + 1 + 3 + 1 + 1
+    assert sweep.sizes.seconds == (2.0,) and sweep.measure.threads == 2
+
+
 def test_quick_sweep_jobs():
     jobs = plan_jobs(load_sweep(REPO / "sweeps" / "quick.yaml"))
     assert [j.label() for j in jobs[:5]] == [

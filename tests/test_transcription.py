@@ -94,7 +94,7 @@ def test_a_trained_classifier_becomes_a_recogniser_with_its_feature_encoder_froz
     report = finetune(classifier, task_file, tmp_path / "asr", FinetuneOptions(
         **{**QUICK, "epochs": 1, "weights": None}, data_root=data_root))
     assert report["initialisation"] == "trained-here:tones" and report["source_head"] == "classification (tones)"
-    assert report["feature_encoder_frozen"] is True
+    assert report["feature_encoder_frozen"] is True and report["head_kept"] is False
     before, after = load_model(classifier).model, load_model(str(tmp_path / "asr")).model
     assert type(after).__name__ == "HubertForCTC"
     cnn = {n: p for n, p in before.base_model.feature_extractor.state_dict().items()}
@@ -206,3 +206,25 @@ def test_the_recognition_probe_measures_an_upstream_without_a_head_and_a_recogni
     assert quality["value"] == quality["scores"]["wer"] >= 0 and again["quality"] == quality  # seeded
     [own] = measure(MeasureOptions(models=[recogniser[0]], **options))
     assert own["quality"]["protocol"] == "finetune" and "layer_weights" not in own["quality"]
+
+
+def test_a_saved_variant_of_a_recogniser_keeps_its_vocabulary_and_is_measured_as_it_was(recogniser, tmp_path,
+                                                                                         capsys):
+    model_dir, task_file, data_root = recogniser
+    out = tmp_path / "pruned"
+    assert main(["compress", "--model", model_dir, "--compress", "head_pruning=0.5", "--out", str(out)]) == 0
+    assert (out / "vocab.json").read_bytes() == (Path(model_dir) / "vocab.json").read_bytes()
+    options = dict(seconds=[0.5], latency=False, task=task_file, data_root=data_root)
+    [saved] = measure(MeasureOptions(models=[str(out)], **options))
+    [dense, in_process] = measure(MeasureOptions(models=[model_dir], compress=["head_pruning=0.5"], **options))
+    assert saved["quality"]["scores"] == in_process["quality"]["scores"] and saved["macs"] == in_process["macs"]
+    assert saved["weights"] == "trained-here:tiny-asr" and saved["compression"][0]["name"] == "head_pruning"
+
+
+def test_a_recogniser_trained_again_on_its_vocabulary_keeps_its_ctc_head(recogniser, tmp_path):
+    model_dir, task_file, data_root = recogniser
+    report = finetune(model_dir, task_file, tmp_path / "again", FinetuneOptions(
+        **{**QUICK, "epochs": 1, "learning_rate": 1e-12, "weights": None}, data_root=data_root))
+    assert report["head_kept"] is True and report["source_head"] == "ctc (tiny-asr)"
+    before, after = load_model(model_dir).model.lm_head, load_model(str(tmp_path / "again")).model.lm_head
+    assert torch.allclose(before.weight, after.weight, atol=1e-6)  # a learning rate of 1e-12: the head it had

@@ -45,7 +45,7 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
     source = loaded.origin or {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,
                                "model_source": loaded.source}
     chained = Variant(variant.model, (loaded.compression or []) + variant.manifest)
-    save_variant(chained, out_dir, source)
+    save_variant(chained, out_dir, source, loaded.checkpoint)
     return {"source": source, "compression": chained.manifest}
 
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from compbench.cli.tables import Column, console, output_width, print_table
+from compbench.metrics import metric_of
 from compbench.record import input_label, real_time_factor, runtime_name
 from compbench.report.landscape import UNCONVERGED, UNCONVERGED_MEANS, variant_label
 from compbench.store import frame_to_csv, records_to_frame
@@ -99,7 +100,8 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
         columns += [Column("speedup", right=True), Column("pred.", right=True, drop=8)]
     if has_quality:
         task = next(r["quality"] for r in records if "quality" in r)
-        columns += [Column(f"{task['task']} {task['metric']}", right=True),
+        lower = "" if metric_of(task["metric"]).higher_is_better else " (lower better)"
+        columns += [Column(f"{task['task']} {task['metric']}{lower}", right=True),
                     Column("output CKA", right=True, drop=10)]
     if has_audit:
         columns += [Column("fvcore Δ", right=True, drop=11), Column("thop Δ", right=True, drop=12)]

@@ -34,7 +34,7 @@ def evaluate(group: ModelGroup, data: TaskData, run: Run) -> list[dict]:
     results, dense_states = [], None
     dense_dynamic = group.dense.dynamic
     for position, subject in enumerate(group.subjects):
-        run.progress(f"evaluating {group.loaded.name} on {data.task.name}", 0.2)
+        run.progress(f"evaluating {group.loaded.name} on {data.task.name}", position / len(group.subjects))
         model = subject.model
         served_by = "onnxruntime" if onnx_quantization(model) is not None else None
         if served_by:  # its int8 model exists only in ONNX Runtime: evaluated there

@@ -7,6 +7,7 @@ from the config, rebuilds the recorded structure, then loads the weights strictl
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -25,10 +26,15 @@ from compbench.runtimes.base import onnx_quantization
 from compbench.surgery.structure import STRUCTURE_KEY, apply_structure, record_structure
 
 MANIFEST_FILE = "compbench_manifest.json"
+# what a checkpoint keeps beside its weights for its inputs and outputs: a text model's tokenizer, a speech
+# recogniser's CTC vocabulary; a variant saved from it keeps them, so it is measured on a task as its source was
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "vocab.txt",
+                   "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model")
 
 
-def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
-    """Write the variant's weights, config (with its shapes) and manifest to ``out_dir``.
+def save_variant(variant: Variant, out_dir: str | Path, source: dict, checkpoint: str | None = None) -> Path:
+    """Write the variant's weights, config (with its shapes) and manifest to ``out_dir``, and the tokenizer (or
+    CTC vocabulary) files of the ``checkpoint`` folder it was loaded from.
 
     Refuses an existing non-empty directory; writes into a temporary directory beside it and
     renames it into place, so a failure leaves nothing behind.
@@ -45,6 +51,10 @@ def save_variant(variant: Variant, out_dir: str | Path, source: dict) -> Path:
 
     def write(staging: Path) -> None:
         variant.model.save_pretrained(staging)
+        folder = Path(checkpoint) if checkpoint else None
+        for name in TOKENIZER_FILES if folder is not None and folder.is_dir() else ():
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, staging / name)
         manifest = {"source": source, "compression": variant.manifest}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 

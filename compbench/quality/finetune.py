@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, AutoModelForCTC, AutoModelForSequenceClassification
 
+from compbench.architectures.families import head_outputs
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score, metric_of
@@ -145,7 +146,8 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
             tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), scratch)
             model, frozen = _speech_recogniser(loaded, tokenizer, options)
             trainer = _TranscriptTrainer(tokenizer, train, options)
-            head = {"head": "ctc", "vocabulary": len(tokenizer), "feature_encoder_frozen": frozen}
+            head = {"head": "ctc", "vocabulary": len(tokenizer), "feature_encoder_frozen": frozen,
+                    "head_kept": head_outputs(loaded.model) == head_outputs(model)}
         elif modality == "text":
             labels = dict(enumerate(task.labels))
             tokenizer = load_tokenizer(loaded.checkpoint)
@@ -177,8 +179,8 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
 
 
 def _source_head(loaded) -> str | None:
-    """The head the loaded model came with, which fine-tuning replaces: ``classification (fsdd-digits)`` for a
-    classifier trained here, None for a bare encoder."""
+    """The head the loaded model came with, which fine-tuning replaces (or a CTC head of the same vocabulary
+    keeps training): ``classification (fsdd-digits)`` for a classifier trained here, None for a bare encoder."""
     architectures = getattr(loaded.model.config, "architectures", None) or []
     kind = next((k for a in architectures for s, k in (("ForSequenceClassification", "classification"),
                                                       ("ForCTC", "ctc")) if a.endswith(s)), None)
@@ -197,9 +199,10 @@ def _dev_split(task, data_root: str | None) -> Examples:
 
 
 def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
-    """The encoder with a new CTC head over ``tokenizer``'s tokens (id 0 the blank; the config's ``id2label``
-    names them), its encoder weights the loaded model's; and whether its CNN feature encoder is frozen (by
-    default when the model arrives trained)."""
+    """The encoder with a CTC head over ``tokenizer``'s tokens (id 0 the blank; the config's ``id2label`` names
+    them), its encoder weights the loaded model's; and whether its CNN feature encoder is frozen (by default
+    when the model arrives trained). The head is new, unless the loaded model's own CTC head outputs these
+    tokens (a recogniser trained on this vocabulary goes on training with its head)."""
     config = _training_config(loaded, options)
     tokens = {index: token for token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])}
     config.update({"vocab_size": len(tokens), "pad_token_id": tokenizer.pad_token_id, "ctc_loss_reduction": "mean",
@@ -207,6 +210,8 @@ def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
                    "use_weighted_layer_sum": False})
     model = AutoModelForCTC.from_config(config, attn_implementation=loaded.attn_implementation)
     _load_encoder(model, loaded)
+    if head_outputs(loaded.model) == list(tokens.values()):
+        model.lm_head.load_state_dict(loaded.model.lm_head.state_dict())
     frozen = options.freeze_feature_encoder
     if frozen is None:
         frozen = loaded.weights != "random"
@@ -358,8 +363,9 @@ def _train(model, trainer: _Trainer, dev: Examples, options: FinetuneOptions,
             optimizer.zero_grad()
             step += 1
             progress(f"epoch {epoch}/{options.epochs} loss {loss.item():.3f}", step / total)
-        progress(f"epoch {epoch}/{options.epochs}: dev {metric.name}", step / total)
+        progress(f"epoch {epoch}/{options.epochs}: evaluating on dev", step / total)
         value = trainer.score(model, dev)
+        progress(f"epoch {epoch}/{options.epochs}: dev {metric.name} {value:.4f}", step / total)
         history.append({"epoch": epoch, f"dev_{metric.name}": value,
                         "seconds": round(time.perf_counter() - start, 1)})
         if best is None or metric.better(value, best[1]):

@@ -70,8 +70,9 @@ READING_NOTES = [
     "removed from the wall-clock too.",
     "Fidelity (output CKA) is the linear CKA between the variant's last hidden states and the dense model's on up "
     "to 100 evaluation examples (1: the same representation up to rotation and scale).",
-    "Pareto: ★ marks rows no other row of the same table beats in both named objectives (quality up and MACs or "
-    "relative latency down; without quality, relative latency or MACs and params down).",
+    "Pareto: ★ marks rows no other row of the same table beats in both named objectives (quality better, which is "
+    "up for accuracy and down for an error rate, and MACs or relative latency down; without quality, relative "
+    "latency or MACs and params down).",
 ]
 
 

@@ -100,8 +100,9 @@ def presets_table() -> str:
 
 
 def tasks_table() -> str:
-    return table(["task", "version", "input", "labels", "metric", "protocol", "what it is"],
-                 [[f"`{t['name']}`", t["version"], t["input"], t["labels"], t["metric"], t["protocol"],
+    return table(["task", "version", "input", "output", "metric", "protocol", "what it is"],
+                 [[f"`{t['name']}`", t["version"], t["input"],
+                   f"{t['labels']} labels" if t["output"] == "label" else t["output"], t["metric"], t["protocol"],
                    t["description"]] for t in list_tasks()])
 
 

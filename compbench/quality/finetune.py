@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, AutoModelForCTC, AutoModelForSequenceClassification
 
-from compbench.architectures.families import head_outputs
+from compbench.architectures.families import classifier_labels, ctc_vocabulary_size, head_outputs
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score, metric_of
@@ -144,10 +144,9 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
     with tempfile.TemporaryDirectory() as scratch:
         if task.output == "transcript":
             tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), scratch)
-            model, frozen = _speech_recogniser(loaded, tokenizer, options)
+            model, frozen, kept = _speech_recogniser(loaded, tokenizer, options)
             trainer = _TranscriptTrainer(tokenizer, train, options)
-            head = {"head": "ctc", "vocabulary": len(tokenizer), "feature_encoder_frozen": frozen,
-                    "head_kept": head_outputs(loaded.model) == head_outputs(model)}
+            head = {"head": "ctc", "vocabulary": len(tokenizer), "feature_encoder_frozen": frozen, "head_kept": kept}
         elif modality == "text":
             labels = dict(enumerate(task.labels))
             tokenizer = load_tokenizer(loaded.checkpoint)
@@ -181,10 +180,11 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
 def _source_head(loaded) -> str | None:
     """The head the loaded model came with, which fine-tuning replaces (or a CTC head of the same vocabulary
     keeps training): ``classification (fsdd-digits)`` for a classifier trained here, None for a bare encoder."""
-    architectures = getattr(loaded.model.config, "architectures", None) or []
-    kind = next((k for a in architectures for s, k in (("ForSequenceClassification", "classification"),
-                                                      ("ForCTC", "ctc")) if a.endswith(s)), None)
-    if kind is None:
+    if ctc_vocabulary_size(loaded.model) is not None:
+        kind = "ctc"
+    elif classifier_labels(loaded.model) is not None:
+        kind = "classification"
+    else:
         return None
     trained_on = (loaded.weights or "").partition(":")[2]
     return f"{kind} ({trained_on})" if trained_on else kind
@@ -201,8 +201,8 @@ def _dev_split(task, data_root: str | None) -> Examples:
 def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
     """The encoder with a CTC head over ``tokenizer``'s tokens (id 0 the blank; the config's ``id2label`` names
     them), its encoder weights the loaded model's; and whether its CNN feature encoder is frozen (by default
-    when the model arrives trained). The head is new, unless the loaded model's own CTC head outputs these
-    tokens (a recogniser trained on this vocabulary goes on training with its head)."""
+    when the model arrives trained), and whether its head is the loaded model's: it is new, unless the loaded
+    model's own CTC head outputs these tokens (a recogniser trained on this vocabulary goes on with its head)."""
     config = _training_config(loaded, options)
     tokens = {index: token for token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])}
     config.update({"vocab_size": len(tokens), "pad_token_id": tokenizer.pad_token_id, "ctc_loss_reduction": "mean",
@@ -210,14 +210,15 @@ def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
                    "use_weighted_layer_sum": False})
     model = AutoModelForCTC.from_config(config, attn_implementation=loaded.attn_implementation)
     _load_encoder(model, loaded)
-    if head_outputs(loaded.model) == list(tokens.values()):
+    kept = head_outputs(loaded.model) == list(tokens.values())
+    if kept:
         model.lm_head.load_state_dict(loaded.model.lm_head.state_dict())
     frozen = options.freeze_feature_encoder
     if frozen is None:
         frozen = loaded.weights != "random"
     if frozen:
         model.freeze_feature_encoder()
-    return model, frozen
+    return model, frozen, kept
 
 
 def _training_config(loaded, options: FinetuneOptions):

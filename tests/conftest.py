@@ -123,6 +123,10 @@ QUICK_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "quick.yaml"
 QUICK_SWEEP_GROUP = pytest.mark.xdist_group("quick-sweep")
 # the tests that export every tiny family to ONNX share one cache, so each family is exported once (4 s each here)
 TINY_ONNX_GROUP = pytest.mark.xdist_group("tiny-onnx-exports")
+# the tests of the installed console script share one run of it in a new interpreter (8 to 12 s: it imports torch)
+INSTALLED_SCRIPT_GROUP = pytest.mark.xdist_group("installed-script")
+# the tests that read the tiny recogniser (a CTC head fine-tuned on the tiny LibriSpeech-layout corpus)
+RECOGNISER_GROUP = pytest.mark.xdist_group("tiny-recogniser")
 
 
 @pytest.fixture(scope="session")

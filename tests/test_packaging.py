@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import INSTALLED_SCRIPT_GROUP
 
 import compbench
 
@@ -47,12 +48,14 @@ def installed_ls(tmp_path_factory):
     return json.loads(listing), json.loads(facts)
 
 
+@INSTALLED_SCRIPT_GROUP
 def test_installed_ls_lists_the_four_tasks(installed_ls):
     listing, _ = installed_ls
     assert sorted(t["name"] for t in listing["tasks"]) == ["fsdd-digits", "fsdd-sequences", "fsdd-speakers",
                                                            "rt-polarity"]
 
 
+@INSTALLED_SCRIPT_GROUP
 def test_installed_copy_is_tested_where_ci_says_so(installed_ls):
     _, facts = installed_ls
     package, tasks = facts["package"], facts["tasks"]
@@ -68,5 +71,6 @@ def test_installed_copy_is_tested_where_ci_says_so(installed_ls):
 LOADED_WHERE_USED = {"matplotlib", "onnx", "onnxscript", "ray"}
 
 
+@INSTALLED_SCRIPT_GROUP
 def test_compbench_ls_imports_no_charts_onnx_exporter_or_ray(installed_ls):
     assert installed_ls[1]["loaded"] == []

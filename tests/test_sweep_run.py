@@ -373,7 +373,8 @@ def ray_head():
     cluster = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": CLUSTER_TOKEN}
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
     head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
-                             "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+                             "--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats",
+                             "--node-ip-address=127.0.0.1",
                              f"--temp-dir={temp}", *ports],
                             env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -3,12 +3,13 @@ fine-tuning (from random initialisation and from a trained classifier), WER and 
 data-driven compressors with the CTC loss."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import QUICK, without_progress
+from conftest import QUICK, RECOGNISER_GROUP, without_progress
 from tiny_corpus import SPLITS, write_corpus, write_task
 
 from compbench.architectures.families import head_outputs
@@ -61,11 +62,13 @@ def test_a_missing_folder_or_a_malformed_transcript_line_is_one_error_naming_the
         load_split(find_task(str(moved)), "test", str(tmp_path))
 
 
+@RECOGNISER_GROUP
 def test_finetune_trains_a_ctc_head_and_measure_reports_wer_and_cer_of_dense_and_variants(recogniser):
     model_dir, task_file, data_root = recogniser
     report = json.loads((Path(model_dir) / "compbench_finetune.json").read_text())
     assert (report["head"], report["metric"], report["initialisation"]) == ("ctc", "wer", "random")
     assert report["feature_encoder_frozen"] is False and report["source_head"] is None  # trained from random init
+    assert report["feature_cache"] is False  # the CNN trains: its outputs change every step
     assert report["dev_wer"] == min(h["dev_wer"] for h in report["history"])
     tokenizer = load_tokenizer(model_dir)
     assert tokenizer.get_vocab() == {"<pad>": 0, "<unk>": 1, "|": 2, "D": 3, "H": 4, "I": 5, "L": 6, "M": 7, "O": 8}
@@ -95,6 +98,7 @@ def test_a_trained_classifier_becomes_a_recogniser_with_its_feature_encoder_froz
         **{**QUICK, "epochs": 1, "weights": None}, data_root=data_root))
     assert report["initialisation"] == "trained-here:tones" and report["source_head"] == "classification (tones)"
     assert report["feature_encoder_frozen"] is True and report["head_kept"] is False
+    assert report["feature_cache"] is True  # frozen: its outputs computed once
     before, after = load_model(classifier).model, load_model(str(tmp_path / "asr")).model
     assert type(after).__name__ == "HubertForCTC"
     cnn = {n: p for n, p in before.base_model.feature_extractor.state_dict().items()}
@@ -102,6 +106,74 @@ def test_a_trained_classifier_becomes_a_recogniser_with_its_feature_encoder_froz
     moved = [n for n, p in after.base_model.encoder.state_dict().items()
              if not torch.equal(p, before.base_model.encoder.state_dict()[n])]
     assert moved  # the Transformer trained
+
+
+def recogniser_to_train(name: str, train):
+    """A tiny recogniser of ``name``'s family with its CNN frozen, and the trainer of ``train``."""
+    from tiny_models import build_tiny
+
+    from compbench.quality.ctc import ctc_tokenizer, ctc_vocabulary
+    from compbench.quality.finetune import _speech_recogniser, _TranscriptTrainer, resolved_options
+
+    options = resolved_options(FinetuneOptions(**{**QUICK, "weights": None}, freeze_feature_encoder=True), "speech",
+                               "transcript")
+    model_dir = Path(tempfile.mkdtemp()) / name
+    build_tiny(name).save_pretrained(model_dir)
+    tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), tempfile.mkdtemp())
+    model, frozen, _ = _speech_recogniser(load_model(str(model_dir), "random"), tokenizer, options)
+    assert frozen
+    return model, _TranscriptTrainer(tokenizer, train, options, "wer")
+
+
+@pytest.mark.parametrize("family", ["hubert-stable", "hubert"])
+def test_a_frozen_feature_encoder_serves_each_utterances_own_output_and_padding_alone_changes_the_loss(tiny_asr,
+                                                                                                         family):
+    """A recogniser's frozen CNN runs once per train utterance, alone, as evaluation runs it; a batch's loss is
+    then computed from those outputs. With a LayerNorm per frame (hubert-stable) that is the loss of the padded
+    batch itself; with hubert's GroupNorm over time, a padded batch would have changed the shorter utterances'
+    features, and the cached ones are each utterance's own. Training restores the encoder's own forward."""
+    import random
+
+    task_file, data_root, _ = tiny_asr
+    train = load_split(find_task(task_file), "train", data_root)
+    model, trainer = recogniser_to_train(family, train)
+    encoder = model.base_model.feature_extractor
+    inputs, targets = next(trainer.epoch(random.Random(0)))
+    assert len(set(len(train.inputs[i]) for i in inputs["index"])) > 1  # padded
+    model.eval()  # no dropout: the two losses are comparable
+    uncached = trainer.loss(model, inputs, targets)
+    with trainer.session(model, lambda text, done: None):
+        assert trainer.cached and "forward" in vars(encoder)
+        for i in inputs["index"]:
+            alone = encoder.__class__.forward(encoder, torch.as_tensor(train.inputs[i])[None])[0]
+            assert torch.equal(trainer.cache.features[i], alone)
+        cached = trainer.loss(model, inputs, targets)
+        with torch.no_grad():  # outside a batch's loss the encoder runs as it is
+            values = inputs["input_values"]
+            assert torch.equal(encoder(values), encoder.__class__.forward(encoder, values))
+    assert "forward" not in vars(encoder)
+    if family == "hubert-stable":
+        assert torch.allclose(cached, uncached, atol=1e-5)
+    else:
+        assert not torch.allclose(cached, uncached, atol=1e-5)  # the GroupNorm saw the padding
+    cached.backward()  # the served features enter training's graph
+    assert all(p.grad is None for p in encoder.parameters())
+
+
+def test_a_feature_encoder_that_trains_or_outputs_too_much_to_keep_is_run_every_step(tiny_asr, monkeypatch):
+    from compbench.quality import finetune as module
+
+    task_file, data_root, _ = tiny_asr
+    train = load_split(find_task(task_file), "train", data_root)
+    model, trainer = recogniser_to_train("hubert", train)
+    monkeypatch.setattr(module, "FEATURE_CACHE_BYTES", 1000)
+    with trainer.session(model, lambda text, done: None):
+        assert not trainer.cached and trainer.report() == {"feature_cache": False}
+    monkeypatch.undo()
+    for parameter in model.base_model.feature_extractor.parameters():  # trained with the rest
+        parameter.requires_grad_(True)
+    with trainer.session(model, lambda text, done: None):
+        assert not trainer.cached
 
 
 def test_a_model_without_a_ctc_head_is_told_to_fine_tune_before_any_data_loads(tiny_asr, tmp_path):
@@ -112,6 +184,7 @@ def test_a_model_without_a_ctc_head_is_told_to_fine_tune_before_any_data_loads(t
                                data_root=str(tmp_path)))  # a data root without the corpus: nothing loaded it
 
 
+@RECOGNISER_GROUP
 def test_early_exit_on_a_transcription_task_is_one_error(recogniser, capsys):
     model_dir, task_file, data_root = recogniser
     assert main(["measure", "--model", model_dir, "--seconds", "0.5", "--task", task_file, "--data-root", data_root,
@@ -120,6 +193,7 @@ def test_early_exit_on_a_transcription_task_is_one_error(recogniser, capsys):
     assert err.startswith("compbench: error: early_exit: task tiny-asr transcribes speech") and err.count("\n") == 1
 
 
+@RECOGNISER_GROUP
 def test_data_driven_compressors_use_the_ctc_loss_and_keep_the_error_rate_within_epsilon(recogniser):
     model_dir, task_file, data_root = recogniser
     pipelines = [parse_spec(s) for s in ("head_pruning=0.5", "ffn_pruning=0.5,distill", "budget_pruning=0.3")]
@@ -190,6 +264,7 @@ def test_a_hugging_face_dataset_with_a_transcript_column_gives_16_khz_audio_and_
                         "source": {"kind": "hf_dataset", "name": "org/corpus"}}, "x.yaml")
 
 
+@RECOGNISER_GROUP
 def test_the_recognition_probe_measures_an_upstream_without_a_head_and_a_recogniser_keeps_its_own(tiny_asr,
                                                                                                    recogniser,
                                                                                                    tmp_path):
@@ -208,6 +283,7 @@ def test_the_recognition_probe_measures_an_upstream_without_a_head_and_a_recogni
     assert own["quality"]["protocol"] == "finetune" and "layer_weights" not in own["quality"]
 
 
+@RECOGNISER_GROUP
 def test_a_saved_variant_of_a_recogniser_keeps_its_vocabulary_and_is_measured_as_it_was(recogniser, tmp_path,
                                                                                          capsys):
     model_dir, task_file, data_root = recogniser
@@ -221,6 +297,7 @@ def test_a_saved_variant_of_a_recogniser_keeps_its_vocabulary_and_is_measured_as
     assert saved["weights"] == "trained-here:tiny-asr" and saved["compression"][0]["name"] == "head_pruning"
 
 
+@RECOGNISER_GROUP
 def test_a_recogniser_trained_again_on_its_vocabulary_keeps_its_ctc_head(recogniser, tmp_path):
     model_dir, task_file, data_root = recogniser
     report = finetune(model_dir, task_file, tmp_path / "again", FinetuneOptions(

@@ -92,7 +92,7 @@ def test_low_rank_only_where_cheaper_and_exact_rank():
 
 
 SPECS = [
-    [Step("head_pruning", 0.5)], [Step("ffn_pruning", 0.5)], [Step("layer_drop", 0.5)],
+    [Step("head_pruning", 0.5)], [Step("ffn_pruning", 0.5)], [Step("layer_drop", 0.5)], [Step("conv_pruning", 0.5)],
     [Step("low_rank", 0.5)], [Step("weight_pruning", 0.5)], [Step("weight_pruning", 0.5, {"n": 2, "m": 4})],
     [Step("bf16")], [Step("fp16")], [Step("head_pruning", 0.5), Step("low_rank", 0.6), Step("ffn_pruning", 0.3)],
 ]

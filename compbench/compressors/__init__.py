@@ -11,6 +11,7 @@ from compbench.compressors import (  # noqa: F401  (registers each compressor)
     accuracy_driven,
     bf16,
     budget_pruning,
+    conv_pruning,
     distill,
     early_exit,
     ffn_pruning,

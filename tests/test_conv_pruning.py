@@ -85,3 +85,81 @@ def test_the_channels_that_go_are_the_ones_of_least_magnitude_and_every_layer_ke
 def test_a_text_model_has_no_convolutions_to_prune():
     with pytest.raises(InvalidInputError, match="bert has no CNN feature encoder"):
         COMPRESSORS.get("conv_pruning")(build_tiny("bert"), 0.5)
+
+
+# ---- gradient importance of channels: a gate on what reads each convolution's output ----------
+
+def speech_classifier():
+    from test_context import classifier
+
+    return classifier("hubert").double()
+
+
+def float64_context():
+    """tiny_data's speech task with float64 waveforms, for a float64 model."""
+    from tiny_data import RandomTaskData
+
+    from compbench.compression.context import Batch, CompressionContext
+
+    class Float64Data(RandomTaskData):
+        def batches(self, split, batch_size, seed):
+            for batch in super().batches(split, batch_size, seed):
+                yield Batch({"input_values": batch.inputs["input_values"].double()}, batch.labels)
+
+    return CompressionContext(data=Float64Data("speech"), seed=0)
+
+
+@pytest.mark.parametrize("method", ["sensitivity", "fisher"])
+def test_channel_importance_equals_a_finite_difference_of_the_task_loss(method):
+    """dL/dg for each channel of the first and the last convolution from one batch, against
+    (L(1 + e) - L(1 - e)) / 2e (float64), the channel scaled where the convolution layer hands it on."""
+    from test_context import importance_options
+
+    from compbench.compression.context import task_loss
+    from compbench.importance.gates import CHANNELS
+    from compbench.importance.gradient import gate_importance
+
+    model = speech_classifier()
+    adapter = ModelAdapter(model)
+    context = float64_context()
+    batch = context.calibration(1, 8)[0]
+    scores, seen = gate_importance(adapter, CHANNELS, importance_options(importance=method, batches=1, batch_size=8),
+                                   context)
+    assert seen["importance_loss"] == "task" and [len(s) for s in scores] == [16, 16, 16]
+
+    def loss(layer, channel, scale):
+        def hook(module, args, output):
+            output = output.clone()
+            output[:, channel] *= scale
+            return output
+        handle = model.hubert.feature_extractor.conv_layers[layer].register_forward_hook(hook)
+        with torch.no_grad():
+            value = task_loss(model, batch)
+        handle.remove()
+        return float(value)
+
+    eps = 1e-5
+    for layer in (0, 2):
+        for channel in range(0, 16, 5):
+            gradient = (loss(layer, channel, 1 + eps) - loss(layer, channel, 1 - eps)) / (2 * eps)
+            expected = gradient ** 2 if method == "fisher" else abs(gradient)
+            assert float(scores[layer][channel]) == pytest.approx(expected, rel=1e-5, abs=1e-10)
+
+
+def test_fisher_removes_the_channels_of_least_fisher_information_and_says_what_it_saw():
+    from test_context import importance_options
+
+    from compbench.importance.gates import CHANNELS
+    from compbench.importance.gradient import gate_importance
+
+    model = speech_classifier()
+    options = {"importance": "fisher", "batches": 2, "batch_size": 4}
+    variant = apply_pipeline(model, [Step("conv_pruning", 0.5, options)], float64_context())
+    step = variant.manifest[0]
+    assert step["importance_loss"] == "task" and step["data"]["task"] == "tiny-task"
+    scores, _ = gate_importance(ModelAdapter(model), CHANNELS, importance_options(**options), float64_context())
+    for layer, removed in enumerate(step["removed_channels"]):
+        kept = step["channels_after"][layer]
+        assert removed == sorted(sorted(range(16), key=lambda c: (float(scores[layer][c]), c))[:16 - kept])
+    with pytest.raises(InvalidInputError, match="conv_pruning with importance: fisher needs task data: pass --task T"):
+        COMPRESSORS.get("conv_pruning")(model, 0.5, {"importance": "fisher"})

@@ -5,15 +5,20 @@ times its output channels, input channels and kernel width, and its frames grow 
 so the fraction is the same at 1 s and at 10 s (counted at 10 s; rounding the frames moves it by less
 than 0.1 %). Every layer keeps the same fraction of its channels (the fraction whose MACs come nearest
 ``amount``; layers after the first lose MACs twice, as their inputs go too), and at least one channel.
-Which channels go: the least important by magnitude, each channel's filter norm (times its
-normalisation's scale) times the norm of the weights that read it (``importance: magnitude``,
-data-free). The model's ``conv_dim`` records the new widths, so a saved variant reloads from its config.
+Which channels go: the least important, by magnitude (each channel's filter norm, times its
+normalisation's scale, times the norm of the weights that read it; data-free, the default), by gradient
+sensitivity, or by the Fisher information of the task loss (``importance: fisher``, with a task), each
+through a gate on what reads the channel (:mod:`compbench.importance.gradient`). The model's ``conv_dim``
+records the new widths, so a saved variant reloads from its config.
 """
 
 from __future__ import annotations
 
 from compbench.architectures.families import SAMPLE_RATE, ModelAdapter, frames
-from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.compressor import Compressor, register
+from compbench.compression.context import CompressionContext
+from compbench.importance.gates import CHANNELS
+from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import conv_channel_magnitude
 from compbench.surgery.conv_channels import conv_channels, conv_layers, keep_conv_channels
 
@@ -46,13 +51,18 @@ def kept_channels(config, channels: list[int], amount: float) -> list[int]:
     return best
 
 
-def prune_conv_channels(model, amount: float, options: dict):
+def prune_conv_channels(model, amount: float, options: dict, context: CompressionContext):
     adapter = ModelAdapter(model)
     before = conv_channels(adapter)
     targets = kept_channels(adapter.config, before, amount)
+    seen = {}
+    if options["importance"] in ("sensitivity", "fisher"):
+        scores, seen = gate_importance(adapter, CHANNELS, options, context)
+    else:
+        scores = None  # magnitude: each layer scored once the layers before it have lost their channels
     removed_channels = []
     for layer in range(len(conv_layers(adapter))):
-        importance = conv_channel_magnitude(adapter, layer)
+        importance = scores[layer] if scores is not None else conv_channel_magnitude(adapter, layer)
         order = sorted(range(before[layer]), key=lambda c: (float(importance[c]), c))
         dropped = sorted(order[:before[layer] - targets[layer]])
         removed_channels.append(dropped)
@@ -64,14 +74,11 @@ def prune_conv_channels(model, amount: float, options: dict):
     return model, {"channels_before": before, "channels_after": after, "removed_channels": removed_channels,
                    "conv_macs_removed": round(1 - macs_after / macs_before, 6),
                    "removed": sum(before) - sum(after), "total": sum(before),
-                   "unit": "convolution channels removed"}
+                   "unit": "convolution channels removed", **seen}
 
 
 register(Compressor(
-    name="conv_pruning", compress=prune_conv_channels,
-    description="remove output channels of a speech model's CNN feature encoder by magnitude "
-                "(amount: fraction of the feature encoder's convolution MACs)",
-    options={
-        "importance": Option(str, "magnitude", "which channels go: the smallest filter norm times the norm of "
-                             "the weights that read it", choices=("magnitude",)),
-    }))
+    name="conv_pruning", compress=prune_conv_channels, uses_context=True, needs_task=importance_needs_task,
+    description="remove output channels of a speech model's CNN feature encoder by magnitude, sensitivity or "
+                "Fisher (amount: fraction of the feature encoder's convolution MACs)",
+    options=IMPORTANCE_OPTIONS))

@@ -1,4 +1,6 @@
-"""Gates on attention heads and FFN neurons: one multiplier per unit on each output projection's input.
+"""Gates on attention heads and FFN neurons (one multiplier per unit on each output projection's input)
+and, in speech models, on the CNN feature encoder's channels (on what reads each convolution's output: the
+next convolution, or the feature projection after the last one).
 
 A gate of 1 leaves the model as it is, 0 masks the unit, any other value rescales what the unit
 adds to the layer (mask tuning folds those values into the projection's columns). A gate may
@@ -18,11 +20,12 @@ from compbench.architectures.families import ModelAdapter
 from compbench.compression.context import Batch
 from compbench.counting.weights import is_input_dependent
 from compbench.eval_mode import evaluating
+from compbench.surgery.conv_channels import conv_channels, conv_layers
 from compbench.surgery.linear import LowRankLinear
 from compbench.surgery.units import head_dim, heads_in_layer, make_attention_modular
 
-HEADS, NEURONS = "heads", "neurons"
-KINDS = (HEADS, NEURONS)
+HEADS, NEURONS, CHANNELS = "heads", "neurons", "channels"
+KINDS = (HEADS, NEURONS)  # the Transformer's units: what a gate set holds unless asked for others
 
 
 class StopForward(Exception):
@@ -40,9 +43,11 @@ class UnitGates:
         if HEADS in kinds:
             for layer in layers:  # WavLM: call the output projection as a module, so it can be gated
                 make_attention_modular(adapter, layer)
-        self.unit_size = {HEADS: head_dim(adapter), NEURONS: 1}
-        count = {HEADS: lambda i: heads_in_layer(adapter, i), NEURONS: lambda i: adapter.ffn(i)[0].out_features}
-        self.values: dict[str, list[torch.Tensor]] = {kind: [torch.ones(count[kind](i)) for i in layers]
+        self.unit_size = {HEADS: head_dim(adapter), NEURONS: 1, CHANNELS: 1}
+        counts = {HEADS: lambda: [heads_in_layer(adapter, i) for i in layers],
+                  NEURONS: lambda: [adapter.ffn(i)[0].out_features for i in layers],
+                  CHANNELS: lambda: conv_channels(adapter)}
+        self.values: dict[str, list[torch.Tensor]] = {kind: [torch.ones(n) for n in counts[kind]()]
                                                       for kind in kinds}
         self.capture: tuple[str, int] | None = None  # (kind, layer) whose gate input to keep
         self.stop_after_capture = False
@@ -50,10 +55,18 @@ class UnitGates:
         self._handles: list = []
 
     def module(self, kind: str, layer: int) -> nn.Module:
-        """The projection whose input carries the units' outputs."""
+        """The projection whose input carries the units' outputs (for channels: the next convolution layer,
+        or the feature projection)."""
         if kind == HEADS:
             return self.adapter.attention_projections(layer)["output"]
+        if kind == CHANNELS:
+            following = conv_layers(self.adapter)[layer + 1:]
+            return following[0] if following else self.adapter.base.feature_projection
         return self.adapter.ffn(layer)[1]
+
+    def _channel_axis(self, kind: str, layer: int) -> int:
+        """Where the units lie in the gated input: the last axis, but a convolution's (batch, channels, frames)."""
+        return 1 if kind == CHANNELS and layer + 1 < len(self.values[kind]) else -1
 
     def units(self, kind: str) -> list[int]:
         return [len(v) if v.dim() == 1 else v.shape[1] for v in self.values[kind]]
@@ -75,6 +88,7 @@ class UnitGates:
 
     def _hook(self, kind: str, layer: int):
         size = self.unit_size[kind]
+        across_frames = self._channel_axis(kind, layer) == 1
 
         def hook(module, args):
             x = args[0]
@@ -83,7 +97,9 @@ class UnitGates:
                 if self.stop_after_capture:
                     raise StopForward
             gate = self.values[kind][layer].to(device=x.device, dtype=x.dtype).repeat_interleave(size, dim=-1)
-            if gate.dim() == 2:  # one row per example
+            if across_frames:  # (channels,) or (batch, channels) against (batch, channels, frames)
+                gate = gate[..., None]
+            elif gate.dim() == 2:  # one row per example
                 gate = gate.reshape(gate.shape[0], *([1] * (x.dim() - 2)), gate.shape[1])
             return (x * gate,) + tuple(args[1:])
         return hook

@@ -1,4 +1,5 @@
-"""Gradient importance of heads and FFN neurons through a gate of ones on each unit's output.
+"""Gradient importance of heads, FFN neurons and convolution channels through a gate of ones on each unit's
+output.
 
 - ``sensitivity`` (Michel et al. 2019, "Are Sixteen Heads Really Better than One?"): the mean
   absolute gradient of a loss with respect to the unit's gate over a few minibatches.
@@ -25,7 +26,7 @@ from compbench.importance.gates import UnitGates, gate_gradients
 
 SENSITIVITY_SIZE = {"speech": 1.0, "text": 64}  # seconds / tokens per generated batch
 
-# the options every importance-ranked compressor (heads, neurons) takes
+# the options every importance-ranked compressor (heads, neurons, convolution channels) takes
 IMPORTANCE_OPTIONS = {
     "importance": Option(str, "magnitude", "weight magnitude (data-free), gradient sensitivity, or Fisher "
                          "information of the task loss (needs --task)",
@@ -51,7 +52,7 @@ def label_free_loss(adapter: ModelAdapter, batch: Batch) -> torch.Tensor:
 
 def gate_importance(adapter: ModelAdapter, kind: str, options: dict,
                     context: CompressionContext) -> tuple[list[torch.Tensor], dict]:
-    """Importance of each head or neuron (``kind``) per layer by ``options['importance']``, and what
+    """Importance of each head, neuron or channel (``kind``) per layer by ``options['importance']``, and what
     it was computed from; the gates are :class:`~compbench.importance.gates.UnitGates`."""
     method, count = options["importance"], options["batches"]
     if count < 1 or options["batch_size"] < 1:

@@ -269,6 +269,22 @@ def test_the_html_report_fits_a_1400_pixel_window_with_its_folded_columns_open(t
     assert widths["window"] == 1400 and widths["page"] <= 1400, widths
 
 
+def test_each_speech_bar_ends_with_the_feature_encoders_share_before_and_after_compression():
+    from compbench.report.charts import plot_macs_by_component
+
+    speech = [dict(r, macs_by_component={"feature_encoder": 720, "attention": 100 - 10 * i, "ffn": 180})
+              for i, r in enumerate(landscape_records())]
+    speech[2]["macs_by_component"] = {"feature_encoder": 360, "attention": 100, "ffn": 180}  # conv pruned
+    frame = landscape_frame(speech)
+    figure = plot_macs_by_component(frame)
+    texts = [t.get_text() for axis in figure.axes for t in axis.texts]
+    expected = [f" {m['feature_encoder'] / sum(m.values()):.0%} feature encoder" for m in frame["macs_by_component"]]
+    assert sorted(texts) == sorted(expected) and " 56% feature encoder" in texts  # 360 of 640
+    text = [dict(r, macs_by_component={"embeddings": 100, "attention": 300, "ffn": 600}) for r in landscape_records()]
+    assert not [t for axis in plot_macs_by_component(landscape_frame(text)).axes for t in axis.texts
+                if "feature encoder" in t.get_text()]
+
+
 def test_each_component_has_one_colour_in_every_report():
     """A text model (embeddings, no feature encoder) and a speech model (feature encoder, no embeddings): the
     attention bars are the same colour in both charts."""

@@ -289,8 +289,15 @@ def plot_latency_vs_params(frame: pd.DataFrame) -> Figure:
                       "no latency in these records (the sweep set latency: false)", draw)
 
 
+def feature_encoder_share(macs_by_component: dict) -> float | None:
+    """The CNN feature encoder's share of a speech model's MACs (None for a model without one)."""
+    total = sum(macs_by_component.values())
+    return macs_by_component["feature_encoder"] / total if "feature_encoder" in macs_by_component and total else None
+
+
 def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
-    """For each variant, its GMACs split by component (feature encoder or embeddings, attention, FFN, other, head)."""
+    """For each variant, its GMACs split by component (feature encoder or embeddings, attention, FFN, other, head);
+    a speech model's bar ends with the feature encoder's share of its MACs, before (dense) and after compression."""
     from matplotlib.lines import Line2D
 
     groups = list(dict.fromkeys(frame["group"]))
@@ -308,9 +315,15 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
             values = [d.get(component, 0) / 1e9 for d in group["macs_by_component"]]
             axis.barh(range(len(group)), values, left=left, color=colours[component], label=component)
             left = [a + b for a, b in zip(left, values, strict=True)]
+        for row, (end, macs) in enumerate(zip(left, group["macs_by_component"], strict=True)):
+            share = feature_encoder_share(macs)
+            if share is not None:
+                axis.text(end, row, f" {share:.0%} feature encoder", va="center", fontsize=6)
         axis.set_yticks(range(len(group)), labels, fontsize=7)
         axis.invert_yaxis()
         axis.set(xlabel=_macs_axis(group))
+        if any(feature_encoder_share(macs) is not None for macs in group["macs_by_component"]):
+            axis.margins(x=0.25)  # room for the share after the longest bar
         _panel_title(axis, group)
         axis.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], color=colours[c], linewidth=8, label=c) for c in components]

@@ -83,7 +83,8 @@ def test_the_channels_that_go_are_the_ones_of_least_magnitude_and_every_layer_ke
 
 
 def test_a_text_model_has_no_convolutions_to_prune():
-    with pytest.raises(InvalidInputError, match="bert has no CNN feature encoder"):
+    with pytest.raises(InvalidInputError, match="conv_pruning removes channels of a speech model's CNN feature "
+                                                "encoder; bert is a text model"):
         COMPRESSORS.get("conv_pruning")(build_tiny("bert"), 0.5)
 
 

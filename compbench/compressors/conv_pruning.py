@@ -17,6 +17,7 @@ from __future__ import annotations
 from compbench.architectures.families import SAMPLE_RATE, ModelAdapter, frames
 from compbench.compression.compressor import Compressor, register
 from compbench.compression.context import CompressionContext
+from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS
 from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import conv_channel_magnitude
@@ -53,6 +54,9 @@ def kept_channels(config, channels: list[int], amount: float) -> list[int]:
 
 def prune_conv_channels(model, amount: float, options: dict, context: CompressionContext):
     adapter = ModelAdapter(model)
+    if adapter.modality != "speech":
+        raise InvalidInputError(f"conv_pruning removes channels of a speech model's CNN feature encoder; "
+                                f"{adapter.config.model_type} is a text model")
     before = conv_channels(adapter)
     targets = kept_channels(adapter.config, before, amount)
     seen = {}

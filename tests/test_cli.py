@@ -270,7 +270,7 @@ def test_ls_lists_compressors_with_options(capsys):
                                 "ort_int8", "weight_pruning"}
     assert {name: c["task_data"] for name, c in compressors.items() if c["task_data"] != "none"} == {
         "accuracy_driven": "required", "budget_pruning": "required", "distill": "required",
-        "early_exit": "required", "ffn_pruning": "optional", "head_pruning": "optional"}
+        "conv_pruning": "optional", "early_exit": "required", "ffn_pruning": "optional", "head_pruning": "optional"}
     assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers",
                                                             "fsdd-sequences"}
     assert compressors["head_pruning"]["options"]["scope"]["choices"] == ["global", "layer"]

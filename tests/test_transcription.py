@@ -305,3 +305,24 @@ def test_a_recogniser_trained_again_on_its_vocabulary_keeps_its_ctc_head(recogni
     assert report["head_kept"] is True and report["source_head"] == "ctc (tiny-asr)"
     before, after = load_model(model_dir).model.lm_head, load_model(str(tmp_path / "again")).model.lm_head
     assert torch.allclose(before.weight, after.weight, atol=1e-6)  # a learning rate of 1e-12: the head it had
+
+
+@RECOGNISER_GROUP
+def test_a_recogniser_trains_on_with_time_masks_and_dropout_from_the_command_line(recogniser, tmp_path, capsys):
+    """The recogniser was trained without SpecAugment (no mask embedding saved): training it on with time masks
+    starts a new mask embedding; the report keeps the options. Out-of-range values: one error, nothing written."""
+    model_dir, task_file, data_root = recogniser
+    common = ["finetune", "--model", model_dir, "--task", task_file, "--data-root", data_root, "--epochs", "1",
+              "--batch-size", "4", "--precision", "fp32"]
+    assert "masked_spec_embed" not in load_model(model_dir).model.base_model.state_dict()
+    out = tmp_path / "masked"
+    assert main([*common, "--out", str(out), "--time-mask-frames", "2", "--hidden-dropout", "0.1"]) == 0
+    report = json.loads((out / "compbench_finetune.json").read_text())
+    assert report["options"]["time_mask_frames"] == 2 and report["options"]["hidden_dropout"] == 0.1
+    assert "masked_spec_embed" in load_model(str(out)).model.base_model.state_dict()
+    capsys.readouterr()
+    for flag, value, message in (("--hidden-dropout", "1.5", "hidden dropout must be in [0, 1), got 1.5"),
+                                 ("--time-mask-frames", "-1", "time masks must be >= 0 frames, got -1")):
+        assert main([*common, "--out", str(tmp_path / "bad"), flag, value]) == 2
+        err = without_progress(capsys.readouterr().err)
+        assert err == f"compbench: error: {message}\n" and not (tmp_path / "bad").exists()

@@ -46,6 +46,11 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--feature-encoder", choices=("frozen", "trained"),
                    help="speech recognition: freeze the CNN feature encoder or train it (default: frozen when the "
                         "model arrives trained, trained from random initialisation)")
+    p.add_argument("--time-mask-frames", type=int, metavar="N",
+                   help=f"speech: SpecAugment time masks of N frames over about 5 %% of the frames while training "
+                        f"(default {speech['time_mask_frames']}: none)")
+    p.add_argument("--hidden-dropout", type=float, metavar="P",
+                   help=f"speech: the encoder's hidden dropout while training (default {speech['hidden_dropout']:g})")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--data-root", metavar="DIR", help="where task data lives (default: $COMPBENCH_DATA_ROOT)")
 
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                               max_tokens=args.max_tokens, max_seconds=args.max_seconds, pooling=args.pooling,
                               label_smoothing=args.label_smoothing, precision=args.precision,
+                              time_mask_frames=args.time_mask_frames, hidden_dropout=args.hidden_dropout,
                               weights=args.weights, seed=args.seed, data_root=args.data_root,
                               freeze_feature_encoder=None if args.feature_encoder is None
                               else args.feature_encoder == "frozen")

@@ -113,6 +113,10 @@ def resolved_options(options: FinetuneOptions, modality: str, output: str = "lab
         raise InvalidInputError("epochs and batch size must be >= 1 and the learning rate > 0")
     if not 0 <= options.label_smoothing < 1:
         raise InvalidInputError(f"label smoothing must be in [0, 1), got {options.label_smoothing}")
+    if modality == "speech" and not 0 <= options.hidden_dropout < 1:
+        raise InvalidInputError(f"hidden dropout must be in [0, 1), got {options.hidden_dropout}")
+    if modality == "speech" and options.time_mask_frames < 0:
+        raise InvalidInputError(f"time masks must be >= 0 frames, got {options.time_mask_frames}")
     if options.pooling not in POOLINGS:
         raise InvalidInputError(f"pooling must be one of {', '.join(POOLINGS)}, got {options.pooling!r}")
     if options.precision not in PRECISIONS:
@@ -241,11 +245,11 @@ def _training_config(loaded, options: FinetuneOptions):
 
 def _load_encoder(model, loaded) -> None:
     """The loaded model's encoder weights into ``model``'s encoder, or the error that says it does not fit."""
-    try:  # without SpecAugment the task model has no mask embedding
+    try:  # SpecAugment's mask embedding: in a task model only with time masks, in a checkpoint only if it had them
         missing, unexpected = model.base_model.load_state_dict(loaded.adapter.base.state_dict(), strict=False)
     except RuntimeError as err:
         missing, unexpected = [str(err)], []
-    if missing or set(unexpected) - {"masked_spec_embed"}:
+    if set(missing) - {"masked_spec_embed"} or set(unexpected) - {"masked_spec_embed"}:
         raise InvalidInputError(f"{loaded.name}: its encoder does not fit a task model of its config (a "
                                 f"compressed variant cannot be fine-tuned here): missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}")

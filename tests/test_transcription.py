@@ -3,7 +3,6 @@ fine-tuning (from random initialisation and from a trained classifier), WER and 
 data-driven compressors with the CTC loss."""
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +107,9 @@ def test_a_trained_classifier_becomes_a_recogniser_with_its_feature_encoder_froz
     assert moved  # the Transformer trained
 
 
-def recogniser_to_train(name: str, train):
-    """A tiny recogniser of ``name``'s family with its CNN frozen, and the trainer of ``train``."""
+def recogniser_to_train(name: str, train, folder: Path):
+    """A tiny recogniser of ``name``'s family with its CNN frozen (its files in ``folder``), and the trainer of
+    ``train``."""
     from tiny_models import build_tiny
 
     from compbench.quality.ctc import ctc_tokenizer, ctc_vocabulary
@@ -117,9 +117,9 @@ def recogniser_to_train(name: str, train):
 
     options = resolved_options(FinetuneOptions(**{**QUICK, "weights": None}, freeze_feature_encoder=True), "speech",
                                "transcript")
-    model_dir = Path(tempfile.mkdtemp()) / name
+    model_dir = folder / name
     build_tiny(name).save_pretrained(model_dir)
-    tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), tempfile.mkdtemp())
+    tokenizer = ctc_tokenizer(ctc_vocabulary(train.transcripts), str(folder))
     model, frozen, _ = _speech_recogniser(load_model(str(model_dir), "random"), tokenizer, options)
     assert frozen
     return model, _TranscriptTrainer(tokenizer, train, options, "wer")
@@ -127,7 +127,8 @@ def recogniser_to_train(name: str, train):
 
 @pytest.mark.parametrize("family", ["hubert-stable", "hubert"])
 def test_a_frozen_feature_encoder_serves_each_utterances_own_output_and_padding_alone_changes_the_loss(tiny_asr,
-                                                                                                         family):
+                                                                                                         family,
+                                                                                                         tmp_path):
     """A recogniser's frozen CNN runs once per train utterance, alone, as evaluation runs it; a batch's loss is
     then computed from those outputs. With a LayerNorm per frame (hubert-stable) that is the loss of the padded
     batch itself; with hubert's GroupNorm over time, a padded batch would have changed the shorter utterances'
@@ -136,7 +137,7 @@ def test_a_frozen_feature_encoder_serves_each_utterances_own_output_and_padding_
 
     task_file, data_root, _ = tiny_asr
     train = load_split(find_task(task_file), "train", data_root)
-    model, trainer = recogniser_to_train(family, train)
+    model, trainer = recogniser_to_train(family, train, tmp_path)
     encoder = model.base_model.feature_extractor
     inputs, targets = next(trainer.epoch(random.Random(0)))
     assert len(set(len(train.inputs[i]) for i in inputs["index"])) > 1  # padded
@@ -160,12 +161,13 @@ def test_a_frozen_feature_encoder_serves_each_utterances_own_output_and_padding_
     assert all(p.grad is None for p in encoder.parameters())
 
 
-def test_a_feature_encoder_that_trains_or_outputs_too_much_to_keep_is_run_every_step(tiny_asr, monkeypatch):
+def test_a_feature_encoder_that_trains_or_outputs_too_much_to_keep_is_run_every_step(tiny_asr, monkeypatch,
+                                                                                     tmp_path):
     from compbench.quality import finetune as module
 
     task_file, data_root, _ = tiny_asr
     train = load_split(find_task(task_file), "train", data_root)
-    model, trainer = recogniser_to_train("hubert", train)
+    model, trainer = recogniser_to_train("hubert", train, tmp_path)
     monkeypatch.setattr(module, "FEATURE_CACHE_BYTES", 1000)
     with trainer.session(model, lambda text, done: None):
         assert not trainer.cached and trainer.report() == {"feature_cache": False}

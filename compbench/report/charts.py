@@ -315,14 +315,14 @@ def plot_macs_by_component(frame: pd.DataFrame) -> Figure:
             values = [d.get(component, 0) / 1e9 for d in group["macs_by_component"]]
             axis.barh(range(len(group)), values, left=left, color=colours[component], label=component)
             left = [a + b for a, b in zip(left, values, strict=True)]
-        for row, (end, macs) in enumerate(zip(left, group["macs_by_component"], strict=True)):
-            share = feature_encoder_share(macs)
+        shares = [feature_encoder_share(macs) for macs in group["macs_by_component"]]
+        for row, (end, share) in enumerate(zip(left, shares, strict=True)):
             if share is not None:
                 axis.text(end, row, f" {share:.0%} feature encoder", va="center", fontsize=6)
         axis.set_yticks(range(len(group)), labels, fontsize=7)
         axis.invert_yaxis()
         axis.set(xlabel=_macs_axis(group))
-        if any(feature_encoder_share(macs) is not None for macs in group["macs_by_component"]):
+        if any(share is not None for share in shares):
             axis.margins(x=0.25)  # room for the share after the longest bar
         _panel_title(axis, group)
         axis.grid(axis="x", alpha=0.3)

@@ -102,6 +102,7 @@ def _sweep_quietly(argv: list[str]) -> None:
     main(argv)
 
 
+@QUICK_SWEEP_GROUP
 def test_kill_9_at_a_random_moment_then_resume(quick_results, tmp_path):
     results = tmp_path / "quick.jsonl"
     # `compbench sweep` in a forked process (a new interpreter would import torch and compbench again: 8 s)
@@ -363,7 +364,9 @@ def free_port() -> int:
 def ray_head():
     """One real Ray head for the session's Ray tests (they carry QUICK_SWEEP_GROUP, so one test process starts
     it), with token authentication on, as current Ray has it by default on a cluster: its address. It started
-    in 8 to 11 s here, each time."""
+    in 8 to 11 s here, each time. One CPU: the jobs run one after another on one worker, which imports torch and
+    compbench once (each further worker costs another 8-10 s of a core: a second CPU cost the suite 22 s of
+    CPU and showed nothing more; placement on several nodes has its own test)."""
     pytest.importorskip("ray", reason="Ray is an extra: pip install 'compbench[ray]'")
     bin_dir = Path(sys.executable).parent
     port = free_port()
@@ -372,7 +375,7 @@ def ray_head():
                                                    "runtime-env-agent-port")]
     cluster = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": CLUSTER_TOKEN}
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
-    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
                              "--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats",
                              "--node-ip-address=127.0.0.1",
                              f"--temp-dir={temp}", *ports],
@@ -534,9 +537,9 @@ def test_the_driver_of_a_ray_sweep_killed_then_run_again_resumes(tiny_dirs, ray_
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
                        compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]},
                                     "ffn_pruning": {"amounts": [0.5]}, "low_rank": {"amounts": [0.5]}},
-                       # two threads a job, so the jobs run one after another on one Ray worker (a second would
+                       # the head has one CPU, so the jobs run one after another on one Ray worker (a second would
                        # import torch and compbench too: 8-10 s of a core)
-                       pipelines=[], measure={"latency": False, "memory": False, "threads": 2})
+                       pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
     jobs = plan_jobs(load_sweep(sweep))
     results = tmp_path / "r.jsonl"
     driver = subprocess.Popen([sys.executable, "-m", "compbench.cli.main", "sweep", str(sweep), "--out", str(results),

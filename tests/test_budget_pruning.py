@@ -285,3 +285,80 @@ def test_bad_input_is_one_clear_error():
         prune(model, 0.3, {"tokens": 0}, context)
     with pytest.raises(InvalidInputError, match="cannot keep min_heads_per_layer"):
         prune(model, 0.9, {"min_heads_per_layer": 4, "importance": "magnitude"}, context)
+
+
+def prunable_macs(model, seconds: float = SIZE["speech"]) -> int:
+    """MACs of the feature encoder, attention and FFN blocks: what ``scope: all`` budgets."""
+    adapter = ModelAdapter(model)
+    counted = count_macs(model, adapter.build_inputs(InputSpec("speech", seconds), "meta"), adapter.component_of)
+    return sum(counted.by_component.get(c, 0) for c in ("feature_encoder", "attention", "ffn"))
+
+
+@pytest.mark.parametrize("family,importance", [("hubert", "fisher"), ("wavlm", "fisher"),
+                                               ("data2vec-audio", "magnitude"), ("hubert-stable", "fisher")])
+@pytest.mark.parametrize("amount", [0.3, 0.8])
+def test_scope_all_budgets_channels_heads_and_neurons_over_the_whole_model(family, importance, amount, tmp_path):
+    """The kept MACs of the convolutions, attention and FFN blocks meet the budget within one unit's cost, as
+    the counter counts the variant, before and after save and reload; the input is intact. (The tiny models'
+    convolutions are 30 % of those MACs: at 0.8 they must lose channels.)"""
+    model = classifier(family)
+    dense_prunable, dense_channels = prunable_macs(model), list(model.config.conv_dim)
+    variant = COMPRESSORS.get("budget_pruning")(model, amount, {"importance": importance, "scope": "all",
+                                                                "batches": 2, "batch_size": 4},
+                                                tiny_context("speech"))
+    step = variant.manifest[0]
+    macs = step["prunable_macs"]
+    assert macs["before"] == dense_prunable and macs["target"] == round((1 - amount) * dense_prunable)
+    largest_unit = max(step["unit_macs"][HEADS] + step["unit_macs"][NEURONS])
+    assert macs["after"] <= macs["target"] < macs["after"] + largest_unit
+    assert prunable_macs(variant.model) == macs["after"] == step["split"]["kept_cost"]
+    assert step["channels_before"] == dense_channels and list(variant.model.config.conv_dim) == step["channels_after"]
+    assert min(step["channels_after"]) >= 1
+    if macs["target"] < step["conv_macs"]["before"]:  # the convolutions alone cost more than the budget: they lose
+        assert sum(step["channels_after"]) < sum(dense_channels) and step["conv_macs"]["after"] < macs["target"]
+    assert [len(r) for r in step["removed_channels"]] == [a - b for a, b in zip(dense_channels,
+                                                                                 step["channels_after"], strict=True)]
+    assert step["removed"] == round(1 - macs["after"] / macs["before"], 4)
+    if importance == "magnitude":  # every kind loses about the amount of its MACs
+        conv = step["conv_macs"]
+        assert abs(1 - conv["after"] / conv["before"] - amount) < 0.1
+    assert list(model.config.conv_dim) == dense_channels and prunable_macs(model) == dense_prunable  # untouched
+    save_variant(variant, tmp_path / "v", {"model": family})
+    reloaded = load_model(str(tmp_path / "v")).model
+    assert prunable_macs(reloaded) == macs["after"]
+    inputs = inputs_of(variant.model)
+    assert torch.allclose(logits(variant.model, inputs), logits(reloaded, inputs), atol=1e-5)
+
+
+def test_the_whole_model_search_keeps_channels_that_score_high_and_drops_those_that_score_nothing():
+    """The same heads and neurons, the same budget: channels scored far above every head and neuron are all
+    kept (heads and neurons pay for the budget), channels scored zero lose as many as the budget allows."""
+    from compbench.compressors.budget_pruning import split_whole_budget
+
+    model = classifier("hubert")
+    adapter = ModelAdapter(model)
+    spec = InputSpec("speech", SIZE["speech"])
+    costs = unit_costs(model, spec)
+    scores = {HEADS: [torch.rand(4) for _ in range(2)], NEURONS: [torch.rand(64) for _ in range(2)]}
+    widths = list(model.config.conv_dim)
+    conv = costs.macs.by_component["feature_encoder"]
+    budget = 0.6 * (encoder_macs(costs.macs) + conv)
+    minimum = {HEADS: 0, NEURONS: 0}
+    _, kept_all, split = split_whole_budget(scores, [torch.full((w,), 1e6) for w in widths], costs, adapter.config,
+                                            spec.samples, budget, minimum)
+    assert kept_all == widths and split["conv_kept_cost"] == conv and split["kept_cost"] <= budget
+    _, kept_few, split = split_whole_budget(scores, [torch.zeros(w) for w in widths], costs, adapter.config,
+                                            spec.samples, budget, minimum)
+    assert kept_few == [1, 1, 1] and split["kept_cost"] <= budget  # one channel each: the least the search keeps
+    assert split["channel_fractions_tried"] > 2
+
+
+def test_scope_all_is_refused_where_it_cannot_apply():
+    prune = COMPRESSORS.get("budget_pruning")
+    with pytest.raises(InvalidInputError, match="scope: all adds a speech model's convolution channels.*bert is a "
+                                                "text model"):
+        prune(classifier("bert"), 0.3, {"scope": "all", "importance": "fisher"}, tiny_context("text"))
+    with pytest.raises(InvalidInputError, match="the trajectory scores heads and neurons only"):
+        prune(classifier("hubert"), 0.3, {"scope": "all"}, tiny_context("speech"))
+    with pytest.raises(InvalidInputError, match="must be one of"):
+        prune(classifier("hubert"), 0.3, {"scope": "everything"}, tiny_context("speech"))

@@ -32,6 +32,16 @@ adds only its output bias. ``rearrange`` and ``mask_tuning`` are Kwon et al.'s t
 (:mod:`compbench.importance.mask_tuning`); tuned scales are folded into the output projections.
 Finally the units are removed with the same slicing as head and FFN pruning, so MACs and latency
 fall for real.
+
+``scope: all`` (speech models) puts the CNN feature encoder's convolution channels in the budget too:
+``amount`` is then the fraction of the feature encoder's, attention's and FFN's MACs together (the
+prunable MACs; the manifest's ``prunable_macs``). A channel's cost is not its own (a convolution's MACs
+are its output channels times its input channels), so the search tries every convolution keeping the
+same fraction of its channels, its best-scored ones (:func:`split_whole_budget`), each fraction's MACs
+counted exactly, heads and neurons filling what is left. Channels are scored by ``fisher`` (a gate on
+each channel, the same task loss as the heads and neurons) or, with ``magnitude``, every kind loses
+``amount`` of its MACs; the trajectory scores heads and neurons only. The channels are removed as
+``conv_pruning`` removes them, so a saved variant reloads from its config.
 """
 
 from __future__ import annotations
@@ -48,13 +58,16 @@ from compbench.compression.context import CompressionContext, examples_in, has_t
 from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.meta import meta_clone
 from compbench.errors import InvalidInputError
-from compbench.importance.gates import HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
-from compbench.importance.magnitude import head_magnitude, neuron_magnitude
+from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
+from compbench.importance.magnitude import conv_channel_magnitude, head_magnitude, neuron_magnitude
 from compbench.importance.mask_tuning import rearrange, tune_masks
 from compbench.importance.trajectory import trajectory_importance
+from compbench.surgery.conv_channels import at_ratio, conv_channels, conv_macs, keep_best_channels, kept_channels
 from compbench.surgery.units import heads_in_layer, keep_heads, keep_neurons
 
 ENCODER_COMPONENTS = ("attention", "ffn")
+FEATURE_ENCODER = "feature_encoder"
+CHANNEL_RATIO_STEPS = 64  # scope all: the channels' keep-ratios tried between 0 and 1
 
 
 def encoder_macs(count: MacCount) -> int:
@@ -154,6 +167,45 @@ def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget
                   "kept_score": best[0], "kept_cost": float(cost[HEADS][heads] + cost[NEURONS][neurons])}
 
 
+def split_whole_budget(scores: dict[str, list[torch.Tensor]], channel_scores: list[torch.Tensor], costs: UnitCosts,
+                       config, samples: int, budget: float, minimum: dict[str, int]
+                       ) -> tuple[Kept, list[int], dict]:
+    """``scope: all``: units to keep per kind and layer, and channels per convolution layer, so the kept MACs
+    of the convolutions, attention and FFN blocks are at most ``budget``.
+
+    A channel's cost is not its own (a convolution's MACs are its output channels times its input channels,
+    the previous layer's outputs), so the channels are not ranked one by one: every convolution keeps the
+    same fraction of its channels (at least one), its best-scored ones, and each of
+    :data:`CHANNEL_RATIO_STEPS` + 1 fractions is tried, its convolutions' MACs counted exactly; heads and
+    neurons split what is left (:func:`split_budget`). The try with the largest total kept score wins."""
+    widths = [len(s) for s in channel_scores]
+    ranked = [torch.sort(s.double(), descending=True).values for s in channel_scores]
+    value_of = [_prefix_sums(r.tolist()) for r in ranked]
+    best, tried, seen = None, 0, set()
+    for step in range(CHANNEL_RATIO_STEPS, -1, -1):
+        channels = at_ratio(widths, step / CHANNEL_RATIO_STEPS)
+        if tuple(channels) in seen:
+            continue
+        seen.add(tuple(channels))
+        conv_cost = sum(conv_macs(config, channels, samples))
+        try:
+            kept, split = split_budget(scores, costs, budget - conv_cost, minimum)
+        except InvalidInputError:
+            continue  # these channels leave too little for the minimum heads and neurons
+        tried += 1
+        total = split["kept_score"] + sum(float(v[c]) for v, c in zip(value_of, channels, strict=True))
+        if best is None or total > best[0]:
+            best = (total, kept, channels, {**split, "conv_kept_cost": conv_cost,
+                                            "kept_cost": split["kept_cost"] + conv_cost})
+    if best is None:
+        raise InvalidInputError(f"budget_pruning: the budget cannot keep one channel per convolution, "
+                                f"min_heads_per_layer={minimum[HEADS]} and min_neurons_per_layer="
+                                f"{minimum[NEURONS]}; lower the amount or the minimums")
+    total, kept, channels, split = best
+    return kept, channels, {**split, "kept_score": total, "channel_fractions_tried": tried,
+                            "channels_kept": sum(channels)}
+
+
 def remove_units(gates: UnitGates, kept: Kept, fold_gates: bool) -> None:
     """Physically remove every unit not in ``kept``, after folding the gates' values (tuned scales)
     into the output projections' columns when ``fold_gates``."""
@@ -179,6 +231,19 @@ def _input_spec(modality: str, size: float) -> InputSpec:
     return InputSpec(modality, max(1, round(size)) if modality == "text" else round(size, 3))
 
 
+def _check_scope(adapter: ModelAdapter, scope: str, method: str) -> bool:
+    """Whether the budget covers the whole model (``scope: all``), refusing what that cannot apply to."""
+    if scope != "all":
+        return False
+    if adapter.modality != "speech":
+        raise InvalidInputError(f"budget_pruning scope: all adds a speech model's convolution channels to the "
+                                f"budget; {adapter.config.model_type} is a text model (scope: transformer)")
+    if method == "trajectory":
+        raise InvalidInputError("budget_pruning scope: all scores convolution channels with heads and neurons by "
+                                "importance: fisher (or magnitude); the trajectory scores heads and neurons only")
+    return True
+
+
 def prune_to_budget(model, amount: float, options: dict, context: CompressionContext):
     started = time.perf_counter()
     data = context.require_data("budget_pruning")
@@ -192,29 +257,35 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
         raise InvalidInputError("budget_pruning: min_heads_per_layer and min_neurons_per_layer must be >= 0")
     method = options["importance"]
     adapter = ModelAdapter(model)
+    whole_model = _check_scope(adapter, options["scope"], method)
     device = next(model.parameters()).device
     spec = _input_spec(adapter.modality, data.mean_input_size("train"))
     costs = unit_costs(model, spec)
     encoder_before = encoder_macs(costs.macs)
-    budget = (1 - amount) * encoder_before
+    conv_before = costs.macs.by_component.get(FEATURE_ENCODER, 0) if whole_model else 0
+    prunable_before = encoder_before + conv_before
+    budget = (1 - amount) * prunable_before
     batches = [b.to(device) for b in context.calibration(options["batches"], options["batch_size"])]
     needs_labels = method == "fisher" or options["rearrange"]
     if needs_labels and not (has_task_head(model, data) and all(b.labels is not None for b in batches)):
         what = "importance: fisher" if method == "fisher" else "rearrange: true"
         raise InvalidInputError(f"budget_pruning with {what} needs the task loss, so a model fine-tuned on "
                                 f"{data.task} (compbench finetune: a classifier, or a CTC head)")
-    gates = UnitGates(adapter)
+    gates = UnitGates(adapter, KINDS + (CHANNELS,) if whole_model and method == "fisher" else KINDS)
     seconds: dict[str, float] = {"counting": time.perf_counter() - started}
     details: dict = {}
 
     mark = time.perf_counter()
     gradients = gate_gradients(gates, batches, lambda b: task_loss(model, b)) if needs_labels else None
+    channel_scores = None
     if method == "trajectory":
         report = (lambda f: context.progress(f"trajectory importance {f:.0%}", f)) if context.progress else None
         scores, details["trajectory"] = trajectory_importance(
             gates, batches[0], options["tokens"], options["kl_weight"], options["temperature"], context.seed, report)
     elif method == "fisher":
         scores = {kind: [g.pow(2).sum(0) for g in gradients[kind]] for kind in KINDS}
+        if whole_model:
+            channel_scores = [g.pow(2).sum(0) for g in gradients[CHANNELS]]
     else:
         def per_layer(values):
             return [v / v.norm().clamp_min(1e-12) for v in values]
@@ -224,8 +295,19 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
     seconds["importance"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    heads_fraction = 1 - amount if method == "magnitude" else None
-    kept, split = split_budget(scores, costs, budget, minimum, heads_fraction)
+    samples = spec.samples if whole_model else 0
+    channels_before = conv_channels(adapter) if whole_model else None
+    if whole_model and method == "fisher":
+        kept, channels_kept, split = split_whole_budget(scores, channel_scores, costs, adapter.config, samples,
+                                                        budget, minimum)
+    else:
+        channels_kept = kept_channels(adapter.config, channels_before, amount, samples) if whole_model else None
+        conv_cost = sum(conv_macs(adapter.config, channels_kept, samples)) if whole_model else 0
+        heads_fraction = 1 - amount if method == "magnitude" else None  # magnitude: every kind loses amount
+        kept, split = split_budget(scores, costs, budget - conv_cost, minimum, heads_fraction)
+        if whole_model:
+            split = {**split, "conv_kept_cost": conv_cost, "kept_cost": split["kept_cost"] + conv_cost,
+                     "channels_kept": sum(channels_kept)}
     seconds["search"] = time.perf_counter() - mark
     if options["rearrange"]:
         mark = time.perf_counter()
@@ -244,25 +326,42 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
 
     before = {HEADS: gates.units(HEADS), NEURONS: gates.units(NEURONS)}
     remove_units(gates, kept, fold_gates=options["mask_tuning"])
+    if whole_model:
+        details["channels_before"] = channels_before
+        details["removed_channels"] = keep_best_channels(
+            adapter, channels_kept, lambda layer: channel_scores[layer] if channel_scores is not None
+            else conv_channel_magnitude(adapter, layer))
+        details["channels_after"] = conv_channels(adapter)
     after = count_macs(model, adapter.build_inputs(spec, "meta"), adapter.component_of)
     encoder_after = encoder_macs(after)
+    prunable_after = encoder_after + (after.by_component.get(FEATURE_ENCODER, 0) if whole_model else 0)
     seconds["total"] = time.perf_counter() - started
     heads_after = [len(units) for units in kept[HEADS]]
     neurons_after = [len(units) for units in kept[NEURONS]]
     seen = context.data_seen("train", examples_in(batches), batches=len(batches))
+    summaries = {kind: _summary(scores[kind]) for kind in KINDS}
+    if channel_scores is not None:
+        summaries[CHANNELS] = _summary(channel_scores)
+    if whole_model:
+        details["prunable_macs"] = {"before": prunable_before, "target": round(budget), "after": prunable_after,
+                                    "removed_fraction": 1 - prunable_after / prunable_before,
+                                    "components": [FEATURE_ENCODER, *ENCODER_COMPONENTS]}
+        details["conv_macs"] = {"before": conv_before, "after": after.by_component.get(FEATURE_ENCODER, 0)}
     return model, {
-        "macs_at": spec.describe(),
-        "encoder_macs": {"before": encoder_before, "target": round(budget), "after": encoder_after,
+        "macs_at": spec.describe(), "scope": options["scope"],
+        "encoder_macs": {"before": encoder_before, "target": round(budget) if not whole_model else None,
+                         "after": encoder_after,
                          "removed_fraction": 1 - encoder_after / encoder_before if encoder_before else 0.0},
         "model_macs": {"before": costs.macs.total, "after": after.total,
                        "removed_fraction": 1 - after.total / costs.macs.total},
         "unit_macs": {HEADS: costs.heads, NEURONS: costs.neurons},
         "heads_before": before[HEADS], "heads_after": heads_after,
         "neurons_before": before[NEURONS], "neurons_after": neurons_after,
-        "split": split, "importance_summary": {kind: _summary(scores[kind]) for kind in KINDS},
+        "split": split, "importance_summary": summaries,
         **details, "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "removed": round(1 - encoder_after / encoder_before, 4) if encoder_before else 0.0,
-        "unit": "fraction of encoder MACs removed", "data": seen,
+        "removed": round(1 - prunable_after / prunable_before, 4) if prunable_before else 0.0,
+        "unit": ("fraction of the prunable MACs removed (feature encoder, attention, FFN)" if whole_model
+                 else "fraction of encoder MACs removed"), "data": seen,
     }
 
 
@@ -284,4 +383,7 @@ register(Compressor(
         "rearrange": Option(bool, False, "Kwon et al.'s per-layer rearrangement with the block-diagonal Fisher "
                             "(needs a fine-tuned classifier)"),
         "mask_tuning": Option(bool, False, "Kwon et al.'s layer-wise least-squares rescaling of the kept units"),
+        "scope": Option(str, "transformer", "transformer: heads and neurons, amount of the encoder's MACs; all (a "
+                        "speech model): convolution channels too, amount of the feature encoder's, attention's and "
+                        "FFN's MACs together (importance fisher or magnitude)", choices=("transformer", "all")),
     }))

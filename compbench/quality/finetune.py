@@ -409,7 +409,7 @@ class FrozenFeatureCache:
         for number, wave in enumerate(waves):
             features.append(encoder(torch.as_tensor(wave, dtype=torch.float32)[None])[0].clone())
             if number % 100 == 0:
-                progress("computing the frozen feature encoder's outputs once", 0.0)
+                progress("computing the frozen feature encoder's outputs once", number / len(waves))
         encoder.train(was_training)
         return cls(features)
 

@@ -10,12 +10,12 @@ has, so a saved variant is rebuilt with them from its config alone (no structure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from compbench.architectures.families import ModelAdapter
+from compbench.architectures.families import SAMPLE_RATE, ModelAdapter
 from compbench.errors import InvalidInputError
 from compbench.surgery.linear import LowRankLinear, slice_linear
 
@@ -30,6 +30,40 @@ def conv_layers(adapter: ModelAdapter) -> list[nn.Module]:
 
 def conv_channels(adapter: ModelAdapter) -> list[int]:
     return [layer.conv.out_channels for layer in conv_layers(adapter)]
+
+
+REFERENCE_SAMPLES = 10 * SAMPLE_RATE  # where a share of the convolutions' MACs is counted unless told
+RATIO_STEPS = 4096  # keep-ratios tried between 0 and 1
+
+
+def conv_macs(config, channels: Sequence[int], samples: int = REFERENCE_SAMPLES) -> list[int]:
+    """Each convolution's MACs at ``samples`` of audio with ``channels`` output channels per layer: its frames
+    times its output channels, input channels and kernel width (what the counter counts for it)."""
+    macs, inputs, length = [], 1, samples
+    for width, kernel, stride in zip(channels, config.conv_kernel, config.conv_stride, strict=True):
+        length = max((length - kernel) // stride + 1, 0)
+        macs.append(length * width * inputs * kernel)
+        inputs = width
+    return macs
+
+
+def at_ratio(channels: Sequence[int], ratio: float) -> list[int]:
+    """Channels each layer keeps at one keep-ratio: the same fraction everywhere, rounded, at least one."""
+    return [max(1, int(ratio * c + 0.5)) for c in channels]
+
+
+def kept_channels(config, channels: Sequence[int], amount: float, samples: int = REFERENCE_SAMPLES,
+                  steps: int = RATIO_STEPS) -> list[int]:
+    """Channels each layer keeps: the same fraction everywhere (at least one), the fraction whose removed
+    share of the convolutions' MACs at ``samples`` comes nearest ``amount`` (the smaller removal on a tie)."""
+    total = sum(conv_macs(config, channels, samples))
+    best, best_gap = list(channels), amount
+    for step in range(steps, -1, -1):
+        kept = at_ratio(channels, step / steps)
+        gap = abs(1 - sum(conv_macs(config, kept, samples)) / total - amount)
+        if gap < best_gap - 1e-12:
+            best, best_gap = kept, gap
+    return best
 
 
 def _sliced_conv(conv: nn.Conv1d, outputs: Sequence[int] | None = None,
@@ -111,3 +145,19 @@ def keep_conv_channels(adapter: ModelAdapter, layer: int, channels: Sequence[int
     dims = list(adapter.config.conv_dim)
     dims[layer] = len(channels)
     adapter.config.conv_dim = dims
+
+
+def keep_best_channels(adapter: ModelAdapter, targets: Sequence[int],
+                       importance: Callable[[int], torch.Tensor]) -> list[list[int]]:
+    """Keep ``targets[layer]`` channels of every convolution layer, first to last, the best by ``importance(layer)``
+    (asked once the layers before it have lost theirs; ties go to the lower index); the channels removed."""
+    removed = []
+    for layer, width in enumerate(conv_channels(adapter)):
+        scores = importance(layer)
+        order = sorted(range(width), key=lambda c: (float(scores[c]), c))
+        dropped = sorted(order[:width - targets[layer]])
+        removed.append(dropped)
+        if dropped:
+            gone = set(dropped)
+            keep_conv_channels(adapter, layer, [c for c in range(width) if c not in gone])
+    return removed

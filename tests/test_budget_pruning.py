@@ -10,13 +10,7 @@ from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
 
 from compbench.compressors import COMPRESSORS
-from compbench.compressors.budget_pruning import (
-    UnitCosts,
-    encoder_macs,
-    remove_units,
-    split_budget,
-    unit_costs,
-)
+from compbench.compressors.budget_pruning import remove_units, split_budget
 from compbench.counting.macs import MacCount, count_macs
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import HEADS, NEURONS, UnitGates
@@ -24,6 +18,7 @@ from compbench.importance.mask_tuning import rearrange, tune_masks
 from compbench.importance.trajectory import _normalised_gram, trajectory_importance
 from compbench.models import InputSpec, ModelAdapter, load_model
 from compbench.models.variants import save_variant
+from compbench.surgery.unit_costs import UnitCosts, encoder_macs, model_costs, unit_costs
 from compbench.surgery.units import head_dim, heads_in_layer, keep_heads, keep_neurons
 
 FAMILIES = sorted(TINY_CONFIGS)
@@ -362,3 +357,35 @@ def test_scope_all_is_refused_where_it_cannot_apply():
         prune(classifier("hubert"), 0.3, {"scope": "all"}, tiny_context("speech"))
     with pytest.raises(InvalidInputError, match="must be one of"):
         prune(classifier("hubert"), 0.3, {"scope": "everything"}, tiny_context("speech"))
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm", "data2vec-audio", "hubert-stable", "wav2vec2"])
+def test_the_model_cost_at_any_units_kept_is_the_counters_count_of_the_model_with_only_those(family):
+    """Random heads, neurons and channels kept (a layer may keep no heads or no neurons): the cost model's
+    MACs equal the counter's count of the model with the others removed, and at fractional counts it is
+    differentiable."""
+    from compbench.surgery.conv_channels import keep_conv_channels
+
+    model = build_tiny(family)
+    spec = InputSpec("speech", 0.137)
+    costs = model_costs(model, spec)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        heads = [int(torch.randint(0, 5, (), generator=generator)) for _ in range(2)]
+        neurons = [int(torch.randint(0, 65, (), generator=generator)) for _ in range(2)]
+        channels = [int(torch.randint(1, 17, (), generator=generator)) for _ in range(3)]
+        smaller = copy.deepcopy(model)
+        adapter = ModelAdapter(smaller)
+        for layer in range(2):
+            keep_heads(adapter, layer, range(heads[layer]))
+            keep_neurons(adapter, layer, range(neurons[layer]))
+        for layer, kept in enumerate(channels):
+            keep_conv_channels(adapter, layer, range(kept))
+        counted = count_macs(smaller, adapter.build_inputs(spec, "meta")).total
+        assert costs.macs(heads, neurons, channels) == counted
+    assert costs.macs([4, 4], [64, 64], [16, 16, 16]) == count_macs(model, ModelAdapter(model).build_inputs(
+        spec, "meta")).total
+    expected = torch.tensor([8.5, 3.25, 12.0], requires_grad=True)
+    costs.macs([expected[1], 4], [expected[0], 64], [16, expected[2], 16]).backward()
+    assert expected.grad[0] == costs.units.neurons[0] and expected.grad[1] == costs.units.heads[0]
+    assert expected.grad[2] > 0

@@ -46,67 +46,24 @@ each channel, the same task loss as the heads and neurons) or, with ``magnitude`
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass
 
 import torch
 
 from compbench.architectures.families import InputSpec, ModelAdapter
 from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import CompressionContext, examples_in, has_task_head, task_loss
-from compbench.counting.macs import MacCount, count_macs
-from compbench.counting.meta import meta_clone
+from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
 from compbench.importance.magnitude import conv_channel_magnitude, head_magnitude, neuron_magnitude
 from compbench.importance.mask_tuning import rearrange, tune_masks
 from compbench.importance.trajectory import trajectory_importance
 from compbench.surgery.conv_channels import at_ratio, conv_channels, conv_macs, keep_best_channels, kept_channels
-from compbench.surgery.units import heads_in_layer, keep_heads, keep_neurons
+from compbench.surgery.unit_costs import ENCODER_COMPONENTS, FEATURE_ENCODER, UnitCosts, encoder_macs, unit_costs
+from compbench.surgery.units import keep_heads, keep_neurons
 
-ENCODER_COMPONENTS = ("attention", "ffn")
-FEATURE_ENCODER = "feature_encoder"
 CHANNEL_RATIO_STEPS = 64  # scope all: the channels' keep-ratios tried between 0 and 1
-
-
-def encoder_macs(count: MacCount) -> int:
-    """MACs of the Transformer layers' attention and FFN blocks: what head and neuron pruning can remove."""
-    return sum(count.by_component.get(component, 0) for component in ENCODER_COMPONENTS)
-
-
-@dataclass(frozen=True)
-class UnitCosts:
-    """MACs of one head and of one neuron, per layer, at one input size, and the whole model's count."""
-
-    heads: list[int]
-    neurons: list[int]
-    macs: MacCount
-
-    def of(self, kind: str) -> list[int]:
-        return self.heads if kind == HEADS else self.neurons
-
-
-def unit_costs(model, spec: InputSpec) -> UnitCosts:
-    """Each layer's cost of one head and one neuron: the counter's difference when one is removed
-    (counted on meta copies: no weights are touched)."""
-    clone, _ = meta_clone(model)
-    adapter = ModelAdapter(clone)
-    inputs = adapter.build_inputs(spec, "meta")
-    whole = count_macs(clone, inputs, adapter.component_of)
-
-    def removal_cost(remove) -> int:
-        smaller = copy.deepcopy(clone)
-        remove(ModelAdapter(smaller))
-        return whole.total - count_macs(smaller, inputs).total
-
-    heads, neurons = [], []
-    for layer in range(len(adapter.layers())):
-        count = heads_in_layer(adapter, layer)
-        heads.append(removal_cost(lambda a, n=count, i=layer: keep_heads(a, i, range(n - 1))) if count else 0)
-        count = adapter.ffn(layer)[0].out_features
-        neurons.append(removal_cost(lambda a, n=count, i=layer: keep_neurons(a, i, range(n - 1))) if count else 0)
-    return UnitCosts(heads, neurons, whole)
 
 
 def _ranked(scores: list[torch.Tensor], minimum: int) -> list[tuple[int, int, float]]:

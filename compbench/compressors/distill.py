@@ -39,6 +39,7 @@ from torch.nn import functional
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import Batch, CompressionContext, has_task_head
+from compbench.compression.losses import hidden_loss
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import valid_positions
@@ -62,21 +63,6 @@ def _always(options: dict) -> bool:
 def target_layers(teacher_layers: int, count: int) -> list[int]:
     """Evenly spaced teacher hidden-state indices (1 = the first layer's output), the last one last."""
     return [round((k + 1) * teacher_layers / count) for k in range(count)]
-
-
-def hidden_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
-                cosine_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, L1, cosine) of one target: per frame or token, averaged over the unmasked ones."""
-    predicted, target = predicted.float(), target.float()
-    l1 = (predicted - target).abs().mean(dim=-1)
-    cosine = functional.cosine_similarity(predicted, target, dim=-1)
-    if mask is None:
-        mask = torch.ones_like(l1)
-    mask = mask.to(l1.dtype)
-    count = mask.sum().clamp_min(1)
-    l1, cosine_mean = (l1 * mask).sum() / count, (cosine * mask).sum() / count
-    loss = l1 - cosine_weight * ((functional.logsigmoid(cosine) * mask).sum() / count)
-    return loss, l1, cosine_mean
 
 
 def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,

@@ -325,7 +325,8 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
 register(Compressor(
     name="budget_pruning", compress=prune_to_budget, uses_context=True, needs_task=lambda options: True,
     description="remove heads and FFN neurons to cut the encoder's MACs by amount, one shot, no retraining "
-                "(OPTIN trajectory or Kwon et al. Fisher; needs --task)",
+                "(OPTIN trajectory or Kwon et al. Fisher; needs --task); scope: all adds a speech model's "
+                "convolution channels, amount then of the prunable MACs",
     options={
         "importance": Option(str, "trajectory", "trajectory (OPTIN, label-free), fisher (Kwon et al., needs a "
                              "fine-tuned classifier) or magnitude (baseline)",

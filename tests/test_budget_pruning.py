@@ -289,13 +289,13 @@ def prunable_macs(model, seconds: float = SIZE["speech"]) -> int:
     return sum(counted.by_component.get(c, 0) for c in ("feature_encoder", "attention", "ffn"))
 
 
-@pytest.mark.parametrize("family,importance", [("hubert", "fisher"), ("wavlm", "fisher"),
-                                               ("data2vec-audio", "magnitude"), ("hubert-stable", "fisher")])
-@pytest.mark.parametrize("amount", [0.3, 0.8])
+@pytest.mark.parametrize("family,importance,amount", [("hubert", "fisher", 0.8), ("wavlm", "fisher", 0.3),
+                                                      ("data2vec-audio", "magnitude", 0.5),
+                                                      ("hubert-stable", "fisher", 0.8)])
 def test_scope_all_budgets_channels_heads_and_neurons_over_the_whole_model(family, importance, amount, tmp_path):
     """The kept MACs of the convolutions, attention and FFN blocks meet the budget within one unit's cost, as
     the counter counts the variant, before and after save and reload; the input is intact. (The tiny models'
-    convolutions are 30 % of those MACs: at 0.8 they must lose channels.)"""
+    convolutions are 30 % of those MACs: at 0.8 they must lose channels; at 0.3 heads and neurons may pay.)"""
     model = classifier(family)
     dense_prunable, dense_channels = prunable_macs(model), list(model.config.conv_dim)
     variant = COMPRESSORS.get("budget_pruning")(model, amount, {"importance": importance, "scope": "all",

@@ -63,8 +63,9 @@ def test_the_reference_sweep_file_is_valid():
 def test_the_speech_sweep_file_trains_its_model_and_reports_its_task():
     [entry] = load_sweep(REPO / "sweeps" / "speech.yaml").models
     jobs = plan_jobs(load_sweep(REPO / "sweeps" / "speech.yaml"))
-    assert len(jobs) == 1 + 6 and sum(len(j.variants) for j in jobs) == 3 + 3 + 1 + 1 + 1 + 1
+    assert len(jobs) == 1 + 7 and sum(len(j.variants) for j in jobs) == 3 + 3 + 3 + 1 + 1 + 1 + 1
     assert {j.task for j in jobs} == {"fsdd-digits"}
+    assert [len(j.variants) for j in jobs if "conv_pruning" in j.label()] == [3]  # the front end too
     described = entry.describe()
     assert described["weights"] == "random" and described["finetune"]["task"] == "fsdd-digits"
     assert described["finetune"]["options"]["pooling"] == "weighted"  # the speech recipe's defaults

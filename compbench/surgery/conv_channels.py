@@ -1,4 +1,4 @@
-"""Removing output channels of a speech model's CNN feature encoder for real.
+"""Removing output channels of a speech model's CNN feature encoder for real, and what they cost.
 
 A convolution's output channels are its weight's (and bias's) rows; the same channels are the next
 convolution's input columns or, after the last convolution, the feature projection's inputs (its
@@ -6,6 +6,8 @@ LayerNorm's parameters and its Linear's columns). A normalisation inside a convo
 same channels: hubert-base's first-layer GroupNorm (one group per channel) and the per-layer LayerNorm of
 ``feat_extract_norm: layer`` models. The config's ``conv_dim`` then says how many channels each layer
 has, so a saved variant is rebuilt with them from its config alone (no structure record needed).
+:func:`conv_macs` gives the convolutions' MACs for any channel counts (the counter's ``feature_encoder``
+component), :func:`kept_channels` the uniform keep-fraction nearest a share of them.
 """
 
 from __future__ import annotations
@@ -150,7 +152,8 @@ def keep_conv_channels(adapter: ModelAdapter, layer: int, channels: Sequence[int
 def keep_best_channels(adapter: ModelAdapter, targets: Sequence[int],
                        importance: Callable[[int], torch.Tensor]) -> list[list[int]]:
     """Keep ``targets[layer]`` channels of every convolution layer, first to last, the best by ``importance(layer)``
-    (asked once the layers before it have lost theirs; ties go to the lower index); the channels removed."""
+    (asked once the layers before it have lost theirs; among equal scores the lower indices go first); the channels
+    removed."""
     removed = []
     for layer, width in enumerate(conv_channels(adapter)):
         scores = importance(layer)

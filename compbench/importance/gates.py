@@ -22,9 +22,9 @@ from compbench.counting.weights import is_input_dependent
 from compbench.eval_mode import evaluating
 from compbench.surgery.conv_channels import conv_channels, conv_layers
 from compbench.surgery.linear import LowRankLinear
-from compbench.surgery.units import head_dim, heads_in_layer, make_attention_modular
+from compbench.surgery.units import HEADS, NEURONS, head_dim, heads_in_layer, make_attention_modular
 
-HEADS, NEURONS, CHANNELS = "heads", "neurons", "channels"
+CHANNELS = "channels"
 KINDS = (HEADS, NEURONS)  # the Transformer's units: what a gate set holds unless asked for others
 
 

@@ -20,7 +20,7 @@ from compbench.architectures.families import InputSpec, ModelAdapter
 from compbench.counting.macs import MacCount, count_macs
 from compbench.counting.meta import meta_clone
 from compbench.surgery.conv_channels import conv_channels, conv_macs, keep_conv_channels
-from compbench.surgery.units import heads_in_layer, keep_heads, keep_neurons
+from compbench.surgery.units import HEADS, heads_in_layer, keep_heads, keep_neurons
 
 ENCODER_COMPONENTS = ("attention", "ffn")
 FEATURE_ENCODER = "feature_encoder"
@@ -40,8 +40,7 @@ class UnitCosts:
     macs: MacCount
 
     def of(self, kind: str) -> list[int]:
-        """The costs of one kind of unit: ``"heads"`` or ``"neurons"`` (importance.gates.HEADS, NEURONS)."""
-        return self.heads if kind == "heads" else self.neurons
+        return self.heads if kind == HEADS else self.neurons
 
 
 def unit_costs(model, spec: InputSpec) -> UnitCosts:
@@ -91,18 +90,16 @@ def model_costs(model, spec: InputSpec) -> ModelCosts:
     """:class:`ModelCosts` of a speech model at ``spec``: the unit costs, and the feature projection's cost per
     channel as the counter's difference when the last convolution loses one channel, less that convolution's."""
     units = unit_costs(model, spec)
+    dense = ModelAdapter(model)
+    channels = conv_channels(dense)
     clone, _ = meta_clone(model)
-    adapter = ModelAdapter(clone)
-    channels = conv_channels(adapter)
-    inputs = adapter.build_inputs(spec, "meta")
-    last = len(channels) - 1
-    keep_conv_channels(adapter, last, range(channels[-1] - 1))
-    fewer = list(channels[:-1]) + [channels[-1] - 1]
-    conv_drop = sum(conv_macs(adapter.config, channels, spec.samples)) - sum(conv_macs(adapter.config, fewer,
-                                                                                        spec.samples))
-    projection = units.macs.total - count_macs(clone, inputs).total - conv_drop
-    heads = [heads_in_layer(ModelAdapter(model), i) for i in range(len(units.heads))]
-    neurons = [ModelAdapter(model).ffn(i)[0].out_features for i in range(len(units.neurons))]
-    costs = ModelCosts(units, adapter.config, spec.samples, channels, projection, 0)
+    fewer = channels[:-1] + [channels[-1] - 1]
+    keep_conv_channels(ModelAdapter(clone), len(channels) - 1, range(fewer[-1]))
+    conv_drop = sum(conv_macs(model.config, channels, spec.samples)) - sum(conv_macs(model.config, fewer,
+                                                                                      spec.samples))
+    projection = units.macs.total - count_macs(clone, dense.build_inputs(spec, "meta")).total - conv_drop
+    heads = [heads_in_layer(dense, i) for i in range(len(units.heads))]
+    neurons = [dense.ffn(i)[0].out_features for i in range(len(units.neurons))]
+    costs = ModelCosts(units, model.config, spec.samples, channels, projection, 0)
     fixed = units.macs.total - costs.macs(heads, neurons, channels)
-    return ModelCosts(units, adapter.config, spec.samples, channels, projection, fixed)
+    return ModelCosts(units, model.config, spec.samples, channels, projection, fixed)

@@ -15,6 +15,8 @@ from compbench.architectures.families import ModelAdapter
 from compbench.surgery.linear import slice_linear
 from compbench.surgery.wavlm_attention import keep_wavlm_heads, make_modular
 
+HEADS, NEURONS = "heads", "neurons"  # the two kinds of Transformer unit, as gates, costs and manifests name them
+
 HEAD_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_heads")
 
 

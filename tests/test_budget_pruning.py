@@ -10,10 +10,10 @@ from tiny_models import TINY_CONFIGS, build_tiny
 from transformers import AutoModelForAudioClassification, AutoModelForSequenceClassification
 
 from compbench.compressors import COMPRESSORS
-from compbench.compressors.budget_pruning import remove_units, split_budget
+from compbench.compressors.budget_pruning import split_budget
 from compbench.counting.macs import MacCount, count_macs
 from compbench.errors import InvalidInputError
-from compbench.importance.gates import HEADS, NEURONS, UnitGates
+from compbench.importance.gates import HEADS, NEURONS, UnitGates, remove_units
 from compbench.importance.mask_tuning import rearrange, tune_masks
 from compbench.importance.trajectory import _normalised_gram, trajectory_importance
 from compbench.models import InputSpec, ModelAdapter, load_model

@@ -266,10 +266,10 @@ def test_ls_lists_compressors_with_options(capsys):
     code, out, _ = run_cli(capsys, "ls", "--format", "json")
     compressors = {c["name"]: c for c in json.loads(out)["compressors"]}
     assert set(compressors) == {"accuracy_driven", "bf16", "fp16", "budget_pruning", "conv_pruning", "distill",
-                                "early_exit", "ffn_pruning", "head_pruning", "int8_dynamic", "layer_drop", "low_rank",
-                                "ort_int8", "weight_pruning"}
+                                "distill_prune", "early_exit", "ffn_pruning", "head_pruning", "int8_dynamic",
+                                "layer_drop", "low_rank", "ort_int8", "weight_pruning"}
     assert {name: c["task_data"] for name, c in compressors.items() if c["task_data"] != "none"} == {
-        "accuracy_driven": "required", "budget_pruning": "required", "distill": "required",
+        "accuracy_driven": "required", "budget_pruning": "required", "distill": "required", "distill_prune": "required",
         "conv_pruning": "optional", "early_exit": "required", "ffn_pruning": "optional", "head_pruning": "optional"}
     assert {t["name"] for t in json.loads(out)["tasks"]} == {"rt-polarity", "fsdd-digits", "fsdd-speakers",
                                                             "fsdd-sequences"}

@@ -177,3 +177,30 @@ def test_variants_and_fine_tunes_of_models_trained_here_keep_saying_so(tmp_path,
     assert load_model(str(tmp_path / "random-variant")).weights == "random"
     compress_model(tiny, "layer_drop=0.5", str(tmp_path / "variant"))
     assert load_model(str(tmp_path / "variant")).weights == "pretrained"
+
+
+def test_a_pruned_variant_fine_tunes_with_its_shapes_and_keeps_its_compression_steps(tmp_path, tones):
+    """budget_pruning with scope: all removes channels, heads and neurons unevenly; fine-tuning the saved variant
+    keeps every shape (the MACs do not move), and the fine-tuned model still says which steps made it and from
+    what model, in its report, on reload and in measure's record."""
+    task_file, data_root, tiny = tones
+    finetune(tiny, task_file, tmp_path / "ft", FinetuneOptions(**QUICK, data_root=data_root))
+    options = tmp_path / "options.yaml"
+    options.write_text(yaml.safe_dump({"budget_pruning": {"scope": "all", "importance": "fisher", "batches": 2,
+                                                          "batch_size": 4}}))
+    compress_model(str(tmp_path / "ft"), "budget_pruning=0.85", str(tmp_path / "pruned"), options_file=str(options),
+                   task=task_file, data_root=data_root)
+    pruned = load_model(str(tmp_path / "pruned"))
+    report = finetune(str(tmp_path / "pruned"), task_file, tmp_path / "pruned-ft",
+                      FinetuneOptions(**{**QUICK, "weights": None, "epochs": 1}, data_root=data_root))
+    assert [step["name"] for step in report["source_compression"]] == ["budget_pruning"]
+    assert report["source_origin"]["model"] == str(tmp_path / "ft")
+    tuned = load_model(str(tmp_path / "pruned-ft"))
+    assert tuned.compression == pruned.compression and tuned.origin == pruned.origin
+    shapes = [(list(m.config.conv_dim), m.config.compbench_structure["attention_heads"],
+               m.config.compbench_structure["intermediate_sizes"]) for m in (pruned.model, tuned.model)]
+    assert shapes[0] == shapes[1] and sum(shapes[0][0]) < sum(build_tiny("hubert").config.conv_dim)
+    dense, = measure(MeasureOptions(models=[str(tmp_path / "pruned-ft")], seconds=[0.1], latency=False))
+    undone, = measure(MeasureOptions(models=[str(tmp_path / "pruned")], seconds=[0.1], latency=False))
+    assert dense["macs"] == undone["macs"] and dense["params"] == undone["params"]
+    assert [step["name"] for step in dense["compression"]] == ["budget_pruning"]

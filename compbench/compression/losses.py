@@ -1,9 +1,18 @@
-"""Losses a compressor trains a student with: hidden-state matching to a teacher's layer."""
+"""Losses a compressor trains a student with: hidden-state matching to a teacher's layer, which layers it matches,
+and what a student turns off while it learns."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional
+
+TRAINING_OFF = {"apply_spec_augment": False, "layerdrop": 0.0}  # in a student while it learns: its hidden states
+# must line up with the teacher's, frame for frame and layer for layer
+
+
+def target_layers(teacher_layers: int, count: int) -> list[int]:
+    """Evenly spaced teacher hidden-state indices (1 = the first layer's output), the last one last."""
+    return [round((k + 1) * teacher_layers / count) for k in range(count)]
 
 
 def hidden_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,

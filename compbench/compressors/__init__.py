@@ -13,6 +13,7 @@ from compbench.compressors import (  # noqa: F401  (registers each compressor)
     budget_pruning,
     conv_pruning,
     distill,
+    distill_prune,
     early_exit,
     ffn_pruning,
     fp16,

@@ -55,13 +55,12 @@ from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import CompressionContext, examples_in, has_task_head, task_loss
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
-from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, UnitGates, gate_gradients, scale_columns
+from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, Kept, UnitGates, gate_gradients, remove_units
 from compbench.importance.magnitude import conv_channel_magnitude, head_magnitude, neuron_magnitude
 from compbench.importance.mask_tuning import rearrange, tune_masks
 from compbench.importance.trajectory import trajectory_importance
 from compbench.surgery.conv_channels import at_ratio, conv_channels, conv_macs, keep_best_channels, kept_channels
 from compbench.surgery.unit_costs import ENCODER_COMPONENTS, FEATURE_ENCODER, UnitCosts, encoder_macs, unit_costs
-from compbench.surgery.units import keep_heads, keep_neurons
 
 CHANNEL_RATIO_STEPS = 64  # scope all: the channels' keep-ratios tried between 0 and 1
 
@@ -81,7 +80,6 @@ def _prefix_sums(values: list[float]) -> torch.Tensor:
     return torch.cumsum(torch.as_tensor([0.0] + values, dtype=torch.float64), 0)
 
 
-Kept = dict[str, list[list[int]]]  # per kind (heads, neurons), per layer: the unit indices kept
 
 
 def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget: float,
@@ -161,19 +159,6 @@ def split_whole_budget(scores: dict[str, list[torch.Tensor]], channel_scores: li
     total, kept, channels, split = best
     return kept, channels, {**split, "kept_score": total, "channel_fractions_tried": tried,
                             "channels_kept": sum(channels)}
-
-
-def remove_units(gates: UnitGates, kept: Kept, fold_gates: bool) -> None:
-    """Physically remove every unit not in ``kept``, after folding the gates' values (tuned scales)
-    into the output projections' columns when ``fold_gates``."""
-    adapter = gates.adapter
-    for kind in KINDS:
-        for layer, units in enumerate(kept[kind]):
-            if fold_gates:
-                values = gates.values[kind][layer]
-                scale_columns(gates.module(kind, layer), values.repeat_interleave(gates.unit_size[kind]))
-            if len(units) < gates.units(kind)[layer]:
-                (keep_heads if kind == HEADS else keep_neurons)(adapter, layer, units)
 
 
 def _summary(scores: list[torch.Tensor]) -> dict:

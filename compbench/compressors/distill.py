@@ -39,7 +39,7 @@ from torch.nn import functional
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, register
 from compbench.compression.context import Batch, CompressionContext, has_task_head
-from compbench.compression.losses import hidden_loss
+from compbench.compression.losses import TRAINING_OFF, hidden_loss, target_layers
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import valid_positions
@@ -53,16 +53,10 @@ RECIPES = {  # defaults that options left unset take; None: on where the models 
 DISTILHUBERT_TARGETS = 3
 LOSS_WINDOW = 20  # final losses: the mean over this many last steps
 DEV_BATCHES = 8  # held-out batches of the dev split for the targets' final fidelity
-TRAINING_OFF = {"apply_spec_augment": False, "layerdrop": 0.0}  # in the student while it learns
 
 
 def _always(options: dict) -> bool:
     return True
-
-
-def target_layers(teacher_layers: int, count: int) -> list[int]:
-    """Evenly spaced teacher hidden-state indices (1 = the first layer's output), the last one last."""
-    return [round((k + 1) * teacher_layers / count) for k in range(count)]
 
 
 def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,

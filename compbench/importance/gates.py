@@ -22,10 +22,19 @@ from compbench.counting.weights import is_input_dependent
 from compbench.eval_mode import evaluating
 from compbench.surgery.conv_channels import conv_channels, conv_layers
 from compbench.surgery.linear import LowRankLinear
-from compbench.surgery.units import HEADS, NEURONS, head_dim, heads_in_layer, make_attention_modular
+from compbench.surgery.units import (
+    HEADS,
+    NEURONS,
+    head_dim,
+    heads_in_layer,
+    keep_heads,
+    keep_neurons,
+    make_attention_modular,
+)
 
 CHANNELS = "channels"
 KINDS = (HEADS, NEURONS)  # the Transformer's units: what a gate set holds unless asked for others
+Kept = dict[str, list[list[int]]]  # per kind (heads, neurons), per layer: the unit indices kept
 
 
 class StopForward(Exception):
@@ -147,3 +156,16 @@ def valid_positions(adapter: ModelAdapter, batch: Batch, length: int) -> torch.T
     if adapter.modality == "speech":  # a sample mask: the frames it covers
         mask = adapter.base._get_feature_vector_attention_mask(length, mask)
     return mask.bool().cpu()
+
+
+def remove_units(gates: UnitGates, kept: Kept, fold_gates: bool) -> None:
+    """Physically remove every unit not in ``kept``, after folding the gates' values (tuned scales)
+    into the output projections' columns when ``fold_gates``."""
+    adapter = gates.adapter
+    for kind in KINDS:
+        for layer, units in enumerate(kept[kind]):
+            if fold_gates:
+                values = gates.values[kind][layer]
+                scale_columns(gates.module(kind, layer), values.repeat_interleave(gates.unit_size[kind]))
+            if len(units) < gates.units(kind)[layer]:
+                (keep_heads if kind == HEADS else keep_neurons)(adapter, layer, units)

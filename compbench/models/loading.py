@@ -14,7 +14,7 @@ from compbench.architectures.families import FAMILIES, ModelAdapter
 from compbench.architectures.presets import PRESETS
 from compbench.errors import CompbenchError, InvalidInputError, ModelLoadError, UnknownNameError
 from compbench.models.checkpoints import check_family, from_config, from_pretrained, load_config
-from compbench.models.provenance import saved_provenance
+from compbench.models.provenance import fine_tuned_variant, saved_provenance
 from compbench.models.variants import has_structure, load_structured, read_manifest
 from compbench.runtimes.base import first_line
 
@@ -149,6 +149,8 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
         manifest = read_manifest(checkpoint)
         compression = manifest["compression"] if manifest else None
         origin = (manifest or {}).get("source") or None
+        if manifest is None:  # a fine-tune of a compressed variant: still the variant's steps, on its origin
+            compression, origin = fine_tuned_variant(checkpoint) or (None, None)
         if has_structure(config):
             if weights == "random":
                 raise InvalidInputError(f"{name} is a compressed variant whose shapes come with its "

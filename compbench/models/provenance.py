@@ -52,3 +52,17 @@ def saved_provenance(directory: str | Path, manifest: dict | None) -> tuple[str,
     if weights == "random" or (isinstance(weights, str) and weights.startswith(f"{TRAINED_HERE}:")):
         return origin.get("model_source", "local"), weights
     return None
+
+
+def fine_tuned_variant(directory: str | Path) -> tuple[list[dict], dict | None] | None:
+    """(compression steps, origin) of a model that ``compbench finetune`` trained from a compressed variant: the
+    variant's steps and the model its first step compressed, which its fine-tune keeps saying; None otherwise."""
+    path = Path(directory) / FINETUNE_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err.msg}") from None
+    steps = report.get("source_compression")
+    return (steps, report.get("source_origin")) if steps else None

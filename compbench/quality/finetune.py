@@ -37,18 +37,20 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, AutoModelForCTC, AutoModelForSequenceClassification
 
-from compbench.architectures.families import classifier_labels, ctc_vocabulary_size, head_outputs
+from compbench.architectures.families import ModelAdapter, classifier_labels, ctc_vocabulary_size, head_outputs
 from compbench.atomic import atomic_directory, refuse_non_empty
 from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score, metric_of
 from compbench.models import load_model
 from compbench.models.loading import default_weights
 from compbench.models.provenance import FINETUNE_REPORT
+from compbench.models.variants import has_structure
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import load_tokenizer, speech_predictions, text_predictions
 from compbench.quality.ctc import ctc_tokenizer, ctc_vocabulary
 from compbench.quality.transcribe import ctc_targets, padded_audio, transcribe, transcript_scores
 from compbench.schedule import warmup_then_linear_decay
+from compbench.surgery.structure import STRUCTURE_KEY, apply_structure
 from compbench.tasks import Examples, find_task, load_split
 
 REPORT_FILE = FINETUNE_REPORT
@@ -179,6 +181,9 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
         report = {"task": task.name, "task_version": task.version, "source_model": model_name,
                   "source_checkpoint": loaded.checkpoint, "initialisation": loaded.weights,
                   "source_head": _source_head(loaded), **head, "modality": modality,
+                  # a compressed variant's steps and the model they started from: its fine-tune still says them
+                  **({"source_compression": loaded.compression, "source_origin": loaded.origin}
+                     if loaded.compression else {}),
                   **trainer.report(), "options": asdict(options), "metric": task.metric, "history": history,
                   "best_epoch": best[0],
                   f"dev_{task.metric}": best[1], "train_examples": len(train), "dev_examples": len(dev),
@@ -219,6 +224,7 @@ def _speech_recogniser(loaded, tokenizer, options: FinetuneOptions):
                    "ctc_zero_infinity": True, "id2label": tokens, "label2id": {v: k for k, v in tokens.items()},
                    "use_weighted_layer_sum": False})
     model = AutoModelForCTC.from_config(config, attn_implementation=loaded.attn_implementation)
+    _reshape_like_variant(model, config)
     _load_encoder(model, loaded)
     kept = head_outputs(loaded.model) == list(tokens.values())
     if kept:
@@ -243,6 +249,14 @@ def _training_config(loaded, options: FinetuneOptions):
     return config
 
 
+def _reshape_like_variant(model, config) -> None:
+    """A compressed variant's task model gets the variant's shapes (heads and FFN sizes per layer, low-rank
+    factors: its structure record) before the variant's encoder weights load into it; its convolution widths
+    and layer count are in the config already."""
+    if has_structure(config):
+        apply_structure(ModelAdapter(model), getattr(config, STRUCTURE_KEY))
+
+
 def _load_encoder(model, loaded) -> None:
     """The loaded model's encoder weights into ``model``'s encoder, or the error that says it does not fit."""
     try:  # SpecAugment's mask embedding: in a task model only with time masks, in a checkpoint only if it had them
@@ -250,9 +264,8 @@ def _load_encoder(model, loaded) -> None:
     except RuntimeError as err:
         missing, unexpected = [str(err)], []
     if set(missing) - {"masked_spec_embed"} or set(unexpected) - {"masked_spec_embed"}:
-        raise InvalidInputError(f"{loaded.name}: its encoder does not fit a task model of its config (a "
-                                f"compressed variant cannot be fine-tuned here): missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]}")
+        raise InvalidInputError(f"{loaded.name}: its encoder does not fit a task model of its config: missing "
+                                f"{missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def _speech_classifier(loaded, labels: dict[int, str], options: FinetuneOptions):
@@ -261,6 +274,7 @@ def _speech_classifier(loaded, labels: dict[int, str], options: FinetuneOptions)
     config.update({"num_labels": len(labels), "id2label": labels, "label2id": {v: k for k, v in labels.items()},
                    "use_weighted_layer_sum": options.pooling == "weighted"})
     model = AutoModelForAudioClassification.from_config(config, attn_implementation=loaded.attn_implementation)
+    _reshape_like_variant(model, config)
     _load_encoder(model, loaded)
     return model
 

@@ -72,8 +72,15 @@ class ModelCosts:
     conv_config: object  # what conv_macs reads: conv_kernel, conv_stride
     samples: int
     channels: list[int]  # the dense model's channels per convolution
+    dense_heads: list[int]  # the dense model's heads per layer
+    dense_neurons: list[int]  # the dense model's FFN neurons per layer
     projection_per_channel: int  # the feature projection's MACs per channel it reads
     fixed: int  # everything that no unit changes
+
+    @property
+    def total(self) -> int:
+        """The dense model's MACs (the counter's count)."""
+        return self.units.macs.total
 
     def macs(self, heads: Sequence, neurons: Sequence, channels: Sequence):
         """The model's MACs keeping ``heads[l]`` heads and ``neurons[l]`` neurons in layer l and ``channels[i]``
@@ -100,6 +107,6 @@ def model_costs(model, spec: InputSpec) -> ModelCosts:
     projection = units.macs.total - count_macs(clone, dense.build_inputs(spec, "meta")).total - conv_drop
     heads = [heads_in_layer(dense, i) for i in range(len(units.heads))]
     neurons = [dense.ffn(i)[0].out_features for i in range(len(units.neurons))]
-    costs = ModelCosts(units, model.config, spec.samples, channels, projection, 0)
+    costs = ModelCosts(units, model.config, spec.samples, channels, heads, neurons, projection, 0)
     fixed = units.macs.total - costs.macs(heads, neurons, channels)
-    return ModelCosts(units, model.config, spec.samples, channels, projection, fixed)
+    return ModelCosts(units, model.config, spec.samples, channels, heads, neurons, projection, fixed)

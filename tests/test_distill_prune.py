@@ -83,7 +83,7 @@ def test_hard_gates_keep_as_many_units_as_the_gates_expect_those_of_the_largest_
     assert values[CHANNELS][2].tolist() == [1.0] * 8 + [0.0] * 8
     assert values[CHANNELS][0][0] == pytest.approx(_open(-20.0))
     expected_heads = gate_set.expected()[0]
-    assert [len(units) for units in kept[HEADS]] == [round(float(e)) for e in expected_heads]
+    assert [len(units) for units in kept[HEADS]] == [round(float(e.detach())) for e in expected_heads]
 
 
 @pytest.mark.parametrize("family", ["hubert", "wavlm", "data2vec-audio"])
@@ -119,6 +119,24 @@ def test_the_removed_model_computes_what_the_hard_gated_model_computes(family):
     assert (sum(channels) == sum(costs.channels)) == layer_norms
     assert macs_of(model) == costs.macs(heads, neurons, channels)
     assert torch.allclose(logits(model, inputs), expected_logits, atol=1e-5)
+
+
+def test_the_final_distillation_trains_the_removed_model_without_changing_its_shapes():
+    """``final_distill_steps`` more steps after removal: recorded with its losses and seconds, the weights move, the
+    MACs stay those of the hard gates."""
+    model = classifier("wavlm")
+    options = {"target": 0.8, "steps": 5, "batch_size": 4}
+    without = COMPRESSORS.get("distill_prune")(model, None, options, tiny_context("speech"))
+    variant = COMPRESSORS.get("distill_prune")(model, None, {**options, "final_distill_steps": 4},
+                                               tiny_context("speech"))
+    step = variant.manifest[0]
+    assert step["losses"]["final_distillation"]["steps"] == 4 and "final_distillation" in step["seconds"]
+    assert without.manifest[0]["losses"]["final_distillation"] is None
+    assert step["data"]["steps"] == 9 and step["data"]["examples"] == 9 * 4
+    assert macs_of(variant.model) == step["model_macs"]["after"] == step["model_macs"]["expected_hard"]
+    assert step["heads_after"] == without.manifest[0]["heads_after"]  # the same gates: the same seed, steps
+    tuned, plain = variant.model.state_dict(), without.model.state_dict()
+    assert tuned.keys() == plain.keys() and any(not torch.equal(tuned[k], plain[k]) for k in tuned)
 
 
 def test_bad_input_is_one_clear_error():

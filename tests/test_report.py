@@ -492,6 +492,32 @@ def test_variants_that_differ_only_in_options_are_told_apart():
                                          'budget_pruning (importance: "fisher"; mask_tuning: true)']
 
 
+def test_saved_variants_and_their_fine_tunes_sit_in_their_base_models_group():
+    """Records of a saved variant measured on its own, and of a fine-tune of one, join the group of the model the
+    variant was compressed from (its dense row is theirs to compare with), labelled by their steps and the fine-tune;
+    a fine-tune of a dense model stays a model of its own."""
+    trained = "compbench finetune: distilhubert from random init on fsdd-digits v2"
+    base = {"model": "dh/", "checkpoint": "dh/", "weights": "trained-here:fsdd-digits", "model_source": trained}
+    def trained_here(name, amount, macs, quality, model, **extra):
+        record = variant(name, amount, macs, 10, quality=quality)
+        record.update(model=model, weights="trained-here:fsdd-digits", **extra)
+        return record
+
+    dense = trained_here(None, None, 100, 0.95, "dh/", model_source=trained)
+    saved = trained_here("budget_pruning", 0.5, 50, 0.70, "dh-bp/", model_source=trained, base_model=base)
+    tuned = trained_here("budget_pruning", 0.5, 50, 0.94, "dh-bp-ft/", base_model=base,
+                         model_source="compbench finetune: dh-bp/ (trained-here:fsdd-digits) on fsdd-digits v2")
+    other = trained_here(None, None, 100, 0.90, "dh2/",
+                         model_source="compbench finetune: dh/ (trained-here:fsdd-digits) on fsdd-digits v2")
+    frame = landscape_frame([dense, saved, tuned, other])
+    assert list(frame["model"]) == ["dh/ (trained-here:fsdd-digits weights)"] * 3 + [
+        "dh2/ (trained-here:fsdd-digits weights)"]
+    assert list(frame["variant"]) == ["dense", "budget_pruning=0.5", "budget_pruning=0.5, fine-tuned on fsdd-digits v2",
+                                      "dense"]
+    assert list(frame["compressor"]) == ["dense", "budget_pruning", "budget_pruning", "dense"]
+    assert len(set(frame["group"][:3])) == 1 and frame["group"][3] != frame["group"][0]
+
+
 def test_every_committed_results_file_still_loads_and_draws_its_landscape():
     files = sorted((REPO / "results").rglob("*.jsonl"))
     assert len(files) >= 20

@@ -244,14 +244,16 @@ def _prune(distiller: _Distiller, gates: UnitGates, gate_set: GateSet, costs: Mo
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            lambda1, lambda2 = lambdas.detach().tolist()
             history.append({"distillation": float(distillation.detach()), "expected_macs": float(expected.detach()),
-                            "target": target, "lambda1": float(lambdas[0]), "lambda2": float(lambdas[1])})
+                            "target": target, "lambda1": lambda1, "lambda2": lambda2})
             if context.progress is not None:
-                context.progress(f"distill_prune step {step + 1}/{total} expected MACs {float(expected):.3f} "
+                context.progress(f"distill_prune step {step + 1}/{total} expected MACs {float(expected.detach()):.3f} "
                                  f"(target {target:.3f})", (step + 1) / total)
     gate_set.eval()
-    return {"first": history[0], "final": _mean_of_last(history), "steps": total,
-            "expected_macs_fraction": float(costs.macs(*gate_set.expected()) / dense)}
+    with torch.no_grad():
+        final = float(costs.macs(*gate_set.expected()) / dense)
+    return {"first": history[0], "final": _mean_of_last(history), "steps": total, "expected_macs_fraction": final}
 
 
 def _distill_only(distiller: _Distiller, options: dict, context: CompressionContext, stream) -> dict:
@@ -270,7 +272,7 @@ def _distill_only(distiller: _Distiller, options: dict, context: CompressionCont
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        history.append({"distillation": float(loss)})
+        history.append({"distillation": float(loss.detach())})
         if context.progress is not None:
             context.progress(f"distill_prune final distillation {step + 1}/{total}", (step + 1) / total)
     return {"first": history[0], "final": _mean_of_last(history), "steps": total}

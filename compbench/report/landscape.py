@@ -133,10 +133,25 @@ def quality_examples(quality: dict) -> str:
 
 
 def model_label(record: dict) -> str:
+    """The model a record's row belongs to: a saved variant, or a fine-tune of one, is a configuration of the model
+    its first step compressed (its ``base_model``), beside that model's own records (dense and in-run variants)."""
+    base = record.get("base_model")
+    if base and record.get("compression"):
+        return f"{base['model']} ({base['weights']} weights)"
     finetune = record.get("finetune")
     if finetune:
         return f"{record['model']} fine-tuned on {finetune['task']}"
     return f"{record['model']} ({record['weights']} weights)"
+
+
+def fine_tuned_on(record: dict) -> str | None:
+    """For a fine-tune of a saved variant, the task (and version) it was fine-tuned on: its own ``model_source``
+    (``compbench finetune: DIR (...) on fsdd-digits v2``) is not its base model's."""
+    base, source = record.get("base_model") or {}, record.get("model_source") or ""
+    if not record.get("compression") or not source.startswith("compbench finetune:") or \
+            source == base.get("model_source"):
+        return None
+    return source.rpartition(" on ")[2] or None
 
 
 def _curve_option(step: dict) -> str | None:
@@ -170,11 +185,13 @@ def step_with_options(step: dict) -> str:
 
 def variant_label(record: dict) -> str:
     """The steps as on the command line, each with the options it changed from the defaults (and its curve
-    option): ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``, ``early_exit (threshold: 0.5)``."""
+    option): ``budget_pruning=0.4 (importance: "fisher"; mask_tuning: true)``, ``early_exit (threshold: 0.5)``;
+    a saved variant fine-tuned afterwards says so (``..., fine-tuned on fsdd-digits v2``)."""
     steps = record.get("compression") or []
     if not steps:
         return compression_label(record)
-    return ",".join(step_with_options(step) for step in steps)
+    tuned = fine_tuned_on(record)
+    return ",".join(step_with_options(step) for step in steps) + (f", fine-tuned on {tuned}" if tuned else "")
 
 
 def compressor_of(record: dict) -> str:

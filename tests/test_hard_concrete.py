@@ -32,7 +32,7 @@ def test_deterministic_gates_keep_the_expected_number_of_units_with_the_largest_
     gates = HardConcrete(6)
     with torch.no_grad():
         gates.log_alpha.copy_(torch.tensor([4.0, -6.0, 0.5, -6.0, 4.0, -3.0]))
-    kept = round(float(gates.expected_kept()))
+    kept = round(float(gates.expected_kept().detach()))
     gates.eval()
     values = gates().detach()
     assert kept == 3 and torch.nonzero(values).flatten().tolist() == [0, 2, 4]

@@ -43,8 +43,9 @@ class HardConcrete(nn.Module):
         """The gates outside training, as DPHuBERT makes them: the expected number of gates that are not zero,
         rounded, stay (those of the largest ``log_alpha``; ties to the lower index) at
         ``sigmoid(0.8 * log_alpha / beta)``; the others are 0."""
-        kept = int(round(float(self.expected_kept())))
-        order = sorted(range(len(self.log_alpha)), key=lambda i: (-float(self.log_alpha[i]), i))
+        kept = int(round(float(self.expected_kept().detach())))
+        scores = self.log_alpha.detach().tolist()
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         mask = torch.zeros_like(self.log_alpha)
         mask[order[:kept]] = 1.0
         return torch.sigmoid(0.8 * self.log_alpha / BETA) * mask

@@ -196,11 +196,11 @@ class _Distiller:
                    for head, layer in zip(self.heads, self.layers, strict=True))
 
 
-def _batches(context: CompressionContext, batch_size: int):
+def _batches(context: CompressionContext, batch_size: int, seed: int):
     """Train minibatches without end, a new shuffle each pass; labels dropped (the method is task-agnostic)."""
     data, epoch = context.data, 0
     while True:
-        for batch in data.batches("train", batch_size, context.seed + epoch):
+        for batch in data.batches("train", batch_size, seed + epoch):
             yield batch.inputs
         epoch += 1
 
@@ -336,7 +336,7 @@ def distill_prune(model, amount, options: dict, context: CompressionContext):
         distiller.heads.to(context.device)
         gate_set = GateSet(adapter, torch.Generator().manual_seed(seed))
         gates = UnitGates(adapter, (HEADS, NEURONS, CHANNELS))
-        stream = _batches(context, options["batch_size"])
+        stream = _batches(context, options["batch_size"], seed)
         mark = time.perf_counter()
         pruning = _prune(distiller, gates, gate_set, costs, options, context, stream)
         seconds["pruning"] = time.perf_counter() - mark
@@ -375,7 +375,7 @@ def distill_prune(model, amount, options: dict, context: CompressionContext):
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "removed": round(1 - after.total / costs.total, 4), "unit": "fraction of the model's MACs removed",
         "data": context.data_seen("train", steps * options["batch_size"], steps=steps,
-                                  batch_size=options["batch_size"], labels_used=False),
+                                  batch_size=options["batch_size"], labels_used=False, seed=seed),
     }
 
 
@@ -410,6 +410,6 @@ register(Compressor(
         "batch_size": Option(int, 8, "examples per step"),
         "precision": Option(str, "fp32", "bf16 runs the teacher's and the student's forward passes under bfloat16 "
                             "autocast (the gates and the MACs stay float32)", choices=("fp32", "bf16")),
-        "seed": Option((int, type(None)), None, "seeds the gates' samples and the student's training (default: "
-                       "the context's seed)"),
+        "seed": Option((int, type(None)), None, "seeds the gates' samples, the order of the train examples and "
+                       "the student's training (default: the context's seed)"),
     }))

@@ -75,6 +75,11 @@ def _data_free(options: dict) -> bool:
     return False
 
 
+def always_needs_task(options: dict) -> bool:
+    """``needs_task`` of a compressor that learns from task data whatever its options."""
+    return True
+
+
 def _any_device(options: dict, device: torch.device) -> None:
     return None
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from compbench.architectures.families import ModelAdapter
-from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.compressor import Compressor, Option, always_needs_task, register
 from compbench.compression.context import Batch, CompressionContext, examples_in, has_task_head, task_loss
 from compbench.errors import InvalidInputError
 from compbench.eval_mode import evaluating
@@ -190,7 +190,7 @@ def prune_by_accuracy(model, amount, options: dict, context: CompressionContext)
 
 register(Compressor(
     name="accuracy_driven", compress=prune_by_accuracy, takes_amount=False, uses_context=True,
-    needs_task=lambda options: True,
+    needs_task=always_needs_task,
     description="remove layers, blocks and heads a fine-tuned model does not need while its dev metric holds "
                 "(AxFormer reconstruction; needs --task)",
     options={

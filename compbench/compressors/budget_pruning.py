@@ -51,7 +51,7 @@ import time
 import torch
 
 from compbench.architectures.families import InputSpec, ModelAdapter
-from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.compressor import Compressor, Option, always_needs_task, register
 from compbench.compression.context import CompressionContext, examples_in, has_task_head, task_loss
 from compbench.counting.macs import count_macs
 from compbench.errors import InvalidInputError
@@ -308,7 +308,7 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
 
 
 register(Compressor(
-    name="budget_pruning", compress=prune_to_budget, uses_context=True, needs_task=lambda options: True,
+    name="budget_pruning", compress=prune_to_budget, uses_context=True, needs_task=always_needs_task,
     description="remove heads and FFN neurons to cut the encoder's MACs by amount, one shot, no retraining "
                 "(OPTIN trajectory or Kwon et al. Fisher; needs --task); scope: all adds a speech model's "
                 "convolution channels, amount then of the prunable MACs",

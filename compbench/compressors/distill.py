@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional
 
 from compbench.architectures.families import ModelAdapter
-from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.compressor import Compressor, Option, always_needs_task, register
 from compbench.compression.context import Batch, CompressionContext, has_task_head
 from compbench.compression.losses import TRAINING_OFF, hidden_loss, target_layers
 from compbench.counting.weights import has_quantized_weights
@@ -53,10 +53,6 @@ RECIPES = {  # defaults that options left unset take; None: on where the models 
 DISTILHUBERT_TARGETS = 3
 LOSS_WINDOW = 20  # final losses: the mean over this many last steps
 DEV_BATCHES = 8  # held-out batches of the dev split for the targets' final fidelity
-
-
-def _always(options: dict) -> bool:
-    return True
 
 
 def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -269,7 +265,7 @@ def _dev_fidelity(setup: _Setup, options: dict, context: CompressionContext) -> 
 
 
 register(Compressor(
-    name="distill", compress=distill, takes_amount=False, uses_context=True, needs_task=_always,
+    name="distill", compress=distill, takes_amount=False, uses_context=True, needs_task=always_needs_task,
     description="train the variant to match the pipeline's input model on the task's train inputs",
     options={
         "recipe": Option(str, "layers", "layers (mapped hidden states, logits, labels) or distilhubert "

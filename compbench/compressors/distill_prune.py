@@ -41,14 +41,14 @@ import torch
 from torch import nn
 
 from compbench.architectures.families import InputSpec, ModelAdapter
-from compbench.compression.compressor import Compressor, Option, register
-from compbench.compression.context import CompressionContext
+from compbench.compression.compressor import Compressor, Option, always_needs_task, register
+from compbench.compression.context import Batch, CompressionContext
 from compbench.compression.losses import TRAINING_OFF, hidden_loss, target_layers
 from compbench.counting.macs import count_macs
 from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS, HEADS, NEURONS, UnitGates, remove_units, valid_positions
-from compbench.importance.hard_concrete import BETA, HardConcrete
+from compbench.importance.hard_concrete import HardConcrete
 from compbench.schedule import warmup_then_linear_decay
 from compbench.surgery.conv_channels import conv_channels, conv_layers, keep_conv_channels
 from compbench.surgery.unit_costs import ModelCosts, model_costs
@@ -74,10 +74,6 @@ class GateSet(nn.Module):
         self.attention = gates(1 for _ in layers)
         self.neurons = gates(adapter.ffn(i)[0].out_features for i in layers)
         self.ffn = gates(1 for _ in layers)
-
-    def channels_dense(self) -> list[int]:
-        """Each convolution's channels before any is removed."""
-        return [len(gate.log_alpha) for gate in self.channels]
 
     def values(self) -> dict[str, list[torch.Tensor]]:
         """The gates UnitGates applies (sampled in training, deterministic otherwise): a head's or a neuron's gate
@@ -105,34 +101,24 @@ class GateSet(nn.Module):
         kept: dict[str, list[list[int]]] = {HEADS: [], NEURONS: []}
         values: dict[str, list[torch.Tensor]] = {HEADS: [], NEURONS: [], CHANNELS: []}
         with torch.no_grad():
-            for kind, units, blocks in ((HEADS, self.heads, self.attention), (NEURONS, self.neurons, self.ffn)):
-                for gate, block in zip(units, blocks, strict=True):
-                    count = int(round(float(gate.expected_kept() * block.expected_kept())))
-                    chosen = _largest(gate.log_alpha, count)
+            heads, neurons, channel_counts = self.expected()
+            for kind, units, blocks, expected in ((HEADS, self.heads, self.attention, heads),
+                                                  (NEURONS, self.neurons, self.ffn, neurons)):
+                for gate, block, count in zip(units, blocks, expected, strict=True):
+                    chosen = gate.largest(int(round(float(count))))
                     value = torch.zeros_like(gate.log_alpha)
-                    value[chosen] = (_open_value(gate.log_alpha) * _open_value(block.log_alpha))[chosen]
+                    value[chosen] = (gate.open_values() * block.open_values())[chosen]
                     kept[kind].append(chosen)
                     values[kind].append(value)
             channels = []
-            for layer, gate in enumerate(self.channels):
-                chosen = _largest(gate.log_alpha, max(1, int(round(float(gate.expected_kept())))))
+            for layer, (gate, count) in enumerate(zip(self.channels, channel_counts, strict=True)):
+                chosen = gate.largest(max(1, int(round(float(count)))))
                 value = torch.zeros_like(gate.log_alpha)
                 last = layer == len(self.channels) - 1  # read by a LayerNorm: no scale folds into it
-                value[chosen] = 1.0 if last else _open_value(gate.log_alpha)[chosen]
+                value[chosen] = 1.0 if last else gate.open_values()[chosen]
                 channels.append(chosen)
                 values[CHANNELS].append(value)
         return kept, channels, values
-
-
-def _largest(log_alpha: torch.Tensor, count: int) -> list[int]:
-    """The ``count`` units of the largest ``log_alpha`` (ties to the lower index), in index order."""
-    order = sorted(range(len(log_alpha)), key=lambda i: (-float(log_alpha[i]), i))
-    return sorted(order[:count])
-
-
-def _open_value(log_alpha: torch.Tensor) -> torch.Tensor:
-    """A kept gate's value outside training, as :meth:`HardConcrete.deterministic` gives it."""
-    return torch.sigmoid(0.8 * log_alpha / BETA)
 
 
 def _fold_channel_values(adapter: ModelAdapter, values: list[torch.Tensor]) -> None:
@@ -201,16 +187,8 @@ def _batches(context: CompressionContext, batch_size: int, seed: int):
     data, epoch = context.data, 0
     while True:
         for batch in data.batches("train", batch_size, seed + epoch):
-            yield batch.inputs
+            yield Batch(batch.inputs)  # no labels
         epoch += 1
-
-
-class _Inputs:
-    """A batch of model inputs only."""
-
-    def __init__(self, inputs: dict, device: torch.device):
-        self.inputs = {name: value.to(device) for name, value in inputs.items()}
-        self.size = next(iter(self.inputs.values())).shape[0]
 
 
 def _prune(distiller: _Distiller, gates: UnitGates, gate_set: GateSet, costs: ModelCosts, options: dict,
@@ -231,7 +209,7 @@ def _prune(distiller: _Distiller, gates: UnitGates, gate_set: GateSet, costs: Mo
     gate_set.train()
     with gates:
         for step in range(total):
-            batch = _Inputs(next(stream), context.device)
+            batch = next(stream).to(context.device)
             gates.values = gate_set.values()
             distillation = distiller.loss(batch, options["cosine_weight"], options["precision"])
             expected = costs.macs(*gate_set.expected()) / dense
@@ -265,7 +243,7 @@ def _distill_only(distiller: _Distiller, options: dict, context: CompressionCont
     schedule = warmup_then_linear_decay(optimizer, 0.05, total)
     history = []
     for step in range(total):
-        loss = distiller.loss(_Inputs(next(stream), context.device), options["cosine_weight"],
+        loss = distiller.loss(next(stream).to(context.device), options["cosine_weight"],
                               options["precision"])
         loss.backward()
         nn.utils.clip_grad_norm_(weights, 1.0)
@@ -319,7 +297,7 @@ def distill_prune(model, amount, options: dict, context: CompressionContext):
     spec = InputSpec("speech", round(data.mean_input_size("train"), 3))
     teacher = ModelAdapter(_frozen_copy(model)).base
     costs = model_costs(model, spec)
-    channels_before = conv_channels(adapter)
+    channels_before = list(costs.channels)
     heads_before = list(costs.dense_heads)
     neurons_before = list(costs.dense_neurons)
     home = next(model.parameters()).device
@@ -344,7 +322,7 @@ def distill_prune(model, amount, options: dict, context: CompressionContext):
         mark = time.perf_counter()
         hard_heads, hard_neurons, removed_channels = remove_closed_units(gates, gate_set)
         expected_hard = costs.macs(hard_heads, hard_neurons, [width - len(r) for width, r in zip(
-            gate_set.channels_dense(), removed_channels, strict=True)])
+            costs.channels, removed_channels, strict=True)])
         seconds["removal"] = time.perf_counter() - mark
 
         final = None
@@ -386,12 +364,8 @@ def _frozen_copy(model) -> nn.Module:
     return teacher
 
 
-def _never(options: dict) -> bool:
-    return True
-
-
 register(Compressor(
-    name="distill_prune", compress=distill_prune, takes_amount=False, uses_context=True, needs_task=_never,
+    name="distill_prune", compress=distill_prune, takes_amount=False, uses_context=True, needs_task=always_needs_task,
     curve_option="target",
     description="DPHuBERT: distil the speech model into itself while hard-concrete gates on convolution channels, "
                 "heads, attention blocks, neurons and FFN blocks are driven to a MAC target by Lagrange "

@@ -23,7 +23,7 @@ from torch import nn
 
 from compbench.architectures.families import ModelAdapter
 from compbench.cache import model_fingerprint
-from compbench.compression.compressor import Compressor, Option, register
+from compbench.compression.compressor import Compressor, Option, always_needs_task, register
 from compbench.compression.context import Batch, CompressionContext, has_task_head
 from compbench.errors import InvalidInputError
 from compbench.eval_mode import evaluating
@@ -128,12 +128,8 @@ def add_early_exit(model: nn.Module, amount, options: dict, context: Compression
     }
 
 
-def _always(options: dict) -> bool:
-    return True
-
-
 register(Compressor(
-    name="early_exit", compress=add_early_exit, takes_amount=False, uses_context=True, needs_task=_always,
+    name="early_exit", compress=add_early_exit, takes_amount=False, uses_context=True, needs_task=always_needs_task,
     curve_option="threshold", input_dependent=True, accepts_quantized=True,
     description="exit classifiers after every layer (backbone frozen); each example stops at the first "
                 "confident exit (input-dependent cost, measured per example)",

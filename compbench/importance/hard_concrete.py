@@ -39,16 +39,22 @@ class HardConcrete(nn.Module):
     def expected_kept(self) -> torch.Tensor:
         return self.probability_kept().sum()
 
+    def largest(self, count: int) -> list[int]:
+        """The ``count`` gates of the largest ``log_alpha`` (ties to the lower index), in index order."""
+        scores = self.log_alpha.detach().tolist()
+        return sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:count])
+
+    def open_values(self) -> torch.Tensor:
+        """What each gate is worth outside training when it stays: ``sigmoid(0.8 * log_alpha / beta)``."""
+        return torch.sigmoid(0.8 * self.log_alpha / BETA)
+
     def deterministic(self) -> torch.Tensor:
         """The gates outside training, as DPHuBERT makes them: the expected number of gates that are not zero,
-        rounded, stay (those of the largest ``log_alpha``; ties to the lower index) at
-        ``sigmoid(0.8 * log_alpha / beta)``; the others are 0."""
-        kept = int(round(float(self.expected_kept().detach())))
-        scores = self.log_alpha.detach().tolist()
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        rounded, stay (those of the largest ``log_alpha``; ties to the lower index) at their
+        :meth:`open_values`; the others are 0."""
         mask = torch.zeros_like(self.log_alpha)
-        mask[order[:kept]] = 1.0
-        return torch.sigmoid(0.8 * self.log_alpha / BETA) * mask
+        mask[self.largest(int(round(float(self.expected_kept().detach()))))] = 1.0
+        return self.open_values() * mask
 
     def forward(self) -> torch.Tensor:
         if not self.training:

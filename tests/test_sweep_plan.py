@@ -80,7 +80,8 @@ def test_the_speech_recognition_sweep_measures_the_recogniser_its_comments_train
     sweep = load_sweep(REPO / "sweeps" / "speech-asr.yaml")
     jobs = plan_jobs(sweep)
     assert {j.task for j in jobs} == {"fsdd-sequences"} and sweep.measure.task_limit == 100
-    assert len(jobs) == 1 + 6 and sum(len(j.variants) for j in jobs) == 3 + 3 + 1 + 3 + 1 + 1
+    assert len(jobs) == 1 + 7 and sum(len(j.variants) for j in jobs) == 3 + 3 + 1 + 3 + 3 + 1 + 1
+    assert "conv_pruning" in {step.name for job in jobs for steps in job.variants for step in steps}
     assert sweep.sizes.seconds == (2.0,) and sweep.measure.threads == 2
 
 

@@ -89,12 +89,15 @@ class Record(TypedDict):
     fraction_of_peak: NotRequired[Annotated[float, "achieved_flops_per_s / the GEMM peak"]]
     memory: NotRequired[Annotated[dict, "peak memory of one forward (eager), weights and inputs"]]
     speedup: NotRequired[Annotated[float, "dense median / variant median, same run (per example: of the mean "
-                                          "latencies)"]]
+                                          "latencies); another model's: baseline median / its median"]]
     speedup_ci95: NotRequired[Annotated[list[float] | None, "[low, high] from the paired rounds (see "
                                                             "timing.stats)"]]
-    baseline_latency_ms: NotRequired[Annotated[dict, "the dense model in the same run: median, CI, runs, "
-                                                     "samples"]]
-    predicted_speedup: NotRequired[Annotated[float, "dense MACs / variant MACs (per example: of the means)"]]
+    baseline_latency_ms: NotRequired[Annotated[dict, "the dense model (or the baseline) in the same run: median, "
+                                                     "CI, runs, samples"]]
+    predicted_speedup: NotRequired[Annotated[float, "dense MACs / variant MACs (per example: of the means); "
+                                                    "another model's: baseline MACs / its MACs"]]
+    baseline: NotRequired[Annotated[str, "--baseline: the model this (dense) model is compared with, measured in "
+                                         "the same run"]]
     speedup_per_example: NotRequired[Annotated[dict, "median, p10, p90 of dense/variant per example; "
                                                      "efficiency_median: the median example's measured / "
                                                      "MAC-predicted speedup"]]

@@ -24,6 +24,10 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--model", action="append", metavar="M",
                    help="preset name, hub id or save_pretrained directory; repeat for several "
                         f"(default: {' and '.join(DEFAULT_MODELS)})")
+    p.add_argument("--baseline", metavar="M",
+                   help="compare every other --model with this one (a published compressed model against the model "
+                        "it was distilled from): timed in the same rounds, each record gets its speedup over it; "
+                        "measured first, also where --model does not name it")
     p.add_argument("--compress", action="append", metavar="SPEC",
                    help="a compression pipeline, e.g. head_pruning=0.5,low_rank=0.3 or bf16, or a YAML/JSON "
                         "pipeline file; repeat to measure several variants beside the dense model")
@@ -113,7 +117,7 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
     named = options_by_name(args)
     return replace(measurement_options(args), models=args.model or DEFAULT_MODELS,
                    compress=[parse_spec(spec, named) for spec in args.compress or []],
-                   audit=args.audit, task=args.task, per_example=args.per_example)
+                   audit=args.audit, task=args.task, per_example=args.per_example, baseline=args.baseline)
 
 
 def run(args: argparse.Namespace) -> int:

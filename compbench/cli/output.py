@@ -110,6 +110,8 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
         runtime = [runtime_name(r)] if several_runtimes else []
         variant = variant_label(r).replace(",", ", ")  # wraps between steps, not inside one
+        if r.get("baseline"):
+            variant = f"dense, against {r['baseline']}"
         row = [r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:

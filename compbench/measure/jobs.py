@@ -23,6 +23,7 @@ class Job:
     inputs: dict
     record: dict
     dense: Job | None = None  # for a variant: the dense job it is compared with
+    baseline: Job | None = None  # for another model's dense job: the --baseline model's job it is compared with
     examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
     runtime: str = "eager"  # what runs the model (compbench.runtimes); per-example jobs run eager
     example_macs: list[int] | None = None  # per-example jobs: each example's MACs
@@ -31,3 +32,8 @@ class Job:
         """The model, the variant and the size, as progress names a sized job: ``minilm-l6 head_pruning=0.5
         16tok``."""
         return f"{self.loaded.name} {compression_label(self.record)} {self.spec.label()}"
+
+    @property
+    def reference(self) -> Job | None:
+        """What this job's speedup is against: a variant's dense job, or another model's baseline job."""
+        return self.dense or self.baseline

@@ -46,6 +46,9 @@ class MeasureOptions:
     per_example: bool = False  # also measure every model example by example on the task's evaluation split
     runtimes: Sequence[str] = ("eager",)  # each sized model is timed under each (compbench.runtimes), interleaved
     seed: int = 0
+    # every other model's dense record is compared with this model's, timed in the same lock-step rounds (a
+    # published compressed model against the model it was distilled from); measured first, if not in ``models``
+    baseline: str | None = None
 
     def __post_init__(self):
         """What the command line takes, taken here too: one name for ``models`` (or ``runtimes``), a spec string

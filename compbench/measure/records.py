@@ -92,9 +92,28 @@ def sized_jobs(group: ModelGroup, counts: Counts, qualities: list[dict] | None, 
     return jobs
 
 
+def compare_with_baseline(jobs: list[Job], run: Run) -> None:
+    """With ``--baseline``: every other model's dense sized job is compared with the baseline's job of the same
+    size and runtime (timed in the same lock-step rounds), as a variant is with its dense job; its record names
+    the ``baseline`` and gets the MAC-predicted speedup over it. Variants stay compared with their own dense model."""
+    if run.options.baseline is None:
+        return
+    name = run.models[0]  # resolve puts the baseline first
+    references = {(job.spec, job.runtime): job for job in jobs
+                  if job.loaded.name == name and job.dense is None and job.examples is None}
+    for job in jobs:
+        reference = references.get((job.spec, job.runtime))
+        if job.loaded.name == name or job.dense is not None or job.examples is not None or reference is None:
+            continue
+        job.baseline = reference
+        job.record["baseline"] = name
+        job.record["predicted_speedup"] = reference.record["macs"] / job.record["macs"]
+
+
 def add_latency(job: Job, stats: LatencyStats, peak: GemmPeak, policy: TimingPolicy, interleaved_with: int) -> None:
     """A sized job's latency, the timing policy, achieved FLOP/s against the GEMM peak, and for a variant its
-    speedup over its dense job in the same lock-step rounds (with the paired 95 % interval)."""
+    speedup over its dense job (another model, over the baseline's) in the same lock-step rounds (with the paired
+    95 % interval)."""
     record = job.record
     record["latency_ms"] = stats.to_dict()
     record["timing"] = {**asdict(policy), "interleaved_with": interleaved_with,
@@ -103,8 +122,8 @@ def add_latency(job: Job, stats: LatencyStats, peak: GemmPeak, policy: TimingPol
     record["achieved_flops_per_s"] = achieved
     record["gemm_peak"] = peak.to_dict()
     record["fraction_of_peak"] = achieved / peak.flops_per_s
-    if job.dense is not None:
-        dense = job.dense.record
+    if job.reference is not None:
+        dense = job.reference.record
         dense_latency = dense["latency_ms"]
         record["speedup"] = dense_latency["median"] / stats.median
         ci = paired_ratio_ci(dense_latency["samples"], stats.samples)

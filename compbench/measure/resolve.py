@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -48,6 +48,7 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     if not options.models:
         raise InvalidInputError("give at least one --model")
     check_no_repeats(options)
+    options = with_baseline_first(options)
     if options.batch < 1:
         raise InvalidInputError(f"--batch must be >= 1, got {options.batch}")
     device = resolve_device(options.device)
@@ -77,6 +78,31 @@ def check_steps_per_example(pipelines: list[list[Step]], per_example: bool) -> N
             if per_example and runtimes is not None and "eager" not in runtimes:
                 raise InvalidInputError(f"--per-example times eager PyTorch, and an {step.name} variant runs only "
                                         f"under {', '.join(runtimes)}: measure it without --per-example")
+
+
+def with_baseline_first(options: MeasureOptions) -> MeasureOptions:
+    """``options`` with its ``--baseline`` model measured first (added where ``--model`` did not name it), checked:
+    at least one other model, and every other model of the baseline's modality (a speedup compares the same input)."""
+    baseline = options.baseline
+    if baseline is None:
+        return options
+    others = [name for name in options.models if name != baseline]
+    if not others:
+        raise InvalidInputError(f"--baseline {baseline} compares the other models of the run with it: give at least "
+                                "one --model besides it")
+    try:
+        modality = model_modality(baseline)
+    except CompbenchError:
+        modality = None  # a hub id offline: loading it says why
+    for name in others:
+        try:
+            other = model_modality(name)
+        except CompbenchError:
+            continue
+        if modality is not None and other != modality:
+            raise InvalidInputError(f"--baseline {baseline} is a {modality} model and {name} a {other} model: a "
+                                    "speedup compares models on the same input; give a baseline of their modality")
+    return replace(options, models=(baseline, *others))
 
 
 REPEATABLE = {"--model": "models", "--seconds": "seconds", "--tokens": "tokens", "--runtime": "runtimes"}

@@ -10,7 +10,7 @@ from compbench.measure.evaluate import evaluate, task_data
 from compbench.measure.latency import steady_process, time_jobs
 from compbench.measure.options import MeasureOptions, ModelLoader, ProgressCallback
 from compbench.measure.per_example import per_example_jobs
-from compbench.measure.records import sized_jobs
+from compbench.measure.records import compare_with_baseline, sized_jobs
 from compbench.measure.resolve import resolve
 from compbench.measure.variants import build_variants
 from compbench.models import load_model
@@ -28,7 +28,8 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
     All arguments are checked and all models loaded before anything is timed, so bad input
     fails fast. Each pipeline in ``options.compress`` yields a variant measured beside its dense
     model; latency is measured in lock-step rounds over all (model, variant, size) triples, and
-    each variant gets its speedup over the dense model with a 95 % interval from the paired rounds.
+    each variant gets its speedup over the dense model with a 95 % interval from the paired rounds (and with
+    ``options.baseline``, every other model its speedup over the baseline model, measured first).
     With ``options.task``, every record gets ``quality`` and every variant's ``fidelity``.
     ``load`` loads a model (a caller may pass a cached loader; it must not hand out a model that
     anything else modifies).
@@ -44,6 +45,7 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
             qualities = evaluate(group, data, run) if data else None
             jobs += sized_jobs(group, counts, qualities, run)
             jobs += per_example_jobs(group, counts, qualities, data, run)
+        compare_with_baseline(jobs, run)
         if run.options.audit:
             audit(jobs, run)
         if run.options.latency:

@@ -18,21 +18,24 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from compbench.metrics import direction_note
-from compbench.report.landscape import NOT_TIMED, unconverged
+from compbench.report.landscape import ANOTHER_MODEL, NOT_TIMED, unconverged
 
 COMPONENT_ORDER = ("feature_encoder", "embeddings", "attention", "ffn", "other", "head")
 # one colour per component in every chart of every report, whichever components a report's models have
 COMPONENT_COLOURS = {component: f"C{index}" for index, component in enumerate(COMPONENT_ORDER)}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 _DENSE_STYLE = {"color": "black", "marker": "*"}
+_ANOTHER_MODEL_STYLE = {"color": "dimgray", "marker": "D"}  # a published model beside the baseline's variants
 
 
 def compressor_styles(frame: pd.DataFrame) -> dict[str, dict]:
-    """A colour and a marker per compressor (in order of appearance), black star for dense."""
+    """A colour and a marker per compressor (in order of appearance), black star for dense, grey diamonds for the
+    other models measured against a baseline (each labelled by its name)."""
     colours = [f"C{i}" for i in range(10)]
-    names = [c for c in dict.fromkeys(frame["compressor"]) if c != "dense"]
+    names = [c for c in dict.fromkeys(frame["compressor"]) if c not in ("dense", ANOTHER_MODEL)]
     styles = {name: {"color": colours[i % 10], "marker": _MARKERS[i % len(_MARKERS)]} for i, name in enumerate(names)}
     styles["dense"] = _DENSE_STYLE
+    styles[ANOTHER_MODEL] = _ANOTHER_MODEL_STYLE
     return styles
 
 
@@ -83,6 +86,8 @@ def _point_label(row) -> str:
         return "dense"
     if row.compressor == "pipeline":
         return row.variant.replace(",", " + ")
+    if row.compressor == ANOTHER_MODEL:
+        return row.variant  # its name
     return "" if row.amount != row.amount else f"{row.amount:g}"
 
 

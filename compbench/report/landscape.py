@@ -132,9 +132,13 @@ def quality_examples(quality: dict) -> str:
     return f"{quality['examples'][quality['split']]} of {whole} {quality['split']} examples"
 
 
+ANOTHER_MODEL = "another model"  # what a chart colours a model measured against a --baseline model by
+
+
 def model_label(record: dict) -> str:
     """The model a record's row belongs to: a saved variant, or a fine-tune of one, is a configuration of the model
-    its first step compressed (its ``base_model``), beside that model's own records (dense and in-run variants)."""
+    its first step compressed (its ``base_model``), beside that model's own records (dense and in-run variants).
+    (A model measured against a ``--baseline`` model joins the baseline's rows: :func:`beside_baselines`.)"""
     base = record.get("base_model")
     if base and record.get("compression"):
         return f"{base['model']} ({base['weights']} weights)"
@@ -189,17 +193,17 @@ def variant_label(record: dict) -> str:
     a saved variant fine-tuned afterwards says so (``..., fine-tuned on fsdd-digits v2``)."""
     steps = record.get("compression") or []
     if not steps:
-        return compression_label(record)
+        return record["model"] if record.get("baseline") else compression_label(record)
     tuned = fine_tuned_on(record)
     return ",".join(step_with_options(step) for step in steps) + (f", fine-tuned on {tuned}" if tuned else "")
 
 
 def compressor_of(record: dict) -> str:
     """What a chart colours by: the one step's compressor with its changed options (not its curve option),
-    ``pipeline`` or ``dense``."""
+    ``pipeline``, ``dense``, or :data:`ANOTHER_MODEL` for a model measured against a ``--baseline`` model."""
     steps = record.get("compression") or []
     if not steps:
-        return "dense"
+        return ANOTHER_MODEL if record.get("baseline") else "dense"
     return _with_options(steps[0]["name"], steps[0], with_curve=False) if len(steps) == 1 else "pipeline"
 
 
@@ -241,7 +245,8 @@ def _row(record: dict) -> dict:
         "machine": machine_label(record) if latency else NOT_TIMED,
         "variant": variant_label(record), "compressor": compressor_of(record),
         "amount": step_amount(steps[0]) if len(steps) == 1 else math.nan,
-        "steps": steps_summary(record), "is_dense": not steps,
+        "steps": steps_summary(record), "is_dense": not steps and not record.get("baseline"),
+        "model_name": record["model"], "baseline": record.get("baseline"),
         "params": record["params"], "params_nonzero": record["params_nonzero"],
         "macs": record["macs"], "macs_effective": record["macs_effective"],
         "latency_ms": _nan(latency.get("median")), "latency_ci_low": _nan(latency.get("ci95_low")),
@@ -267,9 +272,28 @@ def _row(record: dict) -> dict:
         relative = (1 / row["speedup"], 1 / row["speedup_ci_high"], 1 / row["speedup_ci_low"])
     row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
     row["runtime"] = runtime_name(record)
-    runtime = "" if row["runtime"] == "eager" else f" · {row['runtime']}"  # speedups are grouped by runtime
-    row["group"] = f"{row['model']} · {row['input']}{runtime}" + ("" if not latency else f" · {row['machine']}")
+    row["timed"] = bool(latency)
+    row["group"] = group_of(row)
     return row
+
+
+def group_of(row: dict) -> str:
+    """The table and chart panel a row is drawn in: its model, input size, runtime (speedups are against the same
+    runtime) and, where timed, machine."""
+    runtime = "" if row["runtime"] == "eager" else f" · {row['runtime']}"
+    return f"{row['model']} · {row['input']}{runtime}" + (f" · {row['machine']}" if row["timed"] else "")
+
+
+def beside_baselines(rows: list[dict]) -> None:
+    """A model measured against a ``--baseline`` model joins the baseline's rows (its table and charts, its quality
+    change against the baseline's): the baseline is the dense row of the same name in the same run."""
+    dense = {(row["run_id"], row["model_name"], row["input"], row["runtime"]): row for row in rows if row["is_dense"]}
+    for row in rows:
+        reference = dense.get((row["run_id"], row["baseline"], row["input"], row["runtime"])) if row["baseline"] \
+            else None
+        if reference is not None:
+            row["model"] = reference["model"]
+            row["group"] = group_of(row)
 
 
 def pareto_mask(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[bool]:
@@ -334,6 +358,7 @@ def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[tupl
     latest: dict[tuple, tuple[str, int]] = {}
     counts: dict[tuple, int] = {}
     rows = [_row(r) for r in records]
+    beside_baselines(rows)
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         key = configuration_of(row)
         counts[key] = counts.get(key, 0) + 1

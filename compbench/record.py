@@ -47,6 +47,8 @@ class Record(TypedDict):
     run_id: Annotated[str, "shared by every record of one run; speedups compare records of one run"]
     timestamp: Annotated[str, "ISO 8601, UTC"]
     model: Annotated[str, "preset name, hub id or directory, as asked for"]
+    label: NotRequired[Annotated[str, "what the model is, in words, where that is more than its name: --label, "
+                                      "or a saved model's provenance (distilhubert trained here on fsdd-digits)"]]
     model_source: Annotated[str, "preset, hub or local; for weights trained here, how: compbench finetune: M from "
                                  "random init on T vN"]
     checkpoint: Annotated[str | None, "where the weights (or the architecture) came from"]

@@ -4,6 +4,8 @@ its dense model; variants still compared with their own dense model; the report 
 import json
 
 import pytest
+from conftest import without_progress
+from tiny_models import build_tiny
 
 from compbench.cli.main import main
 from compbench.errors import InvalidInputError
@@ -11,8 +13,6 @@ from compbench.measure import MeasureOptions, measure
 from compbench.report.landscape import ANOTHER_MODEL, landscape_frame
 from compbench.timing.stats import paired_ratio_ci
 from compbench.timing.wallclock import TimingPolicy
-from tests.conftest import without_progress
-from tests.tiny_models import build_tiny
 
 QUICK = TimingPolicy(budget_s=60.0, min_runs=6, max_runs=6, warmup_runs=1, warmup_s=0.0)
 

@@ -510,12 +510,36 @@ def test_saved_variants_and_their_fine_tunes_sit_in_their_base_models_group():
     other = trained_here(None, None, 100, 0.90, "dh2/",
                          model_source="compbench finetune: dh/ (trained-here:fsdd-digits) on fsdd-digits v2")
     frame = landscape_frame([dense, saved, tuned, other])
-    assert list(frame["model"]) == ["dh/ (trained-here:fsdd-digits weights)"] * 3 + [
-        "dh2/ (trained-here:fsdd-digits weights)"]
+    # by what each is, not where it was on disk (these records predate labels: their model_source says it)
+    assert list(frame["model"]) == ["distilhubert trained here on fsdd-digits"] * 3 + [
+        "dh/ fine-tuned on fsdd-digits"]
     assert list(frame["variant"]) == ["dense", "budget_pruning=0.5", "budget_pruning=0.5, fine-tuned on fsdd-digits v2",
                                       "dense"]
     assert list(frame["compressor"]) == ["dense", "budget_pruning", "budget_pruning", "dense"]
     assert len(set(frame["group"][:3])) == 1 and frame["group"][3] != frame["group"][0]
+
+
+def test_models_are_shown_by_their_label_their_provenance_or_their_name_and_weights_and_a_report_can_relabel():
+    from compbench.report.landscape import described, provenance_phrase, relabelled
+
+    assert described({"model": "hubert-base", "weights": "random", "model_source": "preset"}) == \
+        "hubert-base (random weights)"
+    assert described({"model": "/tmp/x", "weights": "pretrained", "model_source": "local",
+                      "label": "minilm-l6 fine-tuned on rt-polarity"}) == "minilm-l6 fine-tuned on rt-polarity"
+    assert provenance_phrase("compbench finetune: distilhubert from random init on fsdd-digits v2") == \
+        "distilhubert trained here on fsdd-digits"
+    assert provenance_phrase("compbench finetune: dh/ (trained-here:fsdd-digits) on fsdd-sequences v1") == \
+        "dh/ fine-tuned on fsdd-sequences"
+    assert provenance_phrase("local") is None and provenance_phrase(None) is None
+    base = {"model": "/tmp/ft", "checkpoint": "/tmp/ft", "weights": "pretrained", "model_source": "local"}
+    dense = variant(None, None, 100, 10, quality=0.8)
+    dense.update(model="/tmp/ft", weights="pretrained", model_source="local")
+    saved = variant("head_pruning", 0.5, 50, 10, quality=0.7)
+    saved.update(model="hp/", weights="pretrained", model_source="local", base_model=base)
+    names = {"/tmp/ft": "minilm-l6 fine-tuned on rt-polarity"}
+    frame = landscape_frame([relabelled(dense, names), relabelled(saved, names)])
+    assert list(frame["model"]) == ["minilm-l6 fine-tuned on rt-polarity"] * 2
+    assert "label" not in dense and relabelled(dense, {}) is dense  # the records themselves are not changed
 
 
 def test_every_committed_results_file_still_loads_and_draws_its_landscape():

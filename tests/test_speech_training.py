@@ -165,12 +165,17 @@ def test_variants_and_fine_tunes_of_models_trained_here_keep_saying_so(tmp_path,
     compress_model(str(tmp_path / "ft"), "distill", str(tmp_path / "student"), options_file=str(options),
                    task=task_file, data_root=data_root)
     student = load_model(str(tmp_path / "student"))
+    assert student.label == f"{tiny} trained here on tones"  # what it was compressed from, in words
     assert student.weights == "trained-here:tones"
     assert student.source == f"compbench finetune: {tiny} from random init on tones v1"
     report = finetune(str(tmp_path / "student"), task_file, tmp_path / "student-ft",
                       FinetuneOptions(**{**QUICK, "weights": None, "epochs": 1}, data_root=data_root))
     assert report["initialisation"] == "trained-here:tones"
+    assert report["label"] == f"{tiny} trained here on tones, fine-tuned on tones"
     tuned = load_model(str(tmp_path / "student-ft"))
+    assert tuned.label == report["label"]
+    [record] = measure(MeasureOptions(models=[str(tmp_path / "student-ft")], seconds=[0.1], latency=False))
+    assert record["label"] == report["label"] and record["model"] == str(tmp_path / "student-ft")
     assert tuned.weights == "trained-here:tones" and len(tuned.adapter.layers()) == 1
     assert tuned.source == f"compbench finetune: {tmp_path / 'student'} (trained-here:tones) on tones v1"
     compress_model(tiny, "layer_drop=0.5", str(tmp_path / "random-variant"), weights="random")

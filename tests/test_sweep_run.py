@@ -23,7 +23,8 @@ from sample_records import append_many, make_record
 from tiny_models import build_tiny
 
 from compbench.cli.main import main
-from compbench.errors import CorruptResultsError
+from compbench.errors import CorruptResultsError, InvalidInputError
+from compbench.report.landscape import landscape_frame, load_landscape
 from compbench.store import append_records, failures_path, read_failures, read_records
 from compbench.sweep import execute as sweep_execute
 from compbench.sweep.plan import plan_jobs
@@ -747,3 +748,47 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_error_and_nothing
         assert not results.exists() and not failures_path(results).exists()
     monkeypatch.undo()
     reset_auth_token_state()
+
+
+def test_a_sweep_baseline_times_each_other_model_of_its_modality_beside_it_and_labels_reach_the_records(tiny_dirs,
+                                                                                                        tmp_path):
+    teacher, student, text = str(tiny_dirs / "hubert"), str(tiny_dirs / "wavlm"), str(tiny_dirs / "bert")
+    timed = {"threads": 1, "budget": 60, "max_runs": 6, "memory": False}
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, pipelines=[], compressors={"layer_drop": {"amounts": [0.5]}},
+                       models=[{"model": teacher, "weights": "random", "label": "the teacher"},
+                               {"model": student, "weights": "random", "label": "the student"}, text],
+                       baseline=teacher, measure=timed)
+    jobs = plan_jobs(load_sweep(sweep))
+    assert [(job.model.model, job.kind, job.baseline is not None) for job in jobs] == [
+        (teacher, "dense", False), (teacher, "variant", False), (student, "dense", True), (student, "variant", False),
+        (text, "dense", False), (text, "variant", False)]  # text is not of the baseline's modality
+    unlabelled = plan_jobs(load_sweep(tiny_sweep(tmp_path / "u.yaml", tiny_dirs, pipelines=[],
+                                                 compressors={"layer_drop": {"amounts": [0.5]}},
+                                                 models=[{"model": teacher, "weights": "random"},
+                                                         {"model": student, "weights": "random"}, text],
+                                                 measure=timed)))
+    assert [job.key for job in jobs if job.baseline is None] == [  # labels are no setting; only compared jobs move
+        job.key for job in unlabelled if job.model.model != student or job.kind != "dense"]
+    results = tmp_path / "r.jsonl"
+    run_sweep(sweep, SweepOptions(out=results))
+    records = read_records(results)
+    assert [(r["model"], r.get("label")) for r in records] == [
+        (teacher, "the teacher"), (teacher, "the teacher"), (student, "the student"), (student, "the student"),
+        (text, None), (text, None)]  # the baseline's record once, from its own job
+    compared = records[2]
+    assert compared["baseline"] == teacher and compared["timing"]["interleaved_with"] == 2
+    assert compared["speedup"] == compared["baseline_latency_ms"]["median"] / compared["latency_ms"]["median"]
+    assert "baseline" not in records[3]  # the student's variant: against the student
+    frame = landscape_frame(load_landscape([results]))
+    assert set(frame.loc[frame["variant"] == student, "group"]) == set(frame.loc[frame["model"] == "the teacher",
+                                                                                 "group"])
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"baseline": "nobody"}, "baseline 'nobody' is not one of the sweep's models"),
+    ({"models": [{"model": "distilhubert", "label": "x"}, {"model": "hubert-base", "label": "x"}]},
+     "label 'x' is given to two models"),
+    ({"models": [{"model": "distilhubert", "label": " "}]}, "label is empty")])
+def test_a_bad_baseline_or_label_in_a_sweep_file_is_refused(tiny_dirs, tmp_path, changes, message):
+    with pytest.raises(InvalidInputError, match=message):
+        load_sweep(tiny_sweep(tmp_path / "s.yaml", tiny_dirs, **changes))

@@ -43,7 +43,7 @@ def compress_model(model: str, spec: str, out_dir: str, weights: str | None = No
     # a saved variant compressed again: its manifest keeps the model the first step compressed and every step
     # since, in order (the steps that made the variant, then these)
     source = loaded.origin or {"model": loaded.name, "checkpoint": loaded.checkpoint, "weights": loaded.weights,
-                               "model_source": loaded.source}
+                               "model_source": loaded.source, **({"label": loaded.label} if loaded.label else {})}
     chained = Variant(variant.model, (loaded.compression or []) + variant.manifest)
     save_variant(chained, out_dir, source, loaded.checkpoint)
     return {"source": source, "compression": chained.manifest}

@@ -24,6 +24,9 @@ def add_parser(commands, name: str) -> None:
     p.add_argument("--model", action="append", metavar="M",
                    help="preset name, hub id or save_pretrained directory; repeat for several "
                         f"(default: {' and '.join(DEFAULT_MODELS)})")
+    p.add_argument("--label", action="append", metavar="NAME",
+                   help="what a model is, in words, for tables and charts: the first --label names the first "
+                        "--model, and so on (default: its name, or a saved model's provenance)")
     p.add_argument("--baseline", metavar="M",
                    help="compare every other --model with this one (a published compressed model against the model "
                         "it was distilled from): timed in the same rounds, each record gets its speedup over it; "
@@ -117,7 +120,8 @@ def options_from_args(args: argparse.Namespace) -> MeasureOptions:
     named = options_by_name(args)
     return replace(measurement_options(args), models=args.model or DEFAULT_MODELS,
                    compress=[parse_spec(spec, named) for spec in args.compress or []],
-                   audit=args.audit, task=args.task, per_example=args.per_example, baseline=args.baseline)
+                   audit=args.audit, task=args.task, per_example=args.per_example, baseline=args.baseline,
+                   labels=args.label or ())
 
 
 def run(args: argparse.Namespace) -> int:

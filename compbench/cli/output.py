@@ -112,7 +112,7 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
         variant = variant_label(r).replace(",", ", ")  # wraps between steps, not inside one
         if r.get("baseline"):
             variant = f"dense, against {r['baseline']}"
-        row = [r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
+        row = [r.get("label") or r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
             lat = r.get("latency_ms")
@@ -176,5 +176,5 @@ def render(records: list[dict], fmt: str, width: int | None = None) -> str:
                        "give more --budget or --max-runs"))
     for r in records:
         for warning in r.get("warnings", []):
-            out.print(Text(f"warning: {r['model']} {variant_label(r)} {input_label(r)}: {warning}"))
+            out.print(Text(f"warning: {r.get('label') or r['model']} {variant_label(r)} {input_label(r)}: {warning}"))
     return buffer.getvalue()

@@ -49,6 +49,7 @@ class MeasureOptions:
     # every other model's dense record is compared with this model's, timed in the same lock-step rounds (a
     # published compressed model against the model it was distilled from); measured first, if not in ``models``
     baseline: str | None = None
+    labels: Sequence[str] = ()  # what each of ``models`` is, in words, in their order (fewer: the rest by provenance)
 
     def __post_init__(self):
         """What the command line takes, taken here too: one name for ``models`` (or ``runtimes``), a spec string
@@ -56,6 +57,8 @@ class MeasureOptions:
         ``seconds`` or ``tokens``."""
         if isinstance(self.models, str):
             self.models = (self.models,)
+        if isinstance(self.labels, str):
+            self.labels = (self.labels,)
         if isinstance(self.runtimes, str):
             self.runtimes = (self.runtimes,)
         if isinstance(self.compress, str):

@@ -36,6 +36,7 @@ class Run:
     run_id: str  # shared by every record of the run
     environment: dict
     notes: dict[str, list[str]] = field(default_factory=dict)  # model -> warnings its records carry
+    labels: dict[str, str] = field(default_factory=dict)  # model -> its --label
 
     @property
     def models(self) -> list[str]:
@@ -48,6 +49,7 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     if not options.models:
         raise InvalidInputError("give at least one --model")
     check_no_repeats(options)
+    labels = labels_by_model(options)
     options = with_baseline_first(options)
     if options.batch < 1:
         raise InvalidInputError(f"--batch must be >= 1, got {options.batch}")
@@ -65,7 +67,7 @@ def resolve(options: MeasureOptions, progress: ProgressCallback) -> Run:
     check_steps_per_example(pipelines, options.per_example)
     if task is not None:
         resolve_data_root(options.data_root)  # a missing data root fails before any model loads
-    return Run(options, progress, device, threads, runtimes, task, run_id, env, unused_sizes(options))
+    return Run(options, progress, device, threads, runtimes, task, run_id, env, unused_sizes(options), labels)
 
 
 def check_steps_per_example(pipelines: list[list[Step]], per_example: bool) -> None:
@@ -78,6 +80,21 @@ def check_steps_per_example(pipelines: list[list[Step]], per_example: bool) -> N
             if per_example and runtimes is not None and "eager" not in runtimes:
                 raise InvalidInputError(f"--per-example times eager PyTorch, and an {step.name} variant runs only "
                                         f"under {', '.join(runtimes)}: measure it without --per-example")
+
+
+def labels_by_model(options: MeasureOptions) -> dict[str, str]:
+    """``--label``: the i-th names the i-th ``--model``; at most one each, none empty, no two alike (rows with one
+    label would be read as one model's)."""
+    labels = [label.strip() for label in options.labels]
+    if len(labels) > len(options.models):
+        raise InvalidInputError(f"{len(labels)} --label for {len(options.models)} --model: each --label names the "
+                                "--model of its place, in order")
+    if any(not label for label in labels):
+        raise InvalidInputError("a --label is empty: give the words the model is shown by")
+    repeated = next((label for label in labels if labels.count(label) > 1), None)
+    if repeated is not None:
+        raise InvalidInputError(f"--label {repeated!r} is given twice: each model needs its own")
+    return dict(zip(options.models, labels, strict=False))
 
 
 def with_baseline_first(options: MeasureOptions) -> MeasureOptions:

@@ -4,7 +4,7 @@ inputs, or example by example when its cost depends on the input) and under whic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -53,6 +53,8 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     """Load ``name``, apply every pipeline to it, and decide how each subject is measured."""
     options, progress = run.options, run.progress
     loaded = load(name, options.weights, options.attn_implementation, options.seed)
+    if name in run.labels:  # a copy: a caching loader may hand the same LoadedModel out again
+        loaded = replace(loaded, label=run.labels[name])
     specs = sizes_for(loaded, options)
     check_fits_task(loaded, run)
     check_per_example([loaded.model], name, run)  # a saved variant: before its progress line, as resolve for steps

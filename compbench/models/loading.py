@@ -14,7 +14,7 @@ from compbench.architectures.families import FAMILIES, ModelAdapter
 from compbench.architectures.presets import PRESETS
 from compbench.errors import CompbenchError, InvalidInputError, ModelLoadError, UnknownNameError
 from compbench.models.checkpoints import check_family, from_config, from_pretrained, load_config
-from compbench.models.provenance import fine_tuned_variant, saved_provenance
+from compbench.models.provenance import fine_tuned_variant, saved_label, saved_provenance
 from compbench.models.variants import has_structure, load_structured, read_manifest
 from compbench.runtimes.base import first_line
 
@@ -38,6 +38,9 @@ class LoadedModel:
     # for a saved compbench variant: the model its first step compressed (its manifest's source: model,
     # checkpoint, weights, model_source), the same across any number of compress-save-load rounds
     origin: dict | None = None
+    # what it is, in words, where that is more than its name: --label, or a saved model's provenance
+    # (``distilhubert trained here on fsdd-digits``); records carry it as ``label``
+    label: str | None = None
 
     @property
     def attn_implementation(self) -> str:
@@ -144,9 +147,10 @@ def _first_line(err: Exception) -> str:
 def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, weights: str,
            attn_implementation: str) -> LoadedModel:
     """The model ``load_model`` loads, once its name is resolved and its config read."""
-    compression = origin = None
+    compression = origin = label = None
     if source == "local":
         manifest = read_manifest(checkpoint)
+        label = saved_label(checkpoint, manifest)
         compression = manifest["compression"] if manifest else None
         origin = (manifest or {}).get("source") or None
         if manifest is None:  # a fine-tune of a compressed variant: still the variant's steps, on its origin
@@ -159,7 +163,8 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
             model.eval()
             source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
             return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
-                               model=model, adapter=ModelAdapter(model), compression=compression, origin=origin)
+                               model=model, adapter=ModelAdapter(model), compression=compression, origin=origin,
+                               label=label)
     if weights == "random":
         model = from_config(config, attn_implementation)
     else:
@@ -168,4 +173,5 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
             source, weights = saved_provenance(checkpoint, manifest) or (source, weights)
     model.eval()
     return LoadedModel(name=name, source=source, weights=weights, checkpoint=checkpoint,
-                       model=model, adapter=ModelAdapter(model), compression=compression, origin=origin)
+                       model=model, adapter=ModelAdapter(model), compression=compression, origin=origin,
+                       label=label)

@@ -43,7 +43,7 @@ from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score, metric_of
 from compbench.models import load_model
 from compbench.models.loading import default_weights
-from compbench.models.provenance import FINETUNE_REPORT
+from compbench.models.provenance import FINETUNE_REPORT, finetune_label
 from compbench.models.variants import has_structure
 from compbench.quality.batches import audio_crops, bucketed_order, text_inputs
 from compbench.quality.classify import load_tokenizer, speech_predictions, text_predictions
@@ -179,6 +179,7 @@ def finetune(model_name: str, task_name: str, out_dir: str | Path, options: Fine
             np.random.set_state(numpy_state)
         model.load_state_dict(best[2])
         report = {"task": task.name, "task_version": task.version, "source_model": model_name,
+                  "label": finetune_label(loaded.label or model_name, loaded.weights, task.name),
                   "source_checkpoint": loaded.checkpoint, "initialisation": loaded.weights,
                   "source_head": _source_head(loaded), **head, "modality": modality,
                   # a compressed variant's steps and the model they started from: its fine-tune still says them

@@ -84,10 +84,10 @@ class Landscape:
 RAW_SAMPLES = ("latency_ms.samples", "baseline_latency_ms.samples", "macs_per_example.samples")
 
 
-def load_landscape(paths: Iterable[str | Path]) -> Landscape:
+def load_landscape(paths: Iterable[str | Path], labels: dict[str, str] | None = None) -> Landscape:
     """Read results files (and the failures file beside each, if any), one line at a time and without the
     records' raw samples (:data:`RAW_SAMPLES`; :func:`compbench.store.read_records` gives whole records),
-    keeping what :class:`Landscape` says."""
+    keeping what :class:`Landscape` says; ``labels`` (model -> words) relabel the records as they are read."""
     landscape = Landscape([], [], [])
     kept: list[dict] = []
     latest: dict[tuple, int] = {}  # configuration -> where its latest record is in ``kept``
@@ -96,6 +96,7 @@ def load_landscape(paths: Iterable[str | Path]) -> Landscape:
     failed: set[str] = set()
     for path in paths:
         for record in iter_records(path, without=RAW_SAMPLES):
+            record = relabelled(record, labels or {})
             key = configuration_of(_row(record))
             if (record["run_id"], record.get("job"), key) in seen:
                 landscape.repeated += 1
@@ -136,16 +137,52 @@ ANOTHER_MODEL = "another model"  # what a chart colours a model measured against
 
 
 def model_label(record: dict) -> str:
-    """The model a record's row belongs to: a saved variant, or a fine-tune of one, is a configuration of the model
-    its first step compressed (its ``base_model``), beside that model's own records (dense and in-run variants).
-    (A model measured against a ``--baseline`` model joins the baseline's rows: :func:`beside_baselines`.)"""
+    """The model a record's row belongs to, by what it is (:func:`described`): a saved variant, or a fine-tune of
+    one, is a configuration of the model its first step compressed (its ``base_model``), beside that model's own
+    records (dense and in-run variants). (A model measured against a ``--baseline`` model joins the baseline's
+    rows: :func:`beside_baselines`.)"""
     base = record.get("base_model")
     if base and record.get("compression"):
-        return f"{base['model']} ({base['weights']} weights)"
+        return described(base)
     finetune = record.get("finetune")
     if finetune:
         return f"{record['model']} fine-tuned on {finetune['task']}"
-    return f"{record['model']} ({record['weights']} weights)"
+    return described(record)
+
+
+def described(entry: dict) -> str:
+    """A record (or its ``base_model``) by what it is: its ``label`` (``--label``, or a saved model's provenance),
+    else what its ``model_source`` says it was trained from (records written before labels), else its name and
+    weights: ``hubert-base (random weights)``."""
+    return entry.get("label") or provenance_phrase(entry.get("model_source")) or \
+        f"{entry['model']} ({entry['weights']} weights)"
+
+
+def provenance_phrase(model_source: str | None) -> str | None:
+    """``compbench finetune: distilhubert from random init on fsdd-digits v2`` as ``distilhubert trained here on
+    fsdd-digits``, ``compbench finetune: M (W) on T vN`` as ``M fine-tuned on T``; None for any other source."""
+    prefix = "compbench finetune: "
+    if not model_source or not model_source.startswith(prefix):
+        return None
+    start, _, task = model_source.removeprefix(prefix).rpartition(" on ")
+    task = task.rsplit(" v", 1)[0]
+    if start.endswith(" from random init"):
+        return f"{start.removesuffix(' from random init')} trained here on {task}"
+    return f"{start.rsplit(' (', 1)[0]} fine-tuned on {task}"
+
+
+def relabelled(record: dict, labels: dict[str, str]) -> dict:
+    """``record`` with ``labels`` (model as asked for -> words) applied to it and to its ``base_model``: a report of
+    records written without labels (or with other ones) shows what each model is."""
+    if not labels:
+        return record
+    record = dict(record)
+    if record["model"] in labels:
+        record["label"] = labels[record["model"]]
+    base = record.get("base_model")
+    if base and base.get("model") in labels:
+        record["base_model"] = {**base, "label": labels[base["model"]]}
+    return record
 
 
 def fine_tuned_on(record: dict) -> str | None:
@@ -273,7 +310,7 @@ def _row(record: dict) -> dict:
     row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
     row["runtime"] = runtime_name(record)
     row["timed"] = bool(latency)
-    row["group"] = group_of(row)
+    row["group"] = row["own_group"] = group_of(row)  # own_group: where it was measured, before beside_baselines
     return row
 
 
@@ -286,10 +323,11 @@ def group_of(row: dict) -> str:
 
 def beside_baselines(rows: list[dict]) -> None:
     """A model measured against a ``--baseline`` model joins the baseline's rows (its table and charts, its quality
-    change against the baseline's): the baseline is the dense row of the same name in the same run."""
-    dense = {(row["run_id"], row["model_name"], row["input"], row["runtime"]): row for row in rows if row["is_dense"]}
+    change against the baseline's): those of the baseline's dense row at the same input size, under the same runtime,
+    on the same machine (a sweep keeps the baseline's record once, from its own job)."""
+    dense = {(row["model_name"], row["input"], row["runtime"], row["machine"]): row for row in rows if row["is_dense"]}
     for row in rows:
-        reference = dense.get((row["run_id"], row["baseline"], row["input"], row["runtime"])) if row["baseline"] \
+        reference = dense.get((row["baseline"], row["input"], row["runtime"], row["machine"])) if row["baseline"] \
             else None
         if reference is not None:
             row["model"] = reference["model"]
@@ -344,7 +382,9 @@ def group_fronts(group: pd.DataFrame) -> list[str]:
     return ["latency_params"] if timed else ["macs_params"]
 
 
-CONFIGURATION = ("group", "variant", "task")  # a row of the landscape: what was measured, where and how
+# a row of the landscape: what was measured, where and how (its own group: a model measured against a baseline is
+# drawn in the baseline's, and stays a configuration of its own)
+CONFIGURATION = ("own_group", "variant", "task")
 
 
 def configuration_of(row: dict) -> tuple:

@@ -238,9 +238,10 @@ def csv_report(frame: pd.DataFrame) -> str:
 
 
 def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iterable[str] = FORMATS,
-                 warn: Callable[[str], None] | None = None) -> list[Path]:
+                 warn: Callable[[str], None] | None = None, labels: dict[str, str] | None = None) -> list[Path]:
     """Write the landscape of ``paths`` (results files) into ``out_dir``; return the files written. ``warn``
-    hears what the user should know about the input (records read again)."""
+    hears what the user should know about the input (records read again); ``labels`` (model as the records name
+    it -> words) say what models are where their records do not."""
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -248,7 +249,7 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, formats: Iter
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInputError(f"--out {out_dir} is a file; give a folder")
-    landscape = load_landscape(paths)
+    landscape = load_landscape(paths, labels)
     if warn is not None and landscape.repeated_warning():
         warn(landscape.repeated_warning())
     frame = landscape_frame(landscape)

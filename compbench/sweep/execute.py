@@ -107,6 +107,7 @@ def measure_options(job: Job, model: str, weights: str | None, context: JobConte
         steady_allocator=settings.steady_allocator, task=job.task, data_root=context.data_root,
         task_limit=settings.task_limit, seed=settings.seed, runtimes=settings.runtimes,
         dense_quality=not job.variants,  # a variant job keeps the variants' records; the dense job has its quality
+        baseline=job.baseline.model if job.baseline is not None else None,
         **sizes)
 
 
@@ -120,10 +121,14 @@ def run_job(job: Job, context: JobContext, progress: Callable[[str, float], None
         checkpoint, finetuned = ensure_finetuned(job, context.cache_dir, context.data_root, progress)
         model, weights = str(checkpoint), "pretrained"
     records = measure(measure_options(job, model, weights, context), progress, load=context.loader)
-    kept = records[1:] if job.variants else records  # a variant job keeps its variants' records
+    # a variant job keeps its variants' records; a job timed beside the baseline, its model's (the baseline's record
+    # is its own dense job's)
+    kept = records[1:] if job.variants or job.baseline is not None else records
     seconds = time.perf_counter() - start
     for record in kept:
         record.update(sweep=job.sweep, job=job.key, job_seconds=round(seconds, 3))
+        if job.model.label:
+            record["label"] = job.model.label
         if finetuned:
             record["model"] = job.model.model  # as the sweep names it; checkpoint says where it lives
             record["finetune"] = finetuned

@@ -2,7 +2,8 @@
 
 A job measures one model at one input size: either the dense model alone (kind ``dense``) or
 variants (kind ``variant``): one compressor at every amount the sweep lists for it, or one
-explicit pipeline, timed interleaved with their own dense model in the same process. Grouping
+explicit pipeline, timed interleaved with their own dense model in the same process. With a ``baseline:``,
+another model's dense job is timed interleaved with the baseline model (measure --baseline). Grouping
 a compressor's amounts times the dense model, the GEMM peak and the warm-up once for all of them;
 listing another amount makes it a new job (the old one's records stay). A job's key hashes its canonical
 configuration with the compbench version and the record schema version (as asv versions its
@@ -45,6 +46,7 @@ class Job:
     variants: tuple[tuple[Step, ...], ...] = ()  # pipelines measured beside the dense model (none: dense job)
     task: str | None = None
     problem: str | None = None  # unresolved: why the model could not be resolved
+    baseline: ModelEntry | None = None  # a dense job of another model: timed beside the sweep's baseline model
 
     def input(self) -> dict | None:
         if self.size is None:
@@ -58,9 +60,12 @@ class Job:
         task = None
         if self.task:
             task = {"name": self.task, "version": find_task(self.task).version}
-        return {"kind": self.kind, "model": self.model.describe(), "input": self.input(),
-                "variants": [[s.to_dict() for s in steps] for steps in self.variants] or None, "task": task,
-                "measure": self.measure.describe()}
+        config = {"kind": self.kind, "model": self.model.describe(), "input": self.input(),
+                  "variants": [[s.to_dict() for s in steps] for steps in self.variants] or None, "task": task,
+                  "measure": self.measure.describe()}
+        if self.baseline is not None:  # only where set: the keys of sweeps without a baseline stay as they were
+            config["baseline"] = self.baseline.describe()
+        return config
 
     @cached_property
     def key(self) -> str:
@@ -83,7 +88,8 @@ class Job:
             return f"{model} (unresolved): {self.variants_label()} and dense"
         unit = f"{self.size:g}s" if self.modality == "speech" else f"{int(self.size)}tok"
         unit += f"x{self.batch}" if self.batch != 1 else ""
-        return f"{model} {unit} {self.variants_label()}"
+        against = f" against {self.baseline.model}" if self.baseline is not None else ""
+        return f"{model} {unit} {self.variants_label()}{against}"
 
     @property
     def timed(self) -> bool:
@@ -123,6 +129,7 @@ def plan_jobs(sweep: Sweep) -> list[Job]:
     """The sweep's jobs in a stable order: per model and size, the dense job, then each variant."""
     jobs = []
     groups = variant_groups(sweep)
+    baseline_modality = _baseline_modality(sweep)
     for index, entry in enumerate(sweep.models):
         where = f"{sweep.file}: models[{index}]"
         try:
@@ -141,9 +148,20 @@ def plan_jobs(sweep: Sweep) -> list[Job]:
         for size in sizes:
             common = dict(sweep=sweep.name, model=entry, measure=sweep.measure, modality=modality, size=size,
                           batch=sweep.sizes.batch, task=task)
-            jobs.append(Job(kind="dense", **common))
+            compared = sweep.baseline if modality == baseline_modality and entry != sweep.baseline else None
+            jobs.append(Job(kind="dense", baseline=compared, **common))
             jobs += [Job(kind="variant", variants=group, **common) for group in groups]
     return jobs
+
+
+def _baseline_modality(sweep: Sweep) -> str | None:
+    """The modality of the sweep's baseline (the models of it are compared with the baseline); None without one."""
+    if sweep.baseline is None:
+        return None
+    try:
+        return model_modality(sweep.baseline.model)
+    except CompbenchError as err:
+        raise InvalidInputError(f"{sweep.file}: baseline {sweep.baseline.model}: {err}") from None
 
 
 # ---- rough time estimates (dry runs and the progress bar's ETA) ----------------------------------

@@ -47,9 +47,10 @@ class ModelEntry:
     finetune_options: dict = field(default_factory=dict)  # FinetuneOptions fields
     task: str | None = None  # overrides the sweep's task for this model
     task_set: bool = False  # whether ``task`` was written (``task: null`` turns quality off)
+    label: str | None = None  # what the model is, in words, on its records (not part of a job's key)
 
     def describe(self) -> dict:
-        """The entry as it identifies jobs (canonical: defaults resolved)."""
+        """The entry as it identifies jobs (canonical: defaults resolved; its label is not a setting of a job)."""
         weights = self.weights or ("pretrained" if model_source(self.model) != "preset" or self.finetune_modality()
                                    == "text" else "random")
         entry: dict[str, Any] = {"model": self.model, "weights": weights}
@@ -125,13 +126,14 @@ class Sweep:
     task: str | None = None
     description: str = ""
     file: str = ""
+    baseline: ModelEntry | None = None  # every other model of its modality is compared with it (measure --baseline)
 
 
 _TOP_KEYS = {"version": (int, True), "name": (str, True), "description": (str, False), "models": (list, True),
              "sizes": (dict, False), "task": (str, False), "compressors": (dict, False),
-             "pipelines": (list, False), "measure": (dict, False)}
+             "pipelines": (list, False), "measure": (dict, False), "baseline": (str, False)}
 _MODEL_KEYS = {"model": (str, True), "weights": (str, False), "finetune": (str, False),
-               "finetune_options": (dict, False), "task": ((str, type(None)), False)}
+               "finetune_options": (dict, False), "task": ((str, type(None)), False), "label": (str, False)}
 _SIZE_KEYS = {"seconds": (list, False), "tokens": (list, False), "batch": (int, False)}
 _COMPRESSOR_KEYS = {"amounts": (list, False), "options": (dict, False)}
 _STEP_KEYS = {"name": (str, True), "amount": ((int, float, type(None)), False), "options": (dict, False)}
@@ -181,8 +183,12 @@ def _model_entry(where: str, data: Any) -> ModelEntry:
         check_keys(f"{where}.finetune_options", options, {name: (t, False) for name, t in _FINETUNE_TYPES.items()})
     if data.get("task") is not None:
         _task(f"{where}.task", data["task"])
+    label = data.get("label")
+    if label is not None and not label.strip():
+        raise InvalidInputError(f"{where}.label is empty: give the words the model is shown by")
     return ModelEntry(model=data["model"], weights=data.get("weights"), finetune=finetune,
-                      finetune_options=dict(options), task=data.get("task"), task_set="task" in data)
+                      finetune_options=dict(options), task=data.get("task"), task_set="task" in data,
+                      label=label.strip() if label else None)
 
 
 def _number_list(where: str, values: list, kind: type) -> tuple:
@@ -344,6 +350,10 @@ def sweep_from_dict(data: object, where: str) -> Sweep:
         if key in seen:
             raise InvalidInputError(f"{where}: models[{index}] repeats models[{seen[key]}]")
         seen[key] = index
+    labels = [entry.label for entry in models if entry.label]
+    repeated = next((label for label in labels if labels.count(label) > 1), None)
+    if repeated is not None:
+        raise InvalidInputError(f"{where}: label {repeated!r} is given to two models: each needs its own")
     if data.get("task") is not None:
         _task(f"{where}: task", data["task"])
     compressors = tuple(_compressor(f"{where}: compressors.{name}", name, entry)
@@ -359,7 +369,22 @@ def sweep_from_dict(data: object, where: str) -> Sweep:
         _check_sizes_fit(f"{where}: sizes", f"models[{index}] {entry.model}", entry.model, sizes)
     return Sweep(name=data["name"], description=data.get("description", ""), models=models,
                  sizes=sizes, compressors=compressors,
-                 pipelines=pipelines, measure=measure, task=data.get("task"), file=where)
+                 pipelines=pipelines, measure=measure, task=data.get("task"), file=where,
+                 baseline=_baseline(where, data.get("baseline"), models))
+
+
+def _baseline(where: str, name: str | None, models: tuple[ModelEntry, ...]) -> ModelEntry | None:
+    """The ``baseline:`` model: one of ``models`` by its ``model``, measured as it is (not fine-tuned by the sweep:
+    the other models are timed beside it as it loads)."""
+    if name is None:
+        return None
+    entries = [entry for entry in models if entry.model == name]
+    if not entries:
+        raise InvalidInputError(f"{where}: baseline {name!r} is not one of the sweep's models "
+                                f"({', '.join(entry.model for entry in models)})")
+    if len(entries) > 1 or entries[0].finetune:
+        raise InvalidInputError(f"{where}: baseline {name!r} must be one model entry the sweep does not fine-tune")
+    return entries[0]
 
 
 def load_sweep(path: str | Path) -> Sweep:

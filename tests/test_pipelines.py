@@ -14,6 +14,7 @@ from compbench.compression.spec import parse_spec
 from compbench.compressors import COMPRESSORS, Step
 from compbench.errors import InvalidInputError
 from compbench.measure import MeasureOptions
+from compbench.models import load_model
 from compbench.pipeline_study import operator_labels, refusal, run_pipeline_study, study_orders
 from compbench.report.pipelines import display_tables, plot_estimate_vs_measured, study_tables, summary_line
 from compbench.store import read_records
@@ -125,7 +126,9 @@ def test_pipelines_cli_writes_records_and_the_report(tmp_path, fine_tuned, capsy
     low, high = yaml.safe_load(Path(task_file).read_text())["source"]["split_ranges"][quality["split"]]
     whole = sum(low <= int(wav.stem.rsplit("_", 1)[1]) <= high for wav in Path(data_root, "tones").glob("*.wav"))
     assert quality["examples"][quality["split"]] == 2 and quality["split_examples"] == whole == 4  # counted here
-    seen = f"{model_dir} on tones (2 of {quality['split_examples']} {quality['split']} examples):"
+    words = load_model(model_dir).label  # the study is titled by what the model is, not its folder
+    assert words.endswith("trained here on tones")
+    seen = f"{words}, evaluated on tones (2 of {quality['split_examples']} {quality['split']} examples):"
     markdown = (report / "landscape.md").read_text()
     assert seen in printed and seen in markdown  # a figure from part of the split says so where it is shown
     assert "latency: not measured (not timed)" in printed and "latency: not measured (not timed)" in markdown

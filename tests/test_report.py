@@ -542,6 +542,20 @@ def test_models_are_shown_by_their_label_their_provenance_or_their_name_and_weig
     assert "label" not in dense and relabelled(dense, {}) is dense  # the records themselves are not changed
 
 
+def test_two_models_shown_by_the_same_words_stay_two_models(tmp_path):
+    """Two trainings of one recipe have the same provenance words; neither replaces the other's row."""
+    trained = "compbench finetune: distilhubert from random init on fsdd-digits v2"
+    first, second = (variant(None, None, 100, 10, quality=q) for q in (0.95, 0.93))
+    first.update(model="/tmp/dhA", weights="trained-here:fsdd-digits", model_source=trained, run_id="a")
+    second.update(model="/tmp/dhB", weights="trained-here:fsdd-digits", model_source=trained, run_id="b")
+    path = tmp_path / "two.jsonl"
+    append_records(path, [first, second])
+    frame = landscape_frame(load_landscape([path]))
+    assert list(frame["model"]) == ["distilhubert trained here on fsdd-digits (/tmp/dhA)",
+                                    "distilhubert trained here on fsdd-digits (/tmp/dhB)"]
+    assert list(frame["quality"]) == [0.95, 0.93] and frame["group"].nunique() == 2
+
+
 def test_every_committed_results_file_still_loads_and_draws_its_landscape():
     files = sorted((REPO / "results").rglob("*.jsonl"))
     assert len(files) >= 20

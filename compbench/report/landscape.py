@@ -136,6 +136,18 @@ def quality_examples(quality: dict) -> str:
 ANOTHER_MODEL = "another model"  # what a chart colours a model measured against a --baseline model by
 
 
+def model_identity(record: dict) -> str:
+    """Which model a record's row belongs to, as the records name it (not in words: two models may have the same
+    words, two trainings of one recipe): the base model of a saved variant, a sweep's fine-tune by its key."""
+    base = record.get("base_model")
+    if base and record.get("compression"):
+        return f"{base['model']} ({base['weights']})"
+    finetune = record.get("finetune")
+    if finetune:
+        return f"{record['model']} (finetune {finetune.get('key', finetune['task'])})"
+    return f"{record['model']} ({record['weights']})"
+
+
 def model_label(record: dict) -> str:
     """The model a record's row belongs to, by what it is (:func:`described`): a saved variant, or a fine-tune of
     one, is a configuration of the model its first step compressed (its ``base_model``), beside that model's own
@@ -145,7 +157,7 @@ def model_label(record: dict) -> str:
     if base and record.get("compression"):
         return described(base)
     finetune = record.get("finetune")
-    if finetune:
+    if finetune and not model_words(record):
         return f"{record['model']} fine-tuned on {finetune['task']}"
     return described(record)
 
@@ -154,8 +166,12 @@ def described(entry: dict) -> str:
     """A record (or its ``base_model``) by what it is: its ``label`` (``--label``, or a saved model's provenance),
     else what its ``model_source`` says it was trained from (records written before labels), else its name and
     weights: ``hubert-base (random weights)``."""
-    return entry.get("label") or provenance_phrase(entry.get("model_source")) or \
-        f"{entry['model']} ({entry['weights']} weights)"
+    return model_words(entry) or f"{entry['model']} ({entry['weights']} weights)"
+
+
+def model_words(entry: dict) -> str | None:
+    """What a record's ``label`` or ``model_source`` says the model is; None where neither says more than its name."""
+    return entry.get("label") or provenance_phrase(entry.get("model_source"))
 
 
 def provenance_phrase(model_source: str | None) -> str | None:
@@ -283,7 +299,7 @@ def _row(record: dict) -> dict:
         "variant": variant_label(record), "compressor": compressor_of(record),
         "amount": step_amount(steps[0]) if len(steps) == 1 else math.nan,
         "steps": steps_summary(record), "is_dense": not steps and not record.get("baseline"),
-        "model_name": record["model"], "baseline": record.get("baseline"),
+        "model_name": record["model"], "model_identity": model_identity(record), "baseline": record.get("baseline"),
         "params": record["params"], "params_nonzero": record["params_nonzero"],
         "macs": record["macs"], "macs_effective": record["macs_effective"],
         "latency_ms": _nan(latency.get("median")), "latency_ci_low": _nan(latency.get("ci95_low")),
@@ -310,15 +326,30 @@ def _row(record: dict) -> dict:
     row["relative_latency"], row["relative_latency_low"], row["relative_latency_high"] = relative
     row["runtime"] = runtime_name(record)
     row["timed"] = bool(latency)
-    row["group"] = row["own_group"] = group_of(row)  # own_group: where it was measured, before beside_baselines
+    row["group"] = group_of(row)
+    # where it was measured, by the model's identity: its configuration, whatever words it is shown by and whichever
+    # table it is drawn in (beside_baselines, one_label_per_model)
+    row["own_group"] = group_of(row, row["model_identity"])
     return row
 
 
-def group_of(row: dict) -> str:
-    """The table and chart panel a row is drawn in: its model, input size, runtime (speedups are against the same
-    runtime) and, where timed, machine."""
+def group_of(row: dict, model: str | None = None) -> str:
+    """The table and chart panel a row is drawn in: its model (shown by ``row['model']``), input size, runtime
+    (speedups are against the same runtime) and, where timed, machine."""
     runtime = "" if row["runtime"] == "eager" else f" · {row['runtime']}"
-    return f"{row['model']} · {row['input']}{runtime}" + (f" · {row['machine']}" if row["timed"] else "")
+    return f"{model or row['model']} · {row['input']}{runtime}" + (f" · {row['machine']}" if row["timed"] else "")
+
+
+def one_label_per_model(rows: list[dict]) -> None:
+    """Two models shown by the same words (two trainings of one recipe, two folders given one label) stay apart:
+    each is shown by its words and the name its records give it."""
+    identities: dict[str, set[str]] = {}
+    for row in rows:
+        identities.setdefault(row["model"], set()).add(row["model_identity"])
+    for row in rows:
+        if len(identities[row["model"]]) > 1:
+            row["model"] = f"{row['model']} ({row['model_identity'].rsplit(' (', 1)[0]})"
+            row["group"] = group_of(row)
 
 
 def beside_baselines(rows: list[dict]) -> None:
@@ -330,7 +361,7 @@ def beside_baselines(rows: list[dict]) -> None:
         reference = dense.get((row["baseline"], row["input"], row["runtime"], row["machine"])) if row["baseline"] \
             else None
         if reference is not None:
-            row["model"] = reference["model"]
+            row["model"], row["model_identity"] = reference["model"], reference["model_identity"]
             row["group"] = group_of(row)
 
 
@@ -398,6 +429,7 @@ def latest_per_configuration(records: list[dict]) -> tuple[list[dict], list[tupl
     latest: dict[tuple, tuple[str, int]] = {}
     counts: dict[tuple, int] = {}
     rows = [_row(r) for r in records]
+    one_label_per_model(rows)
     beside_baselines(rows)
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         key = configuration_of(row)

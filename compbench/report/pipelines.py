@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from compbench.errors import InvalidInputError
 from compbench.metrics import direction_note
 from compbench.report.charts import place_labels, wrapped_title
-from compbench.report.landscape import quality_examples
+from compbench.report.landscape import model_words, quality_examples
 
 COSTS = ("macs", "params", "latency")
 FIGURES = ("quality",) + COSTS
@@ -144,7 +144,8 @@ def study_tables(records: list[dict]) -> list[StudyTables]:
         tag, first = basis[0]["pipeline_study"], basis[0]
         pipelines = _pipeline_rows(basis)
         seen = quality_examples(first.get("quality") or {})
-        title = (f"{first['model']} on {(first.get('quality') or {}).get('task', 'no task')}"
+        title = (f"{model_words(first) or first['model']}, evaluated on "
+                 f"{(first.get('quality') or {}).get('task', 'no task')}"
                  f"{f' ({seen})' if seen else ''}: {' × '.join(tag['operators'])} ({tag['basis']}, study {study})")
         skipped = tag.get("skipped", [])
         tables.append(StudyTables(study, title, pipelines, commutativity(pipelines, tag["operators"], skipped),

@@ -13,6 +13,8 @@ from transformers import AutoModel
 from compbench.counting.macs import count_macs
 from compbench.counting.params import count_params
 from compbench.models import PRESETS, InputSpec, ModelAdapter
+from compbench.models.variants import has_structure
+from compbench.surgery.structure import apply_structure
 
 
 def conv_lengths(samples, kernels, strides):
@@ -30,6 +32,7 @@ def speech_macs(cfg, samples: int) -> int:
     c_in = [1, *cfg.conv_dim[:-1]]
     macs = sum(n * c_out * ci * k for n, c_out, ci, k in zip(lengths, cfg.conv_dim, c_in, cfg.conv_kernel, strict=True))
     macs += frames * cfg.conv_dim[-1] * hidden  # feature projection
+    reduction = (getattr(cfg, "compbench_structure", None) or {}).get("time_reduction")
     group = hidden // cfg.num_conv_pos_embedding_groups
     if cfg.model_type == "data2vec-audio":  # a stack of odd-kernel convs: output length = frames
         macs += cfg.num_conv_pos_embeddings * frames * hidden * group * cfg.conv_pos_kernel_size
@@ -37,6 +40,9 @@ def speech_macs(cfg, samples: int) -> int:
         pad = cfg.num_conv_pos_embeddings // 2
         out = frames + 2 * pad - cfg.num_conv_pos_embeddings + 1
         macs += out * hidden * group * cfg.num_conv_pos_embeddings
+    if reduction:  # FitHuBERT: a strided conv over the frames before the first layer, every layer on fewer frames
+        frames = (frames - reduction["kernel"]) // reduction["factor"] + 1
+        macs += frames * hidden * hidden * reduction["kernel"]
     per_layer = (4 * frames * hidden * hidden + 2 * frames * frames * hidden
                  + 2 * frames * hidden * cfg.intermediate_size)
     if cfg.model_type == "wavlm":  # gated relative position bias: Linear(head_dim -> 8) per head and frame
@@ -53,8 +59,12 @@ def text_macs(cfg, tokens: int, pooler: bool) -> int:
 
 
 def meta_model(name):
+    config = PRESETS.get(name).make_config()
     with torch.device("meta"):
-        return AutoModel.from_config(PRESETS.get(name).make_config())
+        model = AutoModel.from_config(config)
+        if has_structure(config):  # a published compressed model's own modules (FitHuBERT's time reduction)
+            apply_structure(ModelAdapter(model), config.compbench_structure)
+    return model
 
 
 # Published parameter counts of the HF base models (no task head).
@@ -63,6 +73,7 @@ PRESET_PARAMS = {
     "wav2vec2-large": 315_438_720, "wavlm-base-plus": 94_381_936, "data2vec-audio-base": 93_164_288,
     "distilhubert": 23_491_968, "bert-base": 109_482_240, "roberta-base": 124_645_632,
     "distilbert-base": 66_362_880, "minilm-l6": 22_713_216,
+    "fithubert": 21_200_096,  # the encoder; its published 22.49M with its output head: test_published_presets
 }
 
 

@@ -35,6 +35,9 @@ class Preset:
     make_config: Callable[[], PretrainedConfig]
     description: str
     local_weights: Callable[[], Path | None] = lambda: None
+    # a published model whose weights transformers cannot load (a fairseq checkpoint): why; it is measured with
+    # random weights only. None: ``--weights pretrained`` loads ``checkpoint``
+    no_pretrained: str | None = None
 
 
 PRESETS: Registry[Preset] = Registry("model")
@@ -81,6 +84,28 @@ _register(Preset("data2vec-audio-base", "speech", "facebook/data2vec-audio-base"
 _register(Preset("distilhubert", "speech", "ntu-spml/distilhubert",
                  lambda: HubertConfig(num_hidden_layers=2, feat_proj_layer_norm=False),
                  "DistilHuBERT student: HuBERT Base CNN + 2 Transformer layers"))
+
+
+def _fithubert() -> HubertConfig:
+    """FitHuBERT (Lee et al., Interspeech 2022, arXiv 2207.00555), its released configuration
+    (github.com/glory20h/FitHuBERT, data/conf/fithubert.yaml): a thinner CNN ending in 512 channels, with no bias,
+    a group norm on its first layer; 12 post-norm layers of width 480 with 12 heads and an FFN of 480; and a
+    time-reduction convolution (kernel 2, stride 2) before the first layer, built by compbench
+    (:mod:`compbench.surgery.time_reduction`). No mask embedding (its student has none)."""
+    config = HubertConfig(hidden_size=480, num_hidden_layers=12, num_attention_heads=12, intermediate_size=480,
+                          conv_dim=(128, 256, 256, 256, 256, 256, 512, 512, 512),
+                          conv_kernel=(10, 1, 3, 3, 3, 3, 1, 2, 2), conv_stride=(5, 1, 2, 2, 2, 2, 1, 2, 2),
+                          conv_bias=False, feat_extract_norm="group", mask_time_prob=0.0)
+    config.compbench_structure = {"attention_heads": [12] * 12, "intermediate_sizes": [480] * 12, "low_rank": {},
+                                  "time_reduction": {"factor": 2, "kernel": 2}}
+    return config
+
+
+_register(Preset("fithubert", "speech", "glory20h/FitHuBERT", _fithubert,
+                 "FitHuBERT: thin CNN, 12 layers of 480, FFN 480, time reduction x2 (published 22.49M with its "
+                 "output head)",
+                 no_pretrained="FitHuBERT's released weights are a fairseq checkpoint (Google Drive), which "
+                               "transformers cannot load"))
 _register(Preset("bert-base", "text", "google-bert/bert-base-uncased", BertConfig,
                  "BERT Base uncased: 12 layers, 768 hidden, with pooler"))
 _register(Preset("roberta-base", "text", "FacebookAI/roberta-base",

@@ -17,6 +17,7 @@ from compbench.models.checkpoints import check_family, from_config, from_pretrai
 from compbench.models.provenance import fine_tuned_variant, saved_label, saved_provenance
 from compbench.models.variants import has_structure, load_structured, read_manifest
 from compbench.runtimes.base import first_line
+from compbench.surgery.structure import STRUCTURE_KEY, apply_structure
 
 WEIGHTS = ("random", "pretrained")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -117,6 +118,8 @@ def load_model(name: str, weights: str | None = None, attn_implementation: str =
         preset = PRESETS.get(name)
         source, config = "preset", preset.make_config()
         checkpoint = preset.checkpoint
+        if weights == "pretrained" and preset.no_pretrained:
+            raise InvalidInputError(f"{name} is measured with random weights only: {preset.no_pretrained}")
         if weights == "pretrained":
             checkpoint = str(preset.local_weights() or preset.checkpoint)
     elif model_source(name) == "local":
@@ -167,6 +170,8 @@ def _built(name: str, source: str, checkpoint: str, config: PretrainedConfig, we
                                label=label)
     if weights == "random":
         model = from_config(config, attn_implementation)
+        if has_structure(config):  # a preset of a published compressed model: the shapes its config records
+            apply_structure(ModelAdapter(model), getattr(config, STRUCTURE_KEY))
     else:
         model = from_pretrained(checkpoint, attn_implementation)
         if source == "local":

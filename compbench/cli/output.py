@@ -77,6 +77,12 @@ def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], Non
         yield lambda text, done: bar.update(task, description=text, completed=done)
 
 
+def table_variant(record: dict) -> str:
+    """What the terminal shows in a row's variant column: the steps, ``dense``, or for a model measured against a
+    baseline, ``dense, against hubert-base`` (its model column already names it)."""
+    return f"dense, against {record['baseline']}" if record.get("baseline") else variant_label(record)
+
+
 def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]:
     """The terminal table of ``records``: its columns (those the records fill; the least important left out
     first on a narrow terminal, in the order of their ``drop``) and one row per record."""
@@ -109,9 +115,7 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
         runtime = [runtime_name(r)] if several_runtimes else []
-        variant = variant_label(r).replace(",", ", ")  # wraps between steps, not inside one
-        if r.get("baseline"):
-            variant = f"dense, against {r['baseline']}"
+        variant = table_variant(r).replace(",", ", ")  # wraps between steps, not inside one
         row = [r.get("label") or r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:
@@ -176,5 +180,5 @@ def render(records: list[dict], fmt: str, width: int | None = None) -> str:
                        "give more --budget or --max-runs"))
     for r in records:
         for warning in r.get("warnings", []):
-            out.print(Text(f"warning: {r.get('label') or r['model']} {variant_label(r)} {input_label(r)}: {warning}"))
+            out.print(Text(f"warning: {r.get('label') or r['model']} {table_variant(r)} {input_label(r)}: {warning}"))
     return buffer.getvalue()

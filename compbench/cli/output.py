@@ -80,7 +80,9 @@ def progress_bar(start: str = "starting") -> Iterator[Callable[[str, float], Non
 def table_variant(record: dict) -> str:
     """What the terminal shows in a row's variant column: the steps, ``dense``, or for a model measured against a
     baseline, ``dense, against hubert-base`` (its model column already names it)."""
-    return f"dense, against {record['baseline']}" if record.get("baseline") else variant_label(record)
+    if record.get("baseline"):
+        return f"dense, against {record['baseline']}"
+    return variant_label(record).replace(",", ", ")  # wraps between steps, not inside one
 
 
 def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]:
@@ -115,7 +117,7 @@ def records_columns(records: list[dict]) -> tuple[list[Column], list[list[str]]]
     for r in records:
         nonzero = "?" if r["params_nonzero"] is None else f"{r['params_nonzero']:,}"
         runtime = [runtime_name(r)] if several_runtimes else []
-        variant = table_variant(r).replace(",", ", ")  # wraps between steps, not inside one
+        variant = table_variant(r)
         row = [r.get("label") or r["model"], variant, input_label(r), *runtime, f"{r['params']:,}", nonzero,
                f"{r['macs'] / 1e9:,.3f}", f"{r['macs_effective'] / 1e9:,.3f}"]
         if has_latency:

@@ -31,8 +31,10 @@ def speech_macs(cfg, samples: int) -> int:
     frames, hidden, heads = lengths[-1], cfg.hidden_size, cfg.num_attention_heads
     c_in = [1, *cfg.conv_dim[:-1]]
     macs = sum(n * c_out * ci * k for n, c_out, ci, k in zip(lengths, cfg.conv_dim, c_in, cfg.conv_kernel, strict=True))
-    macs += frames * cfg.conv_dim[-1] * hidden  # feature projection
-    reduction = (getattr(cfg, "compbench_structure", None) or {}).get("time_reduction")
+    structure = getattr(cfg, "compbench_structure", None) or {}
+    if structure.get("feature_projection") != "none":  # ARMHuBERT: the CNN's width is the encoder's, no projection
+        macs += frames * cfg.conv_dim[-1] * hidden  # feature projection
+    reduction = structure.get("time_reduction")
     group = hidden // cfg.num_conv_pos_embedding_groups
     if cfg.model_type == "data2vec-audio":  # a stack of odd-kernel convs: output length = frames
         macs += cfg.num_conv_pos_embeddings * frames * hidden * group * cfg.conv_pos_kernel_size
@@ -47,7 +49,10 @@ def speech_macs(cfg, samples: int) -> int:
                  + 2 * frames * hidden * cfg.intermediate_size)
     if cfg.model_type == "wavlm":  # gated relative position bias: Linear(head_dim -> 8) per head and frame
         per_layer += frames * heads * (hidden // heads) * 8
-    return macs + cfg.num_hidden_layers * per_layer
+    # a layer reusing the attention map before it (ARMHuBERT): no query, key or score matmul
+    reused = sum(structure.get("attention_reuse") or [])
+    reuse_saving = 2 * frames * hidden * hidden + frames * frames * hidden
+    return macs + cfg.num_hidden_layers * per_layer - reused * reuse_saving
 
 
 def text_macs(cfg, tokens: int, pooler: bool) -> int:
@@ -74,6 +79,7 @@ PRESET_PARAMS = {
     "distilhubert": 23_491_968, "bert-base": 109_482_240, "roberta-base": 124_645_632,
     "distilbert-base": 66_362_880, "minilm-l6": 22_713_216,
     "fithubert": 21_200_096,  # the encoder; its published 22.49M with its output head: test_published_presets
+    "armhubert": 22_015_552, "armhubert-s": 18_403_552,  # the encoders; published with their heads: ditto
 }
 
 

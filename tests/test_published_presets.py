@@ -2,6 +2,8 @@
 figure and its source beside it), and the modules transformers lacks (FitHuBERT's time reduction) counted
 exactly, rebuilt on reload, refused where they do not fit."""
 
+import copy
+
 import pytest
 import torch
 from tiny_models import build_tiny
@@ -66,3 +68,67 @@ def test_published_weights_that_transformers_cannot_load_and_a_reduction_without
         add_time_reduction(ModelAdapter(build_tiny("hubert-stable")), 2, 2)  # its norm comes after the layers
     with pytest.raises(InvalidInputError, match="post-norm speech encoder"):
         add_time_reduction(ModelAdapter(build_tiny("bert")), 2, 2)
+
+
+@pytest.mark.parametrize(("name", "width", "encoder", "published"), [("armhubert", 480, 22_015_552, 26.45e6),
+                                                                     ("armhubert-s", 432, 18_403_552, 22.39e6)])
+def test_armhubert_has_its_published_parameter_count(name, width, encoder, published):
+    """Published: ARMHuBERT-960h 26.45M and ARMHuBERT-S-960h 22.39M (github.com/sungnyun/ARMHuBERT README, the
+    checkpoints of Jang, Kim et al., "Recycle-and-Distill", Interspeech 2023, arXiv 2305.11685). Architecture: its
+    conf/armhubert/armhubert-960.yaml and armhubert-s-960.yaml. The count includes the 12 layer-wise projection
+    heads the students are distilled through (``layerwise_proj: True``, a Linear from the width to HuBERT's 768
+    each); the encoder the preset builds is the rest, its mask embedding included."""
+    assert count_params(load_model(name).model).total == encoder
+    heads = nn.ModuleList([nn.Linear(width, 768) for _ in range(12)])
+    assert abs(encoder + count_params(heads).total - published) / published < 0.01
+    assert round((encoder + count_params(heads).total) / 1e4) == round(published / 1e4)  # to the published digits
+
+
+def _zero_queries_and_keys(model, layers):
+    for layer in layers:
+        attention = model.encoder.layers[layer].attention
+        for projection in (attention.q_proj, attention.k_proj):
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+
+
+def test_a_layer_reusing_an_attention_map_reads_the_one_before_it():
+    """Layers whose queries and keys are zero attend uniformly; a reusing layer then gives what it gives with its
+    own uniform map. With the first layer's map not uniform, the reusing layer's output follows that map."""
+    from compbench.surgery.attention_reuse import add_attention_reuse
+
+    plain = build_tiny("hubert", attn_implementation="eager")
+    _zero_queries_and_keys(plain, [0, 1])
+    reusing, own_map = copy.deepcopy(plain), copy.deepcopy(plain)  # copies before any forward (weight norm)
+    add_attention_reuse(ModelAdapter(reusing), [False, True])
+    first_layer_attends = copy.deepcopy(reusing)
+    for model in (first_layer_attends, own_map):  # layer 0 attends, not uniformly; layer 1 of own_map uniformly
+        torch.manual_seed(1)
+        nn.init.normal_(model.encoder.layers[0].attention.q_proj.weight, std=2.0)
+        nn.init.normal_(model.encoder.layers[0].attention.k_proj.weight, std=2.0)
+    inputs = torch.randn(1, 4000)
+    assert torch.allclose(plain(inputs).last_hidden_state, reusing(inputs).last_hidden_state, atol=1e-6)
+    assert not hasattr(reusing.encoder.layers[1].attention, "q_proj")
+    changed, uniform = first_layer_attends(inputs).last_hidden_state, own_map(inputs).last_hidden_state
+    assert not torch.allclose(changed, uniform, atol=1e-4)  # the reusing layer read layer 0's map
+
+
+def test_a_compressed_armhubert_reloads_with_its_reuse_and_what_needs_queries_or_its_projection_is_refused(
+        tmp_path):
+    compress_model("armhubert-s", "ffn_pruning=0.5", str(tmp_path / "variant"), weights="random")
+    variant = load_model(str(tmp_path / "variant"))
+    structure = variant.model.config.compbench_structure
+    assert structure["attention_reuse"] == [False, True] * 6 and structure["feature_projection"] == "none"
+    assert count_params(variant.model).total < 18_403_552
+    inputs = torch.randn(1, 8000)
+    again = load_model(str(tmp_path / "variant"))
+    assert torch.equal(variant.model(input_values=inputs).last_hidden_state,
+                       again.model(input_values=inputs).last_hidden_state)
+    dense, low_rank, dropped = measure(MeasureOptions(models=["armhubert-s"], seconds=[0.5], latency=False,
+                                                      compress=["low_rank=0.5", "layer_drop=0.5"]))
+    assert low_rank["macs"] < dense["macs"] and dropped["macs"] < dense["macs"]  # only the Linears a layer has
+    with pytest.raises(InvalidInputError, match="layer 1 reuses the previous layer's attention map"):
+        compress_model("armhubert-s", "head_pruning=0.5", str(tmp_path / "heads"), weights="random")
+    with pytest.raises(InvalidInputError, match="no feature projection"):
+        compress_model("armhubert-s", "conv_pruning=0.5", str(tmp_path / "channels"), weights="random")
+    assert not (tmp_path / "heads").exists() and not (tmp_path / "channels").exists()

@@ -121,9 +121,14 @@ class ModelAdapter:
     def attention_projections(self, layer: int) -> dict[str, nn.Module]:
         block = self.layers()[layer]
         lay = self.layout
-        return {name: block.get_submodule(path) for name, path in
-                (("query", lay.query), ("key", lay.key), ("value", lay.value),
-                 ("output", lay.attention_output))}
+        try:
+            return {name: block.get_submodule(path) for name, path in
+                    (("query", lay.query), ("key", lay.key), ("value", lay.value),
+                     ("output", lay.attention_output))}
+        except AttributeError:  # a layer that reuses the previous layer's attention map (ARMHuBERT)
+            raise InvalidInputError(f"layer {layer} reuses the previous layer's attention map: it has no queries or "
+                                    "keys, and its heads are the map's; what removes or scores heads cannot work "
+                                    "on it") from None
 
     def ffn(self, layer: int) -> tuple[nn.Module, nn.Module]:
         block = self.layers()[layer]

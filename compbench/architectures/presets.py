@@ -106,6 +106,32 @@ _register(Preset("fithubert", "speech", "glory20h/FitHuBERT", _fithubert,
                  "output head)",
                  no_pretrained="FitHuBERT's released weights are a fairseq checkpoint (Google Drive), which "
                                "transformers cannot load"))
+
+
+def _armhubert(width: int, ffn: int) -> Callable[[], HubertConfig]:
+    """ARMHuBERT (Jang, Kim et al., "Recycle-and-Distill", Interspeech 2023, arXiv 2305.11685), its released
+    configurations (github.com/sungnyun/ARMHuBERT conf/armhubert/armhubert-960.yaml and armhubert-s-960.yaml): a thin
+    CNN ending in the encoder's width (so no feature projection), 12 post-norm layers with 12 heads, and every
+    second layer reusing the attention map of the layer before it (``reuse_pattern`` True, False, ...: no queries
+    or keys there), built by compbench (:mod:`compbench.surgery.attention_reuse`)."""
+    def make() -> HubertConfig:
+        config = HubertConfig(hidden_size=width, num_hidden_layers=12, num_attention_heads=12,
+                              intermediate_size=ffn, conv_dim=(128, 256, 256, 256, 256, 256, width, width, width),
+                              conv_kernel=(10, 1, 3, 3, 3, 3, 1, 2, 2), conv_stride=(5, 1, 2, 2, 2, 2, 1, 2, 2),
+                              conv_bias=False, feat_extract_norm="group")
+        config.compbench_structure = {"attention_heads": [12] * 12, "intermediate_sizes": [ffn] * 12, "low_rank": {},
+                                      "attention_reuse": [False, True] * 6, "feature_projection": "none"}
+        return config
+    return make
+
+
+_ARMHUBERT_WEIGHTS = "ARMHuBERT's released weights are fairseq checkpoints, which transformers cannot load"
+_register(Preset("armhubert", "speech", "sungnyun/ARMHuBERT", _armhubert(480, 864),
+                 "ARMHuBERT: thin CNN, 12 layers of 480, FFN 864, every second layer reusing the attention map "
+                 "before it (published 26.45M with its distillation heads)", no_pretrained=_ARMHUBERT_WEIGHTS))
+_register(Preset("armhubert-s", "speech", "sungnyun/ARMHuBERT", _armhubert(432, 816),
+                 "ARMHuBERT-S: as ARMHuBERT at width 432, FFN 816 (published 22.39M with its distillation heads)",
+                 no_pretrained=_ARMHUBERT_WEIGHTS))
 _register(Preset("bert-base", "text", "google-bert/bert-base-uncased", BertConfig,
                  "BERT Base uncased: 12 layers, 768 hidden, with pooler"))
 _register(Preset("roberta-base", "text", "FacebookAI/roberta-base",

@@ -21,7 +21,13 @@ from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS
 from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import conv_channel_magnitude
-from compbench.surgery.conv_channels import conv_channels, conv_macs, keep_best_channels, kept_channels
+from compbench.surgery.conv_channels import (
+    check_last_channels_removable,
+    conv_channels,
+    conv_macs,
+    keep_best_channels,
+    kept_channels,
+)
 
 
 def prune_conv_channels(model, amount: float, options: dict, context: CompressionContext):
@@ -29,6 +35,7 @@ def prune_conv_channels(model, amount: float, options: dict, context: Compressio
     if adapter.modality != "speech":
         raise InvalidInputError(f"conv_pruning removes channels of a speech model's CNN feature encoder; "
                                 f"{adapter.config.model_type} is a text model")
+    check_last_channels_removable(adapter)  # every layer loses the same fraction, the last one too
     before = conv_channels(adapter)
     targets = kept_channels(adapter.config, before, amount)
     seen = {}

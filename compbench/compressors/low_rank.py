@@ -28,7 +28,10 @@ def _targets(adapter: ModelAdapter, which: str) -> dict[str, nn.Module]:
         for group in groups:
             for field in TARGETS[group]:
                 path = getattr(adapter.layout, field)
-                found[f"{adapter.layout.layers}.{i}.{path}"] = layer.get_submodule(path)
+                try:
+                    found[f"{adapter.layout.layers}.{i}.{path}"] = layer.get_submodule(path)
+                except AttributeError:  # a layer that reuses an attention map (ARMHuBERT) has no query or key
+                    continue
     return found
 
 

@@ -3,9 +3,16 @@
 Slicing and factorising Linear layers (:mod:`.linear`); removing heads, neurons and layers
 (:mod:`.units`); WavLM attention that runs with a subset of its heads (:mod:`.wavlm_attention`);
 top-k attention (:mod:`.hard_attention`); exits after each layer (:mod:`.exits`); a time-reduction layer
-(:mod:`.time_reduction`, FitHuBERT's); and the structure
+(:mod:`.time_reduction`, FitHuBERT's); attention-map reuse (:mod:`.attention_reuse`, ARMHuBERT's) and an encoder
+without a feature projection (:mod:`.feature_projection`); and the structure
 record that lets a saved variant be rebuilt with its shapes (:mod:`.structure`). Importing the
 package registers every structure part.
 """
 
-from compbench.surgery import exits, hard_attention, time_reduction  # noqa: F401  (each registers its structure part)
+from compbench.surgery import (  # noqa: F401  (each registers its structure part)
+    attention_reuse,
+    exits,
+    feature_projection,
+    hard_attention,
+    time_reduction,
+)

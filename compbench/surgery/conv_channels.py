@@ -122,6 +122,14 @@ def _slice_projection_inputs(projection: nn.Module, channels: Sequence[int]) -> 
     return slice_linear(projection, cols=channels)
 
 
+def check_last_channels_removable(adapter: ModelAdapter) -> None:
+    """The last convolution's channels feed the feature projection; without one (ARMHuBERT: the CNN's width is the
+    encoder's) they are the encoder's width and cannot be removed."""
+    if not isinstance(adapter.base.feature_projection.projection, nn.Linear | LowRankLinear):
+        raise InvalidInputError("the last convolution's channels are this encoder's width (it has no feature "
+                                "projection, as ARMHuBERT): they cannot be removed")
+
+
 def keep_conv_channels(adapter: ModelAdapter, layer: int, channels: Sequence[int]) -> None:
     """Keep only ``channels`` (indices, at least one) of convolution ``layer``'s outputs, with everything that
     reads them; ``config.conv_dim`` follows."""
@@ -140,6 +148,7 @@ def keep_conv_channels(adapter: ModelAdapter, layer: int, channels: Sequence[int
         if hasattr(following, "in_conv_dim"):
             following.in_conv_dim = len(channels)
     else:
+        check_last_channels_removable(adapter)
         projection = adapter.base.feature_projection
         if getattr(projection, "layer_norm", None) is not None:
             projection.layer_norm = _sliced_norm(projection.layer_norm, channels)

@@ -25,7 +25,8 @@ def head_dim(adapter: ModelAdapter) -> int:
 
 
 def heads_in_layer(adapter: ModelAdapter, layer: int) -> int:
-    return adapter.attention_projections(layer)["query"].out_features // head_dim(adapter)
+    """Heads of a layer, by its value projection (which a layer reusing an attention map has too)."""
+    return adapter.layers()[layer].get_submodule(adapter.layout.value).out_features // head_dim(adapter)
 
 
 def attention_module(adapter: ModelAdapter, layer: int) -> nn.Module:

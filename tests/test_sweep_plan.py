@@ -85,6 +85,15 @@ def test_the_speech_recognition_sweep_measures_the_recogniser_its_comments_train
     assert sweep.sizes.seconds == (2.0,) and sweep.measure.threads == 2
 
 
+def test_the_published_speech_sweep_times_each_published_model_against_hubert_base_and_compresses_only_it():
+    sweep = load_sweep(REPO / "sweeps" / "published-speech.yaml")
+    jobs = plan_jobs(sweep)
+    assert sweep.baseline.model == "hubert-base" and sweep.sizes.seconds == (10.0,) and sweep.measure.threads == 2
+    assert [job.model.model for job in jobs if job.baseline is not None] == [
+        "distilhubert", "fithubert", "armhubert", "armhubert-s"]
+    assert {job.model.model for job in jobs if job.variants} == {"hubert-base"} and len(jobs) == 1 + 4 + 4
+
+
 def test_quick_sweep_jobs():
     jobs = plan_jobs(load_sweep(REPO / "sweeps" / "quick.yaml"))
     assert [j.label() for j in jobs[:5]] == [

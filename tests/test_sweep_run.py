@@ -784,6 +784,17 @@ def test_a_sweep_baseline_times_each_other_model_of_its_modality_beside_it_and_l
                                                                                  "group"])
 
 
+def test_a_model_not_to_compress_gets_its_dense_job_only(tiny_dirs, tmp_path):
+    teacher, student = str(tiny_dirs / "hubert"), str(tiny_dirs / "wavlm")
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, baseline=teacher, compressors={"distill": {}},
+                       pipelines=[],
+                       models=[{"model": teacher, "weights": "random", "compress": False},
+                               {"model": student, "weights": "random", "compress": False}])
+    jobs = plan_jobs(load_sweep(sweep))  # distill needs a task, and nothing here is compressed: no error either
+    assert [(job.model.model, job.kind, job.baseline is not None) for job in jobs] == [
+        (teacher, "dense", False), (student, "dense", True)]
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"baseline": "nobody"}, "baseline 'nobody' is not one of the sweep's models"),
     ({"models": [{"model": "distilhubert", "label": "x"}, {"model": "hubert-base", "label": "x"}]},

@@ -139,7 +139,7 @@ def plan_jobs(sweep: Sweep) -> list[Job]:
             jobs.append(Job(sweep.name, "unresolved", entry, sweep.measure, problem=str(err), variants=every_variant))
             continue
         task = _model_task(sweep, entry, modality, where)
-        if task is None:
+        if task is None and entry.compress:
             needing = [label for group in groups for steps in group for label in steps_needing_task(list(steps))]
             if needing:
                 raise InvalidInputError(f"{where}: {needing[0]} needs task data; give the model (or the sweep) "
@@ -150,7 +150,8 @@ def plan_jobs(sweep: Sweep) -> list[Job]:
                           batch=sweep.sizes.batch, task=task)
             compared = sweep.baseline if modality == baseline_modality and entry != sweep.baseline else None
             jobs.append(Job(kind="dense", baseline=compared, **common))
-            jobs += [Job(kind="variant", variants=group, **common) for group in groups]
+            if entry.compress:  # ``compress: false``: the model is measured dense only
+                jobs += [Job(kind="variant", variants=group, **common) for group in groups]
     return jobs
 
 

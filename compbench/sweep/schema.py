@@ -48,6 +48,7 @@ class ModelEntry:
     task: str | None = None  # overrides the sweep's task for this model
     task_set: bool = False  # whether ``task`` was written (``task: null`` turns quality off)
     label: str | None = None  # what the model is, in words, on its records (not part of a job's key)
+    compress: bool = True  # False: only the dense model is measured (a published model beside a baseline's variants)
 
     def describe(self) -> dict:
         """The entry as it identifies jobs (canonical: defaults resolved; its label is not a setting of a job)."""
@@ -133,7 +134,8 @@ _TOP_KEYS = {"version": (int, True), "name": (str, True), "description": (str, F
              "sizes": (dict, False), "task": (str, False), "compressors": (dict, False),
              "pipelines": (list, False), "measure": (dict, False), "baseline": (str, False)}
 _MODEL_KEYS = {"model": (str, True), "weights": (str, False), "finetune": (str, False),
-               "finetune_options": (dict, False), "task": ((str, type(None)), False), "label": (str, False)}
+               "finetune_options": (dict, False), "task": ((str, type(None)), False), "label": (str, False),
+               "compress": (bool, False)}
 _SIZE_KEYS = {"seconds": (list, False), "tokens": (list, False), "batch": (int, False)}
 _COMPRESSOR_KEYS = {"amounts": (list, False), "options": (dict, False)}
 _STEP_KEYS = {"name": (str, True), "amount": ((int, float, type(None)), False), "options": (dict, False)}
@@ -188,7 +190,7 @@ def _model_entry(where: str, data: Any) -> ModelEntry:
         raise InvalidInputError(f"{where}.label is empty: give the words the model is shown by")
     return ModelEntry(model=data["model"], weights=data.get("weights"), finetune=finetune,
                       finetune_options=dict(options), task=data.get("task"), task_set="task" in data,
-                      label=label.strip() if label else None)
+                      label=label.strip() if label else None, compress=data.get("compress", True))
 
 
 def _number_list(where: str, values: list, kind: type) -> tuple:

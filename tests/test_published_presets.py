@@ -84,6 +84,17 @@ def test_armhubert_has_its_published_parameter_count(name, width, encoder, publi
     assert round((encoder + count_params(heads).total) / 1e4) == round(published / 1e4)  # to the published digits
 
 
+def test_starhubert_has_its_published_parameter_count():
+    """Published: STaRHuBERT 22.3M (github.com/sungnyun/ARMHuBERT README, the checkpoints of Jang, Kim and Kim, "STaR:
+    Distilling Speech Temporal Relation for Lightweight Speech Self-Supervised Learning Models", ICASSP 2024, arXiv
+    2312.09040). The authors' configuration is on Google Drive; the architecture is that of the reimplementation
+    github.com/Qingzheng-Wang/STaRHuBERT conf/starhubert/starhubert.yaml (432 wide, 8 heads, FFN 976), which has no
+    distillation heads left and no mask embedding."""
+    params = count_params(load_model("starhubert").model).total
+    assert params == 22_308_592
+    assert abs(params - 22.3e6) / 22.3e6 < 0.01 and round(params / 1e5) == 223  # to the published digits
+
+
 def _zero_queries_and_keys(model, layers):
     for layer in layers:
         attention = model.encoder.layers[layer].attention

@@ -132,6 +132,27 @@ _register(Preset("armhubert", "speech", "sungnyun/ARMHuBERT", _armhubert(480, 86
 _register(Preset("armhubert-s", "speech", "sungnyun/ARMHuBERT", _armhubert(432, 816),
                  "ARMHuBERT-S: as ARMHuBERT at width 432, FFN 816 (published 22.39M with its distillation heads)",
                  no_pretrained=_ARMHUBERT_WEIGHTS))
+
+
+def _starhubert() -> HubertConfig:
+    """STaRHuBERT (Jang, Kim and Kim, ICASSP 2024, arXiv 2312.09040): ARMHuBERT-S's thin CNN ending in 432 channels
+    (no feature projection), 12 post-norm layers of 432 with 8 heads and an FFN of 976, no attention-map reuse and no
+    mask embedding. The authors' configuration is on Google Drive; this is the one of the STaRHuBERT
+    reimplementation (github.com/Qingzheng-Wang/STaRHuBERT conf/starhubert/starhubert.yaml), whose count is the
+    authors' published 22.3M."""
+    config = HubertConfig(hidden_size=432, num_hidden_layers=12, num_attention_heads=8, intermediate_size=976,
+                          conv_dim=(128, 256, 256, 256, 256, 256, 432, 432, 432),
+                          conv_kernel=(10, 1, 3, 3, 3, 3, 1, 2, 2), conv_stride=(5, 1, 2, 2, 2, 2, 1, 2, 2),
+                          conv_bias=False, feat_extract_norm="group", mask_time_prob=0.0)
+    config.compbench_structure = {"attention_heads": [8] * 12, "intermediate_sizes": [976] * 12, "low_rank": {},
+                                  "feature_projection": "none"}
+    return config
+
+
+_register(Preset("starhubert", "speech", "sungnyun/ARMHuBERT (STaRHuBERT)", _starhubert,
+                 "STaRHuBERT: thin CNN, 12 layers of 432, 8 heads, FFN 976 (published 22.3M)",
+                 no_pretrained="STaRHuBERT's released weights are a fairseq checkpoint (Google Drive), which "
+                               "transformers cannot load"))
 _register(Preset("bert-base", "text", "google-bert/bert-base-uncased", BertConfig,
                  "BERT Base uncased: 12 layers, 768 hidden, with pooler"))
 _register(Preset("roberta-base", "text", "FacebookAI/roberta-base",

@@ -542,6 +542,21 @@ def test_models_are_shown_by_their_label_their_provenance_or_their_name_and_weig
     assert "label" not in dense and relabelled(dense, {}) is dense  # the records themselves are not changed
 
 
+def test_a_model_measured_against_a_baseline_joins_its_table_with_its_quality_change_against_it():
+    """The baseline's dense row is the one the other model's quality change is against (a published student's
+    accuracy against its teacher's), in the baseline's group; the other model is drawn as another model."""
+    teacher = variant(None, None, 300, 30, quality=0.90, median=30.0)
+    teacher.update(model="bert-base", weights="random")
+    student = variant(None, None, 100, 10, quality=0.84, median=10.0, baseline="bert-base", speedup=3.0,
+                      predicted_speedup=3.0)
+    student.update(model="minilm-l6", weights="random")
+    frame = landscape_frame([teacher, student])
+    assert frame["group"].nunique() == 1 and list(frame["is_dense"]) == [True, False]
+    assert list(frame["variant"]) == ["dense", "minilm-l6"] and frame["compressor"][1] == "another model"
+    assert frame["quality_delta"][1] == pytest.approx(0.84 - 0.90)
+    assert frame["relative_latency"][1] == pytest.approx(1 / 3.0)
+
+
 def test_two_models_shown_by_the_same_words_stay_two_models(tmp_path):
     """Two trainings of one recipe have the same provenance words; neither replaces the other's row."""
     trained = "compbench finetune: distilhubert from random init on fsdd-digits v2"

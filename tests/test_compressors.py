@@ -225,7 +225,7 @@ def test_bad_specs(spec, error, message):
 
 
 def test_unknown_and_mistyped_options():
-    known = "known options: batch_size, batches, importance, normalize, scope"
+    known = "known options: align, batch_size, batches, importance, normalize, scope"
     with pytest.raises(InvalidInputError, match=f"unknown option.*'sope'.*{known}"):
         parse_spec("head_pruning=0.5", {"head_pruning": {"sope": "layer"}})
     with pytest.raises(InvalidInputError, match="'scope' must be one of global, layer"):

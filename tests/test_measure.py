@@ -122,7 +122,7 @@ def test_variants_are_measured_beside_the_dense_model():
     assert dense["compression"] is None and "speedup" not in dense
     assert heads["compression"] == [{"name": "head_pruning", "amount": 0.5,
                                      "options": {"importance": "magnitude", "batches": 4, "batch_size": 8,
-                                                 "scope": "global",
+                                                 "align": None, "scope": "global",
                                                  "normalize": True}}]
     assert heads["manifest"][0]["removed"] == 12 and layers["manifest"][0]["removed"] == 1
     for variant in (heads, layers):

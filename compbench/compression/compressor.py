@@ -39,6 +39,7 @@ class Option:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    minimum: float | None = None  # a number below it is refused
 
     @property
     def type_name(self) -> str:
@@ -57,6 +58,8 @@ class Option:
         if self.choices is not None and value not in self.choices:
             raise InvalidInputError(f"{compressor}: option {name!r} must be one of "
                                     f"{', '.join(map(str, self.choices))}; got {value!r}")
+        if self.minimum is not None and value is not None and value < self.minimum:
+            raise InvalidInputError(f"{compressor}: option {name!r} must be >= {self.minimum:g}, got {value!r}")
         return value
 
 

@@ -16,7 +16,7 @@ from compbench.compression.context import CompressionContext
 from compbench.importance.gates import NEURONS
 from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import neuron_magnitude
-from compbench.importance.ranking import units_to_remove
+from compbench.importance.ranking import ALIGN_OPTION, aligned_removals, units_to_remove
 from compbench.surgery.units import keep_neurons
 
 
@@ -29,14 +29,16 @@ def prune_neurons(model, amount: float, options: dict, context: CompressionConte
     else:
         importance = [neuron_magnitude(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
-    removed = units_to_remove(importance, amount, options["scope"])
+    removed, alignment = aligned_removals(importance, units_to_remove(importance, amount, options["scope"]),
+                                          options["align"])
     for layer, neurons in zip(layers, removed, strict=True):
         if neurons:
             dropped = set(neurons)
             keep_neurons(adapter, layer, [n for n in range(before[layer]) if n not in dropped])
     after = [adapter.ffn(i)[0].out_features for i in layers]
     return model, {"neurons_before": before, "neurons_after": after,
-                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed", **seen}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "FFN neurons removed",
+                   **alignment, **seen}
 
 
 register(Compressor(
@@ -44,6 +46,7 @@ register(Compressor(
     description="remove FFN intermediate neurons by magnitude, sensitivity or Fisher (amount: fraction of neurons)",
     options={
         **IMPORTANCE_OPTIONS,
+        "align": ALIGN_OPTION,
         "scope": Option(str, "layer", "the same fraction per layer, or one ranking across layers",
                         choices=("layer", "global")),
     }))

@@ -17,7 +17,7 @@ from compbench.compression.context import CompressionContext
 from compbench.importance.gates import HEADS
 from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import head_magnitude
-from compbench.importance.ranking import units_to_remove
+from compbench.importance.ranking import ALIGN_OPTION, aligned_removals, units_to_remove
 from compbench.surgery.units import heads_in_layer, keep_heads
 
 
@@ -31,14 +31,16 @@ def prune_heads(model, amount: float, options: dict, context: CompressionContext
         importance = [head_magnitude(adapter, i) for i in layers]
     if options["normalize"]:
         importance = [scores / scores.norm().clamp_min(1e-12) for scores in importance]
-    removed = units_to_remove(importance, amount, options["scope"])
+    removed, alignment = aligned_removals(importance, units_to_remove(importance, amount, options["scope"]),
+                                          options["align"])
     before = [heads_in_layer(adapter, i) for i in layers]
     for layer, heads in zip(layers, removed, strict=True):
         if heads:
             keep_heads(adapter, layer, [h for h in range(before[layer]) if h not in heads])
     after = [heads_in_layer(adapter, i) for i in layers]
     return model, {"heads_before": before, "heads_after": after, "removed_heads": removed,
-                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "heads removed", **seen}
+                   "removed": sum(before) - sum(after), "total": sum(before), "unit": "heads removed",
+                   **alignment, **seen}
 
 
 register(Compressor(
@@ -46,6 +48,7 @@ register(Compressor(
     description="remove whole attention heads by magnitude, sensitivity or Fisher (amount: fraction of heads)",
     options={
         **IMPORTANCE_OPTIONS,
+        "align": ALIGN_OPTION,
         "scope": Option(str, "global", "rank heads across all layers, or remove the same fraction per layer",
                         choices=("global", "layer")),
         "normalize": Option(bool, True, "normalise importance per layer before a global ranking"),

@@ -1,10 +1,16 @@
-"""From scores to removals: which units go, least important first, with every layer keeping one."""
+"""From scores to removals: which units go, least important first, with every layer keeping one; and, with an
+alignment, every layer keeping a multiple of it (kernels run fastest at such widths), the total as near the amount
+as the multiples allow."""
 
 from __future__ import annotations
 
 import torch
 
-from compbench.compression.compressor import half_up
+from compbench.compression.compressor import Option, half_up
+
+ALIGN_OPTION = Option((int, type(None)), None,
+                      "keep each layer's count at a multiple of this (or all of it), rounded to the nearest multiple "
+                      "so the amount is met as closely as the multiples allow; null: no alignment", minimum=1)
 
 
 def units_to_remove(importance: list[torch.Tensor], amount: float, scope: str) -> list[list[int]]:
@@ -27,3 +33,48 @@ def units_to_remove(importance: list[torch.Tensor], amount: float, scope: str) -
             removed[layer].append(unit)
             target -= 1
     return [sorted(units) for units in removed]
+
+
+def _allowed(units: int, align: int) -> list[int]:
+    """Counts a layer of ``units`` may keep: the multiples of ``align`` up to it, and all of it."""
+    return sorted({*range(align, units + 1, align), units})
+
+
+def aligned_kept(counts: list[int], kept: list[int], align: int) -> list[int]:
+    """Per layer, a count of ``_allowed`` near ``kept``, together as near ``sum(kept)`` as they can be: each layer
+    starts at its nearest allowed count, then the layer whose move shrinks the total's distance most moves to its
+    other neighbour, while that helps."""
+    target = sum(kept)
+    choices = []
+    for units, want in zip(counts, kept, strict=True):
+        allowed = _allowed(units, align)
+        below = max((a for a in allowed if a <= want), default=allowed[0])
+        above = min((a for a in allowed if a >= want), default=allowed[-1])
+        choices.append((below, above))
+    chosen = [min(pair, key=lambda a, w=want: (abs(a - w), -a)) for pair, want in zip(choices, kept, strict=True)]
+    while True:
+        gap = sum(chosen) - target
+        best = None
+        for layer, (below, above) in enumerate(choices):
+            other = below if chosen[layer] == above else above
+            new_gap = gap - chosen[layer] + other
+            if abs(new_gap) < abs(gap) and (best is None or abs(new_gap) < abs(best[1])):
+                best = (layer, new_gap, other)
+        if best is None:
+            return chosen
+        chosen[best[0]] = best[2]
+
+
+def aligned_removals(importance: list[torch.Tensor], removed: list[list[int]], align: int | None
+                     ) -> tuple[list[list[int]], dict]:
+    """``removed`` (per layer, from :func:`units_to_remove`) with each layer's kept count rounded by
+    :func:`aligned_kept`, the least important units going first; and what the manifest records (the counts kept
+    before and after rounding). Without ``align``, ``removed`` as it is."""
+    if align is None:
+        return removed, {}
+    counts = [len(scores) for scores in importance]
+    kept = [n - len(units) for n, units in zip(counts, removed, strict=True)]
+    rounded = aligned_kept(counts, kept, align)
+    aligned = [sorted(torch.argsort(scores)[:n - k].tolist()) for scores, n, k in zip(importance, counts, rounded,
+                                                                                      strict=True)]
+    return aligned, {"align": align, "kept_before_align": kept, "kept_after_align": rounded}

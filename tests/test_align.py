@@ -42,3 +42,14 @@ def test_ffn_and_head_pruning_keep_aligned_counts_and_record_them(name, counts):
         compressor.check_options({"align": 0})
     with pytest.raises(InvalidInputError, match="option 'align' must be int or null"):
         compressor.check_options({"align": True})
+
+
+def test_low_rank_ranks_are_aligned_to_the_nearest_multiple_and_recorded():
+    from compbench.importance.ranking import nearest_multiple
+
+    assert [nearest_multiple(v, 8, 64) for v in (1, 4, 12, 13, 60, 64)] == [8, 8, 16, 16, 64, 64]
+    assert nearest_multiple(5, 8, 6) == 6 and nearest_multiple(30, 8, 31) == 24  # no multiple fits; none above
+    variant = COMPRESSORS.get("low_rank")(build_tiny("bert"), 0.7, {"align": 4, "only_if_cheaper": False})
+    [step] = variant.manifest
+    assert set(step["ranks_before_align"].values()) == {10} and set(step["ranks"].values()) == {12}  # 32 x 0.3
+    assert all(rank % 4 == 0 for rank in step["ranks"].values()) and step["align"] == 4

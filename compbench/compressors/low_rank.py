@@ -2,7 +2,8 @@
 
 The kept rank of a Linear with ``min(in, out) = k`` singular values is the smallest of
 ``round((1 - amount) * k)``, the rank that keeps ``energy`` of the squared singular values,
-and an explicit ``rank``. A Linear is replaced by two only where that lowers its MACs
+and an explicit ``rank``; with ``align: N``, then the nearest multiple of N (the manifest keeps the ranks
+before rounding). A Linear is replaced by two only where that lowers its MACs
 (``rank * (in + out) < in * out``) unless ``only_if_cheaper`` is false; at full rank the
 factorisation reproduces the original outputs to float tolerance.
 """
@@ -15,6 +16,7 @@ from torch import nn
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
+from compbench.importance.ranking import ALIGN_OPTION, nearest_multiple
 from compbench.surgery.linear import LowRankLinear
 from compbench.surgery.units import make_attention_modular
 
@@ -70,7 +72,7 @@ def low_rank(model, amount: float, options: dict):
         raise InvalidInputError(f"low_rank: rank must be >= 1, got {options['rank']}")
     if not 0 < options["energy"] <= 1:
         raise InvalidInputError(f"low_rank: energy must be in (0, 1], got {options['energy']:g}")
-    factorized, kept = {}, []
+    factorized, kept, unaligned = {}, [], {}
     targets = _targets(adapter, options["targets"])
     for name, linear in targets.items():
         if not isinstance(linear, nn.Linear):
@@ -80,14 +82,18 @@ def low_rank(model, amount: float, options: dict):
             make_attention_modular(adapter, layer)
     for name, linear in targets.items():
         rank = _rank_for(linear, amount, options, name)
+        if options["align"] is not None:
+            unaligned[name] = rank
+            rank = nearest_multiple(rank, options["align"], min(linear.in_features, linear.out_features))
         if options["only_if_cheaper"] and rank * (linear.in_features + linear.out_features) >= \
                 linear.in_features * linear.out_features:
             kept.append(name)
             continue
         adapter.base.set_submodule(name, factorize(linear, rank))
         factorized[name] = rank
+    alignment = {"align": options["align"], "ranks_before_align": unaligned} if options["align"] is not None else {}
     return model, {"ranks": factorized, "unchanged": kept, "removed": len(factorized), "total": len(targets),
-                   "unit": "Linears factorised"}
+                   "unit": "Linears factorised", **alignment}
 
 
 register(Compressor(
@@ -98,4 +104,5 @@ register(Compressor(
         "energy": Option(float, 1.0, "also cap the rank at the share of squared singular values kept"),
         "rank": Option(int, None, "also cap the rank at this number"),
         "only_if_cheaper": Option(bool, True, "replace a Linear only where two are fewer MACs"),
+        "align": ALIGN_OPTION,
     }))

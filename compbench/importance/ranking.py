@@ -35,6 +35,14 @@ def units_to_remove(importance: list[torch.Tensor], amount: float, scope: str) -
     return [sorted(units) for units in removed]
 
 
+def nearest_multiple(value: int, align: int, limit: int) -> int:
+    """The multiple of ``align`` nearest ``value`` (halves up), at least ``align`` and at most ``limit`` (``limit``
+    itself where no multiple fits): a low-rank factorisation's rank, aligned."""
+    if limit < align:
+        return limit
+    return min(max(align, half_up(value / align) * align), limit // align * align)
+
+
 def _allowed(units: int, align: int) -> list[int]:
     """Counts a layer of ``units`` may keep: the multiples of ``align`` up to it, and all of it."""
     return sorted({*range(align, units + 1, align), units})

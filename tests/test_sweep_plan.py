@@ -9,7 +9,7 @@ from tiny_models import build_tiny
 
 from compbench.errors import InvalidInputError
 from compbench.sweep import plan
-from compbench.sweep.plan import job_key, plan_jobs
+from compbench.sweep.plan import estimate_seconds, job_key, plan_jobs
 from compbench.sweep.schema import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +92,9 @@ def test_the_published_speech_sweep_times_each_published_model_against_hubert_ba
     assert [job.model.model for job in jobs if job.baseline is not None] == [
         "distilhubert", "fithubert", "armhubert", "armhubert-s", "starhubert"]
     assert {job.model.model for job in jobs if job.variants} == {"hubert-base"} and len(jobs) == 1 + 5 + 5
+    fithubert = next(job for job in jobs if job.model.model == "fithubert")
+    alone = replace(fithubert, baseline=None)  # the same job without hubert-base in its rounds
+    assert estimate_seconds(fithubert, 2) > estimate_seconds(alone, 2)
 
 
 def test_quick_sweep_jobs():

@@ -226,6 +226,9 @@ def estimate_seconds(job: Job, threads: int) -> float:
     seconds = JOB_OVERHEAD_S + COMPRESS_S * variants
     if job.timed:  # lock-step rounds of the dense model and every variant (each about VARIANT_SHARE of dense)
         per_round = forward * (1 + VARIANT_SHARE * variants)
+        if job.baseline is not None:  # the baseline model runs in the same rounds
+            baseline = dense_macs(job.baseline.model, job.modality, job.size, job.batch) or macs
+            per_round += baseline / rate
         rounds = min(ROUNDS, job.measure.budget / forward, job.measure.max_runs)
         seconds += TIMING_OVERHEAD_S + 2 * per_round + rounds * per_round
         if job.measure.memory:

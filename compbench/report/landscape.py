@@ -31,6 +31,7 @@ import pandas as pd
 from compbench.compressors import COMPRESSORS
 from compbench.errors import InvalidInputError
 from compbench.metrics import direction_note, metric_of
+from compbench.models.provenance import finetune_label
 from compbench.record import (
     compression_label,
     input_label,
@@ -182,9 +183,9 @@ def provenance_phrase(model_source: str | None) -> str | None:
         return None
     start, _, task = model_source.removeprefix(prefix).rpartition(" on ")
     task = task.rsplit(" v", 1)[0]
-    if start.endswith(" from random init"):
-        return f"{start.removesuffix(' from random init')} trained here on {task}"
-    return f"{start.rsplit(' (', 1)[0]} fine-tuned on {task}"
+    if start.endswith(" from random init"):  # the words compbench finetune gives the models it trains
+        return finetune_label(start.removesuffix(" from random init"), "random", task)
+    return finetune_label(start.rsplit(" (", 1)[0], "trained", task)
 
 
 def relabelled(record: dict, labels: dict[str, str]) -> dict:

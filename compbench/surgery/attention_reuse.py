@@ -16,15 +16,12 @@ or keys to score or slice): the adapter's attention projections name the layer t
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import nn
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from compbench.architectures.families import ModelAdapter
 from compbench.errors import InvalidInputError
+from compbench.surgery.attention_functions import base_function, eager_function, register_over
 from compbench.surgery.structure import StructurePart, register_part
 
 PREFIX = "compbench_maps|"
@@ -61,22 +58,16 @@ class ReusedMapAttention(nn.Module):
         return self.out_proj(output), None
 
 
-def _base_function(name: str, module: nn.Module):
-    if name == "eager":
-        return sys.modules[type(module).__module__].eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[name]
-
-
 def _map_keeping_attention(base: str):
     def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                   **kwargs):
         store = getattr(module, MAP_STORE, None)
         if store is None:
-            return _base_function(base, module)(module, query, key, value, attention_mask, dropout=dropout,
+            return base_function(base, module)(module, query, key, value, attention_mask, dropout=dropout,
                                         scaling=scaling, **kwargs)
-        eager = sys.modules[type(module).__module__].eager_attention_forward
-        output, probabilities = eager(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling)
+        output, probabilities = eager_function(module)(module, query, key, value, attention_mask, dropout=dropout,
+                                                       scaling=scaling)
         store.probabilities = probabilities
         return output, probabilities
     return attention
@@ -84,12 +75,7 @@ def _map_keeping_attention(base: str):
 
 def register_map_keeping(base: str) -> str:
     """The registry name of map-keeping attention over ``base`` (registered on first use)."""
-    name = PREFIX + base
-    if name not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(name, _map_keeping_attention(base))
-        if base in ALL_MASK_ATTENTION_FUNCTIONS:
-            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
-    return name
+    return register_over(PREFIX, base, _map_keeping_attention)
 
 
 def add_attention_reuse(adapter: ModelAdapter, pattern: list[bool]) -> None:

@@ -17,28 +17,19 @@ would be needed to turn that into time.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from compbench.architectures.families import ModelAdapter
 from compbench.counting.macs import declare_density
 from compbench.errors import InvalidInputError
+from compbench.surgery.attention_functions import base_function, register_over
 from compbench.surgery.structure import StructurePart, register_part
 from compbench.surgery.units import attention_module
 
 PREFIX = "compbench_topk|"
 TOP_K_ATTRIBUTE = "compbench_top_k"  # set on an attention module that runs hard (top-k) attention
-
-
-def _base_function(name: str, module: nn.Module):
-    if name == "eager":  # each family's own eager attention, as the model would call it
-        return sys.modules[type(module).__module__].eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[name]
 
 
 def _top_k_attention(base: str):
@@ -47,7 +38,7 @@ def _top_k_attention(base: str):
                   **kwargs):
         top_k = getattr(module, TOP_K_ATTRIBUTE, None)
         if top_k is None:
-            return _base_function(base, module)(module, query, key, value, attention_mask, dropout=dropout,
+            return base_function(base, module)(module, query, key, value, attention_mask, dropout=dropout,
                                         scaling=scaling, **kwargs)
         scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
         scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
@@ -67,12 +58,7 @@ def _top_k_attention(base: str):
 
 def register_top_k(base: str) -> str:
     """The registry name of top-k attention over ``base`` (registered on first use)."""
-    name = PREFIX + base
-    if name not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(name, _top_k_attention(base))
-        if base in ALL_MASK_ATTENTION_FUNCTIONS:
-            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
-    return name
+    return register_over(PREFIX, base, _top_k_attention)
 
 
 def base_implementation(config) -> str:

@@ -80,7 +80,7 @@ PRESET_PARAMS = {
     "distilbert-base": 66_362_880, "minilm-l6": 22_713_216,
     "fithubert": 21_200_096,  # the encoder; its published 22.49M with its output head: test_published_presets
     "armhubert": 22_015_552, "armhubert-s": 18_403_552,  # the encoders; published with their heads: ditto
-    "starhubert": 22_308_592,
+    "starhubert": 22_308_592, "lighthubert-small": 26_879_488, "lighthubert-base": 66_897_664,
 }
 
 

@@ -95,6 +95,41 @@ def test_starhubert_has_its_published_parameter_count():
     assert abs(params - 22.3e6) / 22.3e6 < 0.01 and round(params / 1e5) == 223  # to the published digits
 
 
+def _lighthubert_released_count(width: int, supernet_width: int) -> int:
+    """A LightHuBERT subnet's parameters as its released code counts them (github.com/mechanicalsea/lighthubert
+    lighthubert/lighthubert.py ``calc_sampled_param_num``): every parameter outside the encoder and the projection
+    at its full size (the CNN with its layer norms, the norm before the projection, and the mask embedding at the
+    supernet's width), the projection, the 12 layers and the encoder's norm at the subnet's width, the position
+    convolution's weight (not its weight-norm magnitude) and bias at the subnet's width, no prediction head."""
+    cnn = 512 * 10 + 4 * 512 * 512 * 3 + 2 * 512 * 512 * 2 + 7 * 2 * 512  # no conv bias; a layer norm per block
+    outside = cnn + 2 * 512 + supernet_width
+    projection = 512 * width + width
+    attention = 4 * (width * width + width)
+    ffn = 2 * width * 4 * width + 4 * width + width
+    layers = 12 * (attention + ffn + 2 * 2 * width)
+    positions = width * (width // 16) * 128 + width
+    return outside + projection + layers + positions + 2 * width
+
+
+@pytest.mark.parametrize(("name", "width", "supernet_width", "released"), [
+    ("lighthubert-small", 384, 512, 26_879_488), ("lighthubert-base", 640, 768, 66_897_664)])
+def test_lighthubert_subnets_have_the_count_their_released_code_gives(name, width, supernet_width, released):
+    """LightHuBERT (Wang et al., Interspeech 2022, arXiv 2203.15610) publishes its small and base subnets in its code
+    (lighthubert.py ``LightHuBERTSupernetConfig.subnet``: 384 and 640 wide, 6 and 10 heads, FFN x4, 12 layers) and
+    counts them with ``calc_sampled_param_num``; the paper's own table could not be read offline, so the published
+    figure checked here is that code's count, term by term. It differs from transformers' count only in where 128
+    parameters sit (the code counts the mask embedding at the supernet's width and not the position convolution's
+    weight-norm magnitude); the totals are equal."""
+    assert _lighthubert_released_count(width, supernet_width) == released
+    params = count_params(load_model(name).model).total
+    assert params == released
+
+
+def test_lighthubert_weights_are_refused_with_the_reason():
+    with pytest.raises(InvalidInputError, match="LightHuBERT's released weights"):
+        load_model("lighthubert-small", weights="pretrained")
+
+
 def _zero_queries_and_keys(model, layers):
     for layer in layers:
         attention = model.encoder.layers[layer].attention

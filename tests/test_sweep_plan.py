@@ -90,8 +90,8 @@ def test_the_published_speech_sweep_times_each_published_model_against_hubert_ba
     jobs = plan_jobs(sweep)
     assert sweep.baseline.model == "hubert-base" and sweep.sizes.seconds == (10.0,) and sweep.measure.threads == 2
     assert [job.model.model for job in jobs if job.baseline is not None] == [
-        "distilhubert", "fithubert", "armhubert", "armhubert-s", "starhubert"]
-    assert {job.model.model for job in jobs if job.variants} == {"hubert-base"} and len(jobs) == 1 + 5 + 5
+        "distilhubert", "fithubert", "armhubert", "armhubert-s", "starhubert", "lighthubert-small", "lighthubert-base"]
+    assert {job.model.model for job in jobs if job.variants} == {"hubert-base"} and len(jobs) == 1 + 7 + 7
     fithubert = next(job for job in jobs if job.model.model == "fithubert")
     alone = replace(fithubert, baseline=None)  # the same job without hubert-base in its rounds
     assert estimate_seconds(fithubert, 2) > estimate_seconds(alone, 2)

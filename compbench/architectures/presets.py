@@ -153,6 +153,30 @@ _register(Preset("starhubert", "speech", "sungnyun/ARMHuBERT (STaRHuBERT)", _sta
                  "STaRHuBERT: thin CNN, 12 layers of 432, 8 heads, FFN 976 (published 22.3M)",
                  no_pretrained="STaRHuBERT's released weights are a fairseq checkpoint (Google Drive), which "
                                "transformers cannot load"))
+
+
+def _lighthubert(width: int, heads: int) -> Callable[[], HubertConfig]:
+    """A LightHuBERT subnet (Wang et al., "LightHuBERT: Lightweight and Configurable Speech Representation Learning
+    with Once-for-All Hidden-Unit BERT", Interspeech 2022, arXiv 2203.15610), as its released code names them
+    (github.com/mechanicalsea/lighthubert lighthubert/lighthubert.py, ``LightHuBERTSupernetConfig.subnet``: the
+    subnet each released supernet checkpoint is set to): HuBERT's CNN with a layer norm in every block and no
+    convolution bias, a normed projection from 512 to the subnet's width, and 12 post-norm layers of that width
+    with 64-wide heads and an FFN four times as wide. transformers' HuBERT classes express it as it is."""
+    def make() -> HubertConfig:
+        return HubertConfig(hidden_size=width, num_hidden_layers=12, num_attention_heads=heads,
+                            intermediate_size=4 * width, feat_extract_norm="layer", conv_bias=False,
+                            feat_proj_layer_norm=True)
+    return make
+
+
+_LIGHTHUBERT_WEIGHTS = ("LightHuBERT's released weights are a supernet checkpoint of its own code, which transformers "
+                        "cannot load")
+_register(Preset("lighthubert-small", "speech", "mechanicalsea/lighthubert (small)", _lighthubert(384, 6),
+                 "LightHuBERT Small: HuBERT's layer-norm CNN, 12 layers of 384, 6 heads, FFN 1536",
+                 no_pretrained=_LIGHTHUBERT_WEIGHTS))
+_register(Preset("lighthubert-base", "speech", "mechanicalsea/lighthubert (base)", _lighthubert(640, 10),
+                 "LightHuBERT Base: HuBERT's layer-norm CNN, 12 layers of 640, 10 heads, FFN 2560",
+                 no_pretrained=_LIGHTHUBERT_WEIGHTS))
 _register(Preset("bert-base", "text", "google-bert/bert-base-uncased", BertConfig,
                  "BERT Base uncased: 12 layers, 768 hidden, with pooler"))
 _register(Preset("roberta-base", "text", "FacebookAI/roberta-base",

@@ -115,7 +115,8 @@ class Record(TypedDict):
     environment: Annotated[Environment, "what it was measured on"]
     sweep: NotRequired[Annotated[str, "the sweep that produced the record (compbench sweep)"]]
     job: NotRequired[Annotated[str, "the job's key: a hash of its configuration, compbench and schema versions"]]
-    job_seconds: NotRequired[Annotated[float, "wall-clock of the whole job (loading, compressing, measuring)"]]
+    job_seconds: NotRequired[Annotated[float, "wall-clock of the run that measured the job: its whole timing group "
+                                                 "(loading, compressing, measuring every job of the group)"]]
     pipeline_study: NotRequired[Annotated[dict, "id, operators, subsets, basis, order (operator indices; [] for "
                                                 "dense)"]]
     finetune: NotRequired[Annotated[dict, "a model fine-tuned by the sweep: source model, task, key, dev "

@@ -122,6 +122,41 @@ def test_split_search_keeps_the_best_total_importance_within_the_budget():
         split_budget(scores, costs, 30, {HEADS: 2, NEURONS: 0})
 
 
+def test_an_aligned_search_keeps_blocks_of_the_best_units_and_whole_layers_and_meets_the_budget_within_a_block():
+    scores = {HEADS: [torch.tensor([5.0, 1.0, 4.0, 0.5]), torch.tensor([4.0, 0.5, 0.2, 0.1])],
+              NEURONS: [torch.tensor([3.0, 2.9, 0.1, 2.0, 1.0]), torch.tensor([2.8, 0.2, 0.1, 0.3, 0.4])]}
+    costs = _costs([10, 10], [4, 4])
+    for budget in range(0, 121, 7):
+        try:
+            kept, split = split_budget(scores, costs, budget, {HEADS: 0, NEURONS: 0},
+                                       align={HEADS: 2, NEURONS: 2})
+        except InvalidInputError:
+            continue
+        assert all(len(units) in (0, 2, 4) for units in kept[HEADS])  # multiples of 2 of 4 heads
+        assert all(len(units) in (0, 2, 4, 5) for units in kept[NEURONS])  # of 5 neurons: 0, 2, 4 or all
+        for kind in (HEADS, NEURONS):  # each layer's best first
+            for layer, units in enumerate(kept[kind]):
+                order = torch.argsort(scores[kind][layer], descending=True, stable=True).tolist()
+                assert sorted(units) == sorted(order[:len(units)])
+        assert split["kept_cost"] <= budget < split["kept_cost"] + 2 * 10  # within one block of two heads
+    kept, _ = split_budget(scores, costs, 1000, {HEADS: 0, NEURONS: 0}, align={HEADS: 2, NEURONS: 2})
+    assert [len(u) for u in kept[NEURONS]] == [5, 5] and [len(u) for u in kept[HEADS]] == [4, 4]  # all fits
+    kept, _ = split_budget(scores, costs, 40, {HEADS: 1, NEURONS: 0}, align={HEADS: 2, NEURONS: 2})
+    assert [len(u) for u in kept[HEADS]] == [2, 2]  # a minimum of one head forces a block of two in each layer
+
+
+def test_budget_pruning_with_align_keeps_aligned_counts_and_says_so(tmp_path, monkeypatch):
+    model = classifier("bert")  # 4 heads of 8, FFN of 64
+    variant = COMPRESSORS.get("budget_pruning")(model, 0.4, {"importance": "fisher", "batches": 2, "batch_size": 4,
+                                                             "align": 16}, tiny_context("text"))
+    step = variant.manifest[0]
+    assert step["align"] == {HEADS: 2, NEURONS: 16}  # a head is 8 wide: two make 16
+    assert all(n % 16 == 0 for n in step["neurons_after"]) and all(h % 2 == 0 for h in step["heads_after"])
+    macs = step["encoder_macs"]
+    block = max(2 * max(step["unit_macs"][HEADS]), 16 * max(step["unit_macs"][NEURONS]))
+    assert macs["after"] <= macs["target"] < macs["after"] + block
+
+
 def test_rearrangement_uses_how_units_interact():
     # units 0 and 1 cancel each other (their gradients sum to zero in every batch); unit 2 does not
     gradients = torch.tensor([[1.0, -1.0, 0.9], [-1.0, 1.0, 0.9]])

@@ -193,3 +193,60 @@ def test_gate_gradients_of_an_early_exit_model_are_zero_after_the_exit_and_stric
     with pytest.raises(RuntimeError, match="not have been used"):  # a static model: every gate must be reached
         gate_gradients(UnitGates(ModelAdapter(model), (HEADS,)), batches,
                        lambda batch: model.bert.embeddings(batch.inputs["input_ids"]).sum())
+
+
+@pytest.mark.parametrize("family", TEXT)
+def test_a_batch_runs_together_and_each_example_leaves_where_it_would_alone(family):
+    """Batched: the examples whose exit is confident leave, the rest go on with fewer rows (a padded one too,
+    its attention mask sliced alike); an example that goes on gets the logits it gets alone, and the batch
+    costs exactly the MACs of each example's rows up to where it left."""
+    model = three_layer_classifier(family)
+    variant, _ = early_exit_variant(model)
+    inputs = inputs_of(model, batch=4)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["attention_mask"][2, -3:] = 0  # the third example is padded
+    exits = getattr(variant, EXITS_ATTRIBUTE)
+    with torch.no_grad():  # exit 1 is uncertain (uniform) unless boosted; exit 2 certain, its logits its input's
+        exits[0].classifier.weight.zero_()
+        exits[0].classifier.bias.zero_()
+        exits[1].classifier.bias.copy_(torch.tensor([30.0, 0.0]))
+    first, leave_rows = exits[0].classifier, [0, 3]
+    unboosted = first.forward
+
+    def boosted(pooled):  # rows 0 and 3 of the whole batch are certain after layer 1
+        logits = unboosted(pooled)
+        logits[leave_rows, 0] += 30.0
+        return logits
+
+    variant.compbench_exit_threshold, variant.compbench_exit_batched = 0.5, True
+    first.forward = boosted
+    with torch.no_grad():
+        together = variant(**inputs).logits
+        counted = count_macs(variant, inputs).total
+    assert variant.compbench_exit_layers == [1, 2, 2, 1]
+    first.forward = unboosted
+    variant.compbench_exit_batched = False
+    for row in (1, 2):  # alone (without its padding), it leaves after layer 2 with the same logits
+        keep = inputs["attention_mask"][row].bool()
+        alone = {k: v[row:row + 1, keep] for k, v in inputs.items()}
+        with torch.no_grad():
+            torch.testing.assert_close(variant(**alone).logits, together[row:row + 1], rtol=1e-4, atol=1e-4)
+        assert variant.compbench_exit_layers == [2]
+    unmasked = {k: v for k, v in inputs.items() if k != "attention_mask"}  # a mask's values move no MAC
+    leaving = expected_macs(model, {k: v[leave_rows] for k, v in unmasked.items()}, 1, 1, exits)
+    going_on = expected_macs(model, {k: v[[1, 2]] for k, v in unmasked.items()}, 2, 2, exits)
+    assert counted == leaving + going_on  # layer 1 and exit 1 for four rows; layer 2 and exit 2 for two
+
+
+def test_a_batch_whose_every_example_leaves_stops_and_threshold_zero_equals_the_model():
+    model = three_layer_classifier("bert")
+    variant, _ = early_exit_variant(model)
+    inputs = inputs_of(model, batch=3)
+    variant.compbench_exit_batched = True
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        torch.testing.assert_close(variant(**inputs).logits, expected, rtol=1e-4, atol=1e-5)
+        assert variant.compbench_exit_layers == [3, 3, 3]  # threshold 0: nobody leaves, nothing is sliced
+        force_exit_at(variant, 1)
+        assert variant(**inputs).logits.argmax(-1).tolist() == [0, 0, 0]
+    assert variant.compbench_exit_layers == [1, 1, 1]

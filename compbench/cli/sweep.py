@@ -13,7 +13,7 @@ from compbench.cache import cache_dir
 from compbench.cli.tables import Column, console, output_width, print_table
 from compbench.outputs import check_output_file
 from compbench.sweep.execute import JobOutcome, finetune_key
-from compbench.sweep.plan import PlannedJob
+from compbench.sweep.plan import PlannedGroup, PlannedJob
 from compbench.sweep.run import EXECUTORS, SweepEvents, SweepOptions, SweepReport, run_sweep
 
 
@@ -52,6 +52,7 @@ class _ProgressEvents(SweepEvents):
                             console=console, transient=True, disable=not console.is_terminal)
         self.task = None
         self.done = self.failed = self.total = 0
+        self.group_size = 1
 
     def planned(self, report: SweepReport) -> None:
         jobs = report.to_run
@@ -60,8 +61,9 @@ class _ProgressEvents(SweepEvents):
         self.task = self.bar.add_task(f"sweep {report.sweep.name}", total=sum(p.estimate_s for p in jobs) or 1,
                                       done=0, failed=0, left=len(jobs))
 
-    def job_started(self, planned: PlannedJob) -> None:
-        self.bar.update(self.task, description=planned.job.label())
+    def group_started(self, group: PlannedGroup) -> None:
+        self.group_size = len(group.to_run)
+        self.bar.update(self.task, description=group.label())
 
     def job_finished(self, planned: PlannedJob, outcome: JobOutcome) -> None:
         self.done += outcome.ok
@@ -70,7 +72,8 @@ class _ProgressEvents(SweepEvents):
                         left=self.total - self.done - self.failed)
         count = f"[{self.done + self.failed}/{self.total}]"
         if outcome.ok:
-            line = f"{count} ok     {planned.job.label()} ({outcome.seconds:.1f} s)"
+            together = f"timed with {self.group_size - 1} more, " if self.group_size > 1 else ""
+            line = f"{count} ok     {planned.job.label()} ({together}{outcome.seconds:.1f} s)"
         else:
             line = f"{count} FAILED {planned.job.label()}: {outcome.error}"
         self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -97,7 +100,8 @@ def _print_plan(report: SweepReport, options: SweepOptions) -> None:
     to_run = report.to_run
     states = {state: sum(p.state == state for p in report.planned) for state in ("done", "failed", "pending")}
     out.print(f"{len(report.planned)} jobs: {states['done']} done, {states['failed']} failed, "
-              f"{states['pending']} pending; {len(to_run)} would run, about "
+              f"{states['pending']} pending; {len(to_run)} would run in {len(report.groups_to_run)} timing "
+              f"group{'s' if len(report.groups_to_run) != 1 else ''}, about "
               f"{_duration(sum(p.estimate_s for p in to_run))} ({report.executor} executor).")
     finetuned = {finetune_key(p.job.model.describe()): p.job.model for p in to_run if p.job.model.finetune}
     for key, entry in finetuned.items():

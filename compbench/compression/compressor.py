@@ -40,12 +40,15 @@ class Option:
     help: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None  # a number below it is refused
+    words: tuple[str, ...] = ()  # a number option's words besides numbers (``auto``): its only strings
 
     @property
     def type_name(self) -> str:
-        """The accepted types as users write them: ``float``, ``int or null``."""
+        """The accepted types as users write them: ``float``, ``int or null``, ``int, auto or null``."""
         types = self.type if isinstance(self.type, tuple) else (self.type,)
-        return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        names = [" or ".join(f"'{w}'" for w in self.words) if t is str and self.words
+                 else "null" if t is type(None) else t.__name__ for t in types]
+        return " or ".join(names)
 
     def check(self, compressor: str, name: str, value: Any) -> Any:
         types = self.type if isinstance(self.type, tuple) else (self.type,)
@@ -55,6 +58,10 @@ class Option:
             value = float(value)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise InvalidInputError(f"{compressor}: option {name!r} must be {self.type_name}, got {value!r}")
+        if self.words and isinstance(value, str):
+            if value not in self.words:
+                raise InvalidInputError(f"{compressor}: option {name!r} must be {self.type_name}, got {value!r}")
+            return value
         if self.choices is not None and value not in self.choices:
             raise InvalidInputError(f"{compressor}: option {name!r} must be one of "
                                     f"{', '.join(map(str, self.choices))}; got {value!r}")

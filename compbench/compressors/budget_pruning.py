@@ -42,10 +42,17 @@ counted exactly, heads and neurons filling what is left. Channels are scored by 
 each channel, the same task loss as the heads and neurons) or, with ``magnitude``, every kind loses
 ``amount`` of its MACs; the trajectory scores heads and neurons only. The channels are removed as
 ``conv_pruning`` removes them, so a saved variant reloads from its config.
+
+``align`` (a number, or ``auto``: what this machine's kernels run fastest at) makes the search keep every
+layer's heads, neurons (and channels) in multiples of it, or whole: units are kept a block at a time (a layer's
+best ``align`` units, then its next best), so the budget is still met within one block's MACs. A number, like
+``auto``, counts elements of the products' widths (one per neuron or channel, a head's size per head: with
+64-wide heads, any alignment dividing 64 leaves heads as they are, 128 keeps them in pairs).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -58,22 +65,30 @@ from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, Kept, UnitGates, gate_gradients, remove_units
 from compbench.importance.magnitude import conv_channel_magnitude, head_magnitude, neuron_magnitude
 from compbench.importance.mask_tuning import rearrange, tune_masks
+from compbench.importance.ranking import resolve_align
 from compbench.importance.trajectory import trajectory_importance
 from compbench.surgery.conv_channels import at_ratio, conv_channels, conv_macs, keep_best_channels, kept_channels
 from compbench.surgery.unit_costs import ENCODER_COMPONENTS, FEATURE_ENCODER, UnitCosts, encoder_macs, unit_costs
+from compbench.surgery.units import head_dim
 
 CHANNEL_RATIO_STEPS = 64  # scope all: the channels' keep-ratios tried between 0 and 1
 
 
-def _ranked(scores: list[torch.Tensor], minimum: int) -> list[tuple[int, int, float]]:
-    """(layer, unit, score) in the order units are kept: each layer's best ``minimum`` first, then by score."""
+def _ranked(scores: list[torch.Tensor], minimum: int, align: int = 1) -> tuple[list[tuple[int, list[int], float]], int]:
+    """(layer, units, score) in the order units are kept, a block of ``align`` units at a time (each layer's best
+    first; its last block the rest of the layer, where ``align`` does not divide it), so every layer keeps a
+    multiple of ``align`` units or all of them: each layer's blocks that hold its best ``minimum`` units first,
+    then blocks by their summed score (the scores are not negative, so a layer's blocks stay in its order); and
+    how many blocks the minimum forces."""
     forced, rest = [], []
     for layer, values in enumerate(scores):
         order = sorted(range(len(values)), key=lambda u: (-float(values[u]), u))
-        for position, unit in enumerate(order):
-            (forced if position < minimum else rest).append((layer, unit, float(values[unit])))
-    rest.sort(key=lambda item: (-item[2], item[0], item[1]))
-    return forced + rest
+        for start in range(0, len(order), align):
+            units = order[start:start + align]
+            block = (layer, units, sum(float(values[u]) for u in units))
+            (forced if start < minimum else rest).append(block)
+    rest.sort(key=lambda item: (-item[2], item[0], item[1][0]))
+    return forced + rest, len(forced)
 
 
 def _prefix_sums(values: list[float]) -> torch.Tensor:
@@ -83,14 +98,20 @@ def _prefix_sums(values: list[float]) -> torch.Tensor:
 
 
 def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget: float,
-                 minimum: dict[str, int], heads_fraction: float | None = None) -> tuple[Kept, dict]:
+                 minimum: dict[str, int], heads_fraction: float | None = None,
+                 align: dict[str, int] | None = None) -> tuple[Kept, dict]:
     """Units to keep per kind and layer so the kept encoder MACs are at most ``budget``.
 
     Every number of heads kept is tried (or only the one keeping ``heads_fraction`` of the heads'
-    MACs); neurons fill the rest; the split with the largest total kept score wins."""
-    ranked = {kind: _ranked(scores[kind], minimum[kind]) for kind in KINDS}
-    forced = {kind: sum(min(minimum[kind], len(s)) for s in scores[kind]) for kind in KINDS}
-    cost = {kind: _prefix_sums([costs.of(kind)[layer] for layer, _, _ in ranked[kind]]) for kind in KINDS}
+    MACs); neurons fill the rest; the split with the largest total kept score wins. With ``align`` (units per
+    kind), units are kept a block of that many at a time (:func:`_ranked`), so every layer keeps a multiple of
+    it (or all its units) and the budget is met within one block."""
+    align = align or {}
+    ranked, forced = {}, {}  # per kind: blocks in the order they are kept, and how many the minimum forces
+    for kind in KINDS:
+        ranked[kind], forced[kind] = _ranked(scores[kind], minimum[kind], align.get(kind) or 1)
+    cost = {kind: _prefix_sums([costs.of(kind)[layer] * len(units) for layer, units, _ in ranked[kind]])
+            for kind in KINDS}
     value = {kind: _prefix_sums([score for _, _, score in ranked[kind]]) for kind in KINDS}
     if float(cost[HEADS][forced[HEADS]] + cost[NEURONS][forced[NEURONS]]) > budget:
         raise InvalidInputError(f"budget_pruning: the budget cannot keep min_heads_per_layer={minimum[HEADS]} "
@@ -115,16 +136,18 @@ def split_budget(scores: dict[str, list[torch.Tensor]], costs: UnitCosts, budget
     _, heads, neurons = best
     kept: dict[str, list[list[int]]] = {kind: [[] for _ in scores[kind]] for kind in KINDS}
     for kind, count in ((HEADS, heads), (NEURONS, neurons)):
-        for layer, unit, _ in ranked[kind][:count]:
-            kept[kind][layer].append(unit)
+        for layer, units, _ in ranked[kind][:count]:
+            kept[kind][layer].extend(units)
     kept = {kind: [sorted(units) for units in layers] for kind, layers in kept.items()}
-    return kept, {"heads_kept": heads, "neurons_kept": neurons, "splits_tried": tried,
-                  "kept_score": best[0], "kept_cost": float(cost[HEADS][heads] + cost[NEURONS][neurons])}
+    return kept, {"heads_kept": sum(map(len, kept[HEADS])), "neurons_kept": sum(map(len, kept[NEURONS])),
+                  "splits_tried": tried, "kept_score": best[0],
+                  "kept_cost": float(cost[HEADS][heads] + cost[NEURONS][neurons])}
+
 
 
 def split_whole_budget(scores: dict[str, list[torch.Tensor]], channel_scores: list[torch.Tensor], costs: UnitCosts,
-                       config, samples: int, budget: float, minimum: dict[str, int]
-                       ) -> tuple[Kept, list[int], dict]:
+                       config, samples: int, budget: float, minimum: dict[str, int],
+                       align: dict[str, int] | None = None) -> tuple[Kept, list[int], dict]:
     """``scope: all``: units to keep per kind and layer, and channels per convolution layer, so the kept MACs
     of the convolutions, attention and FFN blocks are at most ``budget``.
 
@@ -132,19 +155,21 @@ def split_whole_budget(scores: dict[str, list[torch.Tensor]], channel_scores: li
     the previous layer's outputs), so the channels are not ranked one by one: every convolution keeps the
     same fraction of its channels (at least one), its best-scored ones, and each of
     :data:`CHANNEL_RATIO_STEPS` + 1 fractions is tried, its convolutions' MACs counted exactly; heads and
-    neurons split what is left (:func:`split_budget`). The try with the largest total kept score wins."""
+    neurons split what is left (:func:`split_budget`). The try with the largest total kept score wins. With
+    ``align``, channels as well as heads and neurons are kept in multiples (per kind)."""
+    align = align or {}
     widths = [len(s) for s in channel_scores]
     ranked = [torch.sort(s.double(), descending=True).values for s in channel_scores]
     value_of = [_prefix_sums(r.tolist()) for r in ranked]
     best, tried, seen = None, 0, set()
     for step in range(CHANNEL_RATIO_STEPS, -1, -1):
-        channels = at_ratio(widths, step / CHANNEL_RATIO_STEPS)
+        channels = at_ratio(widths, step / CHANNEL_RATIO_STEPS, align.get(CHANNELS))
         if tuple(channels) in seen:
             continue
         seen.add(tuple(channels))
         conv_cost = sum(conv_macs(config, channels, samples))
         try:
-            kept, split = split_budget(scores, costs, budget - conv_cost, minimum)
+            kept, split = split_budget(scores, costs, budget - conv_cost, minimum, align=align)
         except InvalidInputError:
             continue  # these channels leave too little for the minimum heads and neurons
         tried += 1
@@ -186,6 +211,19 @@ def _check_scope(adapter: ModelAdapter, scope: str, method: str) -> bool:
     return True
 
 
+def _alignment(option: int | str | None, adapter: ModelAdapter, whole_model: bool) -> tuple[dict[str, int], dict]:
+    """The ``align`` option per kind of unit, and what the manifest says of it. Here a number, like ``auto``, is
+    a width in the products' elements (the search mixes heads and neurons): a neuron and a channel are one
+    element wide, a head ``head_dim``, so a head count is the fewest heads whose width is a multiple of it."""
+    if option is None:
+        return {}, {}
+    elements, measured = resolve_align(option, 1, adapter.floating_dtype())
+    align = {HEADS: elements // math.gcd(elements, head_dim(adapter)), NEURONS: elements}
+    if whole_model:
+        align[CHANNELS] = align[NEURONS]
+    return align, {"align": align, **measured}
+
+
 def prune_to_budget(model, amount: float, options: dict, context: CompressionContext):
     started = time.perf_counter()
     data = context.require_data("budget_pruning")
@@ -214,6 +252,7 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
         raise InvalidInputError(f"budget_pruning with {what} needs the task loss, so a model fine-tuned on "
                                 f"{data.task} (compbench finetune: a classifier, or a CTC head)")
     gates = UnitGates(adapter, KINDS + (CHANNELS,) if whole_model and method == "fisher" else KINDS)
+    align, alignment = _alignment(options["align"], adapter, whole_model)
     seconds: dict[str, float] = {"counting": time.perf_counter() - started}
     details: dict = {}
 
@@ -241,12 +280,13 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
     channels_before = conv_channels(adapter) if whole_model else None
     if whole_model and method == "fisher":
         kept, channels_kept, split = split_whole_budget(scores, channel_scores, costs, adapter.config, samples,
-                                                        budget, minimum)
+                                                        budget, minimum, align)
     else:
-        channels_kept = kept_channels(adapter.config, channels_before, amount, samples) if whole_model else None
+        channels_kept = kept_channels(adapter.config, channels_before, amount, samples,
+                                      align=align.get(CHANNELS)) if whole_model else None
         conv_cost = sum(conv_macs(adapter.config, channels_kept, samples)) if whole_model else 0
         heads_fraction = 1 - amount if method == "magnitude" else None  # magnitude: every kind loses amount
-        kept, split = split_budget(scores, costs, budget - conv_cost, minimum, heads_fraction)
+        kept, split = split_budget(scores, costs, budget - conv_cost, minimum, heads_fraction, align)
         if whole_model:
             split = {**split, "conv_kept_cost": conv_cost, "kept_cost": split["kept_cost"] + conv_cost,
                      "channels_kept": sum(channels_kept)}
@@ -299,7 +339,7 @@ def prune_to_budget(model, amount: float, options: dict, context: CompressionCon
         "unit_macs": {HEADS: costs.heads, NEURONS: costs.neurons},
         "heads_before": before[HEADS], "heads_after": heads_after,
         "neurons_before": before[NEURONS], "neurons_after": neurons_after,
-        "split": split, "importance_summary": summaries,
+        "split": split, "importance_summary": summaries, **alignment,
         **details, "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "removed": round(1 - prunable_after / prunable_before, 4) if prunable_before else 0.0,
         "unit": ("fraction of the prunable MACs removed (feature encoder, attention, FFN)" if whole_model
@@ -329,4 +369,9 @@ register(Compressor(
         "scope": Option(str, "transformer", "transformer: heads and neurons, amount of the encoder's MACs; all (a "
                         "speech model): convolution channels too, amount of the feature encoder's, attention's and "
                         "FFN's MACs together (importance fisher or magnitude)", choices=("transformer", "all")),
+        "align": Option((int, str, type(None)), None,
+                        "keep every layer's heads, neurons (and channels) at multiples of this many elements of the "
+                        "products' widths (a head is its size wide), or whole, the budget met within one block; "
+                        "auto: the multiple this machine's kernels run fastest at (measured once, cached); null: "
+                        "no alignment", minimum=1, words=("auto",)),
     }))

@@ -30,7 +30,7 @@ def prune_neurons(model, amount: float, options: dict, context: CompressionConte
         importance = [neuron_magnitude(adapter, i) for i in layers]
     before = [len(scores) for scores in importance]
     removed, alignment = aligned_removals(importance, units_to_remove(importance, amount, options["scope"]),
-                                          options["align"])
+                                          options["align"], 1, adapter.floating_dtype())
     for layer, neurons in zip(layers, removed, strict=True):
         if neurons:
             dropped = set(neurons)

@@ -18,7 +18,7 @@ from compbench.importance.gates import HEADS
 from compbench.importance.gradient import IMPORTANCE_OPTIONS, gate_importance, importance_needs_task
 from compbench.importance.magnitude import head_magnitude
 from compbench.importance.ranking import ALIGN_OPTION, aligned_removals, units_to_remove
-from compbench.surgery.units import heads_in_layer, keep_heads
+from compbench.surgery.units import head_dim, heads_in_layer, keep_heads
 
 
 def prune_heads(model, amount: float, options: dict, context: CompressionContext):
@@ -32,7 +32,7 @@ def prune_heads(model, amount: float, options: dict, context: CompressionContext
     if options["normalize"]:
         importance = [scores / scores.norm().clamp_min(1e-12) for scores in importance]
     removed, alignment = aligned_removals(importance, units_to_remove(importance, amount, options["scope"]),
-                                          options["align"])
+                                          options["align"], head_dim(adapter), adapter.floating_dtype())
     before = [heads_in_layer(adapter, i) for i in layers]
     for layer, heads in zip(layers, removed, strict=True):
         if heads:

@@ -4,8 +4,10 @@ The kept rank of a Linear with ``min(in, out) = k`` singular values is the small
 ``round((1 - amount) * k)``, the rank that keeps ``energy`` of the squared singular values,
 and an explicit ``rank``; with ``align: N``, then the nearest multiple of N (the manifest keeps the ranks
 before rounding). A Linear is replaced by two only where that lowers its MACs
-(``rank * (in + out) < in * out``) unless ``only_if_cheaper`` is false; at full rank the
-factorisation reproduces the original outputs to float tolerance.
+(``rank * (in + out) < in * out``) unless ``only_if_cheaper`` is false; with ``only_if_cheaper: measured``,
+only where the two thin products run faster than the one they replace on this machine (timed once per shape,
+machine, device, dtype and threads at ``measured_rows`` rows, and cached: :mod:`compbench.timing.shapes`), the
+times in the manifest. At full rank the factorisation reproduces the original outputs to float tolerance.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from torch import nn
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
-from compbench.importance.ranking import ALIGN_OPTION, nearest_multiple
+from compbench.importance.ranking import ALIGN_OPTION, nearest_multiple, resolve_align
 from compbench.surgery.linear import LowRankLinear
 from compbench.surgery.units import make_attention_modular
+from compbench.timing.shapes import factorisation_timing
 
 TARGETS = {"attention": ("query", "key", "value", "attention_output"), "ffn": ("ffn_in", "ffn_out")}
 
@@ -72,7 +75,9 @@ def low_rank(model, amount: float, options: dict):
         raise InvalidInputError(f"low_rank: rank must be >= 1, got {options['rank']}")
     if not 0 < options["energy"] <= 1:
         raise InvalidInputError(f"low_rank: energy must be in (0, 1], got {options['energy']:g}")
-    factorized, kept, unaligned = {}, [], {}
+    factorized, kept, unaligned, timed = {}, [], {}, {}
+    dtype = adapter.floating_dtype()
+    align, measured = resolve_align(options["align"], 1, dtype)
     targets = _targets(adapter, options["targets"])
     for name, linear in targets.items():
         if not isinstance(linear, nn.Linear):
@@ -82,18 +87,28 @@ def low_rank(model, amount: float, options: dict):
             make_attention_modular(adapter, layer)
     for name, linear in targets.items():
         rank = _rank_for(linear, amount, options, name)
-        if options["align"] is not None:
+        if align is not None:
             unaligned[name] = rank
-            rank = nearest_multiple(rank, options["align"], min(linear.in_features, linear.out_features))
-        if options["only_if_cheaper"] and rank * (linear.in_features + linear.out_features) >= \
+            rank = nearest_multiple(rank, align, min(linear.in_features, linear.out_features))
+        if options["only_if_cheaper"] == "measured":
+            timing = factorisation_timing(linear.in_features, linear.out_features, rank, dtype=dtype,
+                                          rows=options["measured_rows"])
+            timed[name] = {"dense_ms": round(timing.dense_s * 1e3, 4),
+                           "factorised_ms": round(timing.factorised_s * 1e3, 4)}
+            if not timing.faster:
+                kept.append(name)
+                continue
+        elif options["only_if_cheaper"] and rank * (linear.in_features + linear.out_features) >= \
                 linear.in_features * linear.out_features:
             kept.append(name)
             continue
         adapter.base.set_submodule(name, factorize(linear, rank))
         factorized[name] = rank
-    alignment = {"align": options["align"], "ranks_before_align": unaligned} if options["align"] is not None else {}
+    extra = {"align": align, **measured, "ranks_before_align": unaligned} if align is not None else {}
+    if timed:  # each Linear's product and its factorisation's, on this machine
+        extra.update(timed=timed, measured_rows=options["measured_rows"])
     return model, {"ranks": factorized, "unchanged": kept, "removed": len(factorized), "total": len(targets),
-                   "unit": "Linears factorised", **alignment}
+                   "unit": "Linears factorised", **extra}
 
 
 register(Compressor(
@@ -103,6 +118,10 @@ register(Compressor(
         "targets": Option(str, "all", "which Linears", choices=("all", "attention", "ffn")),
         "energy": Option(float, 1.0, "also cap the rank at the share of squared singular values kept"),
         "rank": Option(int, None, "also cap the rank at this number"),
-        "only_if_cheaper": Option(bool, True, "replace a Linear only where two are fewer MACs"),
+        "only_if_cheaper": Option((bool, str), True, "replace a Linear only where two are fewer MACs (true), where "
+                                  "two run faster on this machine (measured: timed once per shape, cached), or "
+                                  "always (false)", words=("measured",)),
+        "measured_rows": Option(int, 256, "rows (tokens or frames of a batch) the products are timed at for "
+                                "only_if_cheaper: measured", minimum=1),
         "align": ALIGN_OPTION,
     }))

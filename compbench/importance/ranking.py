@@ -4,13 +4,31 @@ as the multiples allow."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from compbench.compression.compressor import Option, half_up
+from compbench.timing.shapes import preferred_alignment
 
-ALIGN_OPTION = Option((int, type(None)), None,
+ALIGN_OPTION = Option((int, str, type(None)), None,
                       "keep each layer's count at a multiple of this (or all of it), rounded to the nearest multiple "
-                      "so the amount is met as closely as the multiples allow; null: no alignment", minimum=1)
+                      "so the amount is met as closely as the multiples allow; auto: the multiple this machine's "
+                      "kernels run fastest at (a short benchmark, once per machine, device, dtype and threads, "
+                      "cached); null: no alignment", minimum=1, words=("auto",))
+
+
+def resolve_align(align: int | str | None, unit_width: int, dtype: torch.dtype = torch.float32
+                  ) -> tuple[int | None, dict]:
+    """``align`` as a count of units, and what the manifest says of it: a number stays as it is; ``auto`` becomes
+    the fewest units (each ``unit_width`` wide in the products: a head's size, 1 for a neuron, a rank or a
+    channel) whose width is a multiple of the alignment this machine's kernels prefer
+    (:func:`~compbench.timing.shapes.preferred_alignment`), with what that benchmark measured."""
+    if align != "auto":
+        return align, {}
+    measured = preferred_alignment(dtype=dtype)
+    units = measured.elements // math.gcd(measured.elements, unit_width)
+    return units, {"align_option": "auto", "align_measured": measured.describe()}
 
 
 def units_to_remove(importance: list[torch.Tensor], amount: float, scope: str) -> list[list[int]]:
@@ -73,11 +91,13 @@ def aligned_kept(counts: list[int], kept: list[int], align: int) -> list[int]:
         chosen[best[0]] = best[2]
 
 
-def aligned_removals(importance: list[torch.Tensor], removed: list[list[int]], align: int | None
-                     ) -> tuple[list[list[int]], dict]:
+def aligned_removals(importance: list[torch.Tensor], removed: list[list[int]], align: int | str | None,
+                     unit_width: int = 1, dtype: torch.dtype = torch.float32) -> tuple[list[list[int]], dict]:
     """``removed`` (per layer, from :func:`units_to_remove`) with each layer's kept count rounded by
     :func:`aligned_kept`, the least important units going first; and what the manifest records (the counts kept
-    before and after rounding). Without ``align``, ``removed`` as it is."""
+    before and after rounding, and for ``auto`` what :func:`resolve_align` measured). Without ``align``,
+    ``removed`` as it is."""
+    align, measured = resolve_align(align, unit_width, dtype)
     if align is None:
         return removed, {}
     counts = [len(scores) for scores in importance]
@@ -85,4 +105,4 @@ def aligned_removals(importance: list[torch.Tensor], removed: list[list[int]], a
     rounded = aligned_kept(counts, kept, align)
     aligned = [sorted(torch.argsort(scores)[:n - k].tolist()) for scores, n, k in zip(importance, counts, rounded,
                                                                                       strict=True)]
-    return aligned, {"align": align, "kept_before_align": kept, "kept_after_align": rounded}
+    return aligned, {"align": align, **measured, "kept_before_align": kept, "kept_after_align": rounded}

@@ -22,7 +22,7 @@ from compbench.measure.options import (
     ModelLoader,
     ProgressCallback,
 )
-from compbench.measure.run import measure
+from compbench.measure.run import MeasuredRecord, measure, measure_subjects
 
-__all__ = ["DEFAULT_MODELS", "DEFAULT_SECONDS", "DEFAULT_TOKENS", "MeasureOptions", "ModelLoader", "ProgressCallback",
-           "measure", "tolerance_for"]
+__all__ = ["DEFAULT_MODELS", "DEFAULT_SECONDS", "DEFAULT_TOKENS", "MeasureOptions", "MeasuredRecord",
+           "ModelLoader", "ProgressCallback", "measure", "measure_subjects", "tolerance_for"]

@@ -27,6 +27,7 @@ class Job:
     examples: list[dict] | None = None  # per-example jobs: one input dict per evaluation example
     runtime: str = "eager"  # what runs the model (compbench.runtimes); per-example jobs run eager
     example_macs: list[int] | None = None  # per-example jobs: each example's MACs
+    subject: int = 0  # which of its model's subjects: 0 the dense model, i the variant of the i-th pipeline
 
     def label(self) -> str:
         """The model, the variant and the size, as progress names a sized job: ``minilm-l6 head_pruning=0.5

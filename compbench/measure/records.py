@@ -84,7 +84,8 @@ def sized_jobs(group: ModelGroup, counts: Counts, qualities: list[dict] | None, 
                 record["warnings"] += [f"not measured under {other}: {step} variants run only under "
                                        f"{runtimes_phrase(step)}" for other, step in subject.excluded.items()]
                 inputs = subject.adapter.build_inputs(spec, "cpu", run.options.seed)
-                job = Job(group.loaded, subject.model, subject.adapter, spec, inputs, record, dense, runtime=runtime)
+                job = Job(group.loaded, subject.model, subject.adapter, spec, inputs, record, dense, runtime=runtime,
+                          subject=position)
                 if position == 0:
                     dense = job
                 elif dense is not None:  # exact counts: a ratio that needs no timing

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from compbench.measure.count import audit, count
 from compbench.measure.evaluate import evaluate, task_data
 from compbench.measure.latency import steady_process, time_jobs
@@ -21,6 +23,16 @@ def _silent(description: str, fraction: float) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class MeasuredRecord:
+    """A record and what it measured: the model as named in the options, and which of its subjects (0: the dense
+    model; i: the variant of the i-th pipeline in ``options.compress``)."""
+
+    model: str
+    subject: int
+    record: dict
+
+
 def measure(options: MeasureOptions | None = None, progress: ProgressCallback | None = None,
             load: ModelLoader = load_model) -> list[dict]:
     """Measure every model, and each compressed variant of it, at every input size; one record each.
@@ -34,6 +46,13 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
     ``load`` loads a model (a caller may pass a cached loader; it must not hand out a model that
     anything else modifies).
     """
+    return [measured.record for measured in measure_subjects(options, progress, load)]
+
+
+def measure_subjects(options: MeasureOptions | None = None, progress: ProgressCallback | None = None,
+                     load: ModelLoader = load_model) -> list[MeasuredRecord]:
+    """:func:`measure`, each record with the model and the subject it measured (a sweep hands each pipeline's
+    records to the job that asked for it)."""
     run = resolve(options or MeasureOptions(), progress or _silent)
     steady_process(run)
     with cpu_threads(run.threads):
@@ -51,4 +70,4 @@ def measure(options: MeasureOptions | None = None, progress: ProgressCallback | 
         if run.options.latency:
             time_jobs(jobs, run)
     run.progress("done", 1.0)
-    return [job.record for job in jobs]
+    return [MeasuredRecord(job.loaded.name, job.subject, job.record) for job in jobs]

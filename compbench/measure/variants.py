@@ -22,6 +22,7 @@ from compbench.quality.context import build_context
 from compbench.quality.evaluate import check_model_for_task
 from compbench.runtimes.base import onnx_quantization
 from compbench.tasks.schema import MODALITY_OF_INPUT
+from compbench.timing.shapes import target_device
 
 
 @dataclass
@@ -65,7 +66,8 @@ def build_variants(name: str, run: Run, load: ModelLoader, position: int) -> Mod
     context = compression_context(loaded, run)
     for steps in options.compress:
         progress(f"compressing {name}: {spec_label(list(steps))}", 0.2 * position / len(options.models))
-        variant = apply_pipeline(loaded.model, list(steps), context)
+        with target_device(run.device):  # what a step's shape benchmark times (align: auto) is where it will run
+            variant = apply_pipeline(loaded.model, list(steps), context)
         variant.model.eval()
         subjects.append(Subject(variant.model, ModelAdapter(variant.model),
                                 (loaded.compression or []) + variant.manifest))

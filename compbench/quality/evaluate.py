@@ -184,3 +184,23 @@ def single_example_inputs(model: nn.Module, data: TaskData) -> list[dict[str, to
     return [{"input_ids": data.tokenizer([text], truncation=True, max_length=TEXT_MAX_TOKENS,
                                          return_tensors="pt")["input_ids"].to(parameter.device)}
             for text in data.evaluation.inputs]
+
+
+def batched_example_inputs(model: nn.Module, data: TaskData, batch: int) -> list[dict[str, torch.Tensor]]:
+    """The evaluation examples in order, ``batch`` at a time, as the model's inputs: tokenized as
+    :func:`single_example_inputs` tokenizes them, padded to each batch's longest with its attention mask (text
+    tasks only: speech models here take unpadded utterances)."""
+    if data.task.input == "audio":
+        raise InvalidInputError(f"{data.task.name}: examples are timed in batches on text tasks only; measure "
+                                "speech examples one at a time (--batch 1)")
+    if data.tokenizer is None:
+        raise InvalidInputError(f"{data.task.name}: per-example inputs need the model's tokenizer")
+    device = next(model.parameters()).device
+    texts = list(data.evaluation.inputs)
+    batches = []
+    for start in range(0, len(texts), batch):
+        encoded = data.tokenizer(texts[start:start + batch], truncation=True, max_length=TEXT_MAX_TOKENS,
+                                 padding=True, return_tensors="pt")
+        batches.append({"input_ids": encoded["input_ids"].to(device),
+                        "attention_mask": encoded["attention_mask"].to(device)})
+    return batches

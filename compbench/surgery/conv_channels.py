@@ -49,19 +49,29 @@ def conv_macs(config, channels: Sequence[int], samples: int = REFERENCE_SAMPLES)
     return macs
 
 
-def at_ratio(channels: Sequence[int], ratio: float) -> list[int]:
-    """Channels each layer keeps at one keep-ratio: the same fraction everywhere, rounded, at least one."""
-    return [max(1, int(ratio * c + 0.5)) for c in channels]
+def _aligned(count: int, align: int | None, whole: int) -> int:
+    """``count`` rounded to the nearest multiple of ``align`` (halves up) that fits ``whole``, or ``whole``."""
+    if align is None:
+        return count
+    allowed = sorted({*range(align, whole + 1, align), whole})
+    return min(allowed, key=lambda a: (abs(a - count), -a))
+
+
+def at_ratio(channels: Sequence[int], ratio: float, align: int | None = None) -> list[int]:
+    """Channels each layer keeps at one keep-ratio: the same fraction everywhere, rounded, at least one; with
+    ``align``, each rounded to the nearest multiple of it (or the whole layer)."""
+    return [_aligned(max(1, int(ratio * c + 0.5)), align, c) for c in channels]
 
 
 def kept_channels(config, channels: Sequence[int], amount: float, samples: int = REFERENCE_SAMPLES,
-                  steps: int = RATIO_STEPS) -> list[int]:
-    """Channels each layer keeps: the same fraction everywhere (at least one), the fraction whose removed
-    share of the convolutions' MACs at ``samples`` comes nearest ``amount`` (the smaller removal on a tie)."""
+                  steps: int = RATIO_STEPS, align: int | None = None) -> list[int]:
+    """Channels each layer keeps: the same fraction everywhere (at least one; with ``align``, each layer's count
+    a multiple of it or the whole layer), the fraction whose removed share of the convolutions' MACs at
+    ``samples`` comes nearest ``amount`` (the smaller removal on a tie)."""
     total = sum(conv_macs(config, channels, samples))
     best, best_gap = list(channels), amount
     for step in range(steps, -1, -1):
-        kept = at_ratio(channels, step / steps)
+        kept = at_ratio(channels, step / steps, align)
         gap = abs(1 - sum(conv_macs(config, kept, samples)) / total - amount)
         if gap < best_gap - 1e-12:
             best, best_gap = kept, gap

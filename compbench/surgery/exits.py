@@ -14,6 +14,12 @@ walks the layers whatever its family, and what ran is exactly what compbench's M
 A saved early-exit variant records its exits in its structure (``early_exit``: how many, the labels,
 the pooling, the threshold) and gets them back on reload. Training the exits is the ``early_exit``
 compressor's (:mod:`compbench.compressors.early_exit`).
+
+Batched (``compbench_exit_batched``, text models): a batch runs together and shrinks as its examples leave.
+After each exit, the confident examples' rows are dropped from the hidden states, and every later layer gets
+only the rows still running (its attention mask sliced alike), so the batch costs the MACs of the examples
+still in it; the model's head classifies the examples that reach it. Each example leaves where it would alone
+(up to float rounding between a padded batch and an example alone).
 """
 
 from __future__ import annotations
@@ -106,6 +112,68 @@ def run_one(forward, layers: list[nn.Module], inputs: dict[str, torch.Tensor], e
             handle.remove()
 
 
+def _rows(value, active: torch.Tensor, batch: int):
+    """A layer's argument with only the rows still running: a tensor of the whole batch's rows (its attention
+    mask) sliced to ``active``; anything else as it is (the hidden states are already the running rows)."""
+    if torch.is_tensor(value) and value.dim() >= 2 and value.shape[0] == batch:
+        return value.index_select(0, active.to(value.device))
+    return value
+
+
+def _running(output, keep: torch.Tensor):
+    """A layer's output with only the rows in ``keep``."""
+    if isinstance(output, tuple):
+        return (output[0].index_select(0, keep.to(output[0].device)),) + output[1:]
+    return output.index_select(0, keep.to(output.device))
+
+
+def run_batch(forward, layers: list[nn.Module], inputs: dict[str, torch.Tensor], exits: nn.ModuleList,
+              threshold: float) -> tuple[torch.Tensor, list[int]]:
+    """Run a batch through ``forward``, dropping each example's rows at the first exit (after one of ``layers``)
+    whose entropy is below ``threshold``: the batch's logits in its order, and the layer each example left
+    after."""
+    batch = next(iter(inputs.values())).shape[0]
+    active = torch.arange(batch)  # the examples (indices into the batch) still running
+    logits: list[torch.Tensor | None] = [None] * batch
+    left = [len(layers)] * batch
+
+    def slice_arguments(module, args, kwargs):
+        if len(active) == batch:
+            return None
+        return (args[0], *(_rows(a, active, batch) for a in args[1:])), \
+            {k: _rows(v, active, batch) for k, v in kwargs.items()}
+
+    def exit_after(index: int):
+        def hook(module, args, output):
+            nonlocal active
+            scores = exits[index](layer_output(output))
+            confident = [row_entropy(values) < threshold for values in scores.tolist()]
+            if not any(confident):
+                return None
+            for row, leaves in enumerate(confident):
+                if leaves:
+                    logits[int(active[row])], left[int(active[row])] = scores[row:row + 1], index + 1
+            keep = torch.tensor([row for row, leaves in enumerate(confident) if not leaves], dtype=torch.long)
+            active = active[keep]
+            if not len(active):
+                raise _Exited(scores, index + 1)  # every example has left: nothing more runs
+            return _running(output, keep)
+        return hook
+
+    handles = [layer.register_forward_pre_hook(slice_arguments, with_kwargs=True) for layer in layers[1:]]
+    handles += [layer.register_forward_hook(exit_after(i)) for i, layer in enumerate(layers[:len(exits)])]
+    try:
+        final = forward(**inputs).logits
+        for row, example in enumerate(active.tolist()):
+            logits[example] = final[row:row + 1]
+    except _Exited:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.cat(logits), left
+
+
 def single_examples(inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """Split a batch into batches of one, each without its padding (the positions its attention mask zeroes)."""
     size = next(iter(inputs.values())).shape[0]
@@ -130,21 +198,28 @@ def new_exits(model: nn.Module, labels: int) -> nn.ModuleList:
 
 
 class EarlyExitModel:
-    """Mixed into a fine-tuned classifier's class: its forward runs one example at a time with early exit.
+    """Mixed into a fine-tuned classifier's class: its forward runs one example at a time with early exit, or
+    the batch together, shrinking as examples leave (``compbench_exit_batched``, a way of running it, not part
+    of its structure).
 
     ``compbench_exit_layers`` holds, after each forward, the layer each example left after."""
 
     compbench_exit_threshold: float
     compbench_exit_layers: list[int]
+    compbench_exit_batched: bool = False
 
     def forward(self, labels: torch.Tensor | None = None, **inputs) -> SequenceClassifierOutput:
         exits = getattr(self, EXITS_ATTRIBUTE)
         layers = ModelAdapter(self).layers()
         own_forward = super().forward
-        runs = [run_one(own_forward, layers, example, exits, self.compbench_exit_threshold)
-                for example in single_examples(inputs)]
-        self.compbench_exit_layers = [run.layer for run in runs]
-        logits = torch.cat([run.logits for run in runs])
+        if self.compbench_exit_batched:
+            logits, self.compbench_exit_layers = run_batch(own_forward, layers, inputs, exits,
+                                                           self.compbench_exit_threshold)
+        else:
+            runs = [run_one(own_forward, layers, example, exits, self.compbench_exit_threshold)
+                    for example in single_examples(inputs)]
+            self.compbench_exit_layers = [run.layer for run in runs]
+            logits = torch.cat([run.logits for run in runs])
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 

@@ -1,10 +1,11 @@
-"""Running one sweep job in this process: fine-tune if asked (cached), measure, label the records.
+"""Running one timing group of a sweep in this process: fine-tune if asked (cached), measure, label the records.
 
 Every executor calls :func:`execute`: the local one in the driver's process, the Ray one in a
-worker; it runs the job (:func:`run_job`) and turns a failure into an outcome, so the sweep goes
-on. A variant job measures its dense model too, interleaved in the same process, and keeps
-only the variants' records: their ``speedup`` and ``speedup_ci95`` are same-run ratios, and
-``baseline_latency_ms`` says what the dense model took in that run.
+worker; it runs the group's jobs (:func:`run_group`) and turns a failure into an outcome for each, so
+the sweep goes on. The dense model and the variants of every job in the group are measured in one run,
+interleaved (``measure`` with every job's pipelines), and each job keeps the records of what it asked
+for: a variant's ``speedup`` and ``speedup_ci95`` are same-run ratios, and ``baseline_latency_ms`` says
+what the dense model took in that run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from compbench import __version__
 from compbench.cache import cache_dir
 from compbench.environment import environment
 from compbench.errors import CompbenchError, ModelLoadError
-from compbench.measure import MeasureOptions, measure
+from compbench.measure import MeasureOptions, measure_subjects
 from compbench.models import LoadedModel, load_model
 from compbench.quality.finetune import REPORT_FILE, FinetuneOptions, finetune
 from compbench.record import machine_label
@@ -96,42 +97,63 @@ class JobContext:
     threads: int | None = None  # overrides the sweep's threads when it set none (Ray: the CPUs a task holds)
 
 
-def measure_options(job: Job, model: str, weights: str | None, context: JobContext) -> MeasureOptions:
+def measure_options(jobs: list[Job], model: str, weights: str | None, context: JobContext) -> MeasureOptions:
+    """What ``measure`` is asked for a group's jobs: every variant job's pipelines, in order; the dense model's
+    quality, and the baseline beside it, only where the dense job is among them."""
+    job = jobs[0]
+    dense = next((j for j in jobs if j.kind == "dense"), None)
     settings = job.measure
     sizes = {"seconds": [job.size]} if job.modality == "speech" else {"tokens": [int(job.size)]}
     return MeasureOptions(
-        models=[model], compress=[list(steps) for steps in job.variants], weights=weights, batch=job.batch,
+        models=[model], compress=[list(steps) for j in jobs for steps in j.variants], weights=weights,
+        batch=job.batch,
         device=settings.device, threads=settings.threads or context.threads, latency=settings.latency,
         memory=settings.memory, attn_implementation=settings.attn,
         timing=settings.timing_policy(),
         steady_allocator=settings.steady_allocator, task=job.task, data_root=context.data_root,
         task_limit=settings.task_limit, seed=settings.seed, runtimes=settings.runtimes,
-        dense_quality=not job.variants,  # a variant job keeps the variants' records; the dense job has its quality
-        baseline=job.baseline.model if job.baseline is not None else None,
+        dense_quality=dense is not None,  # the dense job has the dense model's quality; variant jobs, only theirs
+        baseline=dense.baseline.model if dense is not None and dense.baseline is not None else None,
         **sizes)
 
 
-def run_job(job: Job, context: JobContext, progress: Callable[[str, float], None] | None = None) -> list[dict]:
-    """Measure ``job`` here and return its records, labelled with the sweep and the job key."""
+def _per_example(record: dict) -> bool:
+    return record["input"]["kind"] == "examples"
+
+
+def run_group(jobs: list[Job], context: JobContext,
+              progress: Callable[[str, float], None] | None = None) -> dict[str, list[dict]]:
+    """Measure ``jobs`` (of one model at one size) here in one run and return each job's records by its key,
+    labelled with the sweep and the job key. ``job_seconds`` is the whole run's wall-clock."""
     start = time.perf_counter()
-    if job.kind == "unresolved":
-        raise ModelLoadError(job.problem or f"{job.model.model} could not be resolved")
-    model, weights, finetuned = job.model.model, job.model.describe()["weights"], None
-    if job.model.finetune:
-        checkpoint, finetuned = ensure_finetuned(job, context.cache_dir, context.data_root, progress)
+    first = jobs[0]
+    if first.kind == "unresolved":
+        raise ModelLoadError(first.problem or f"{first.model.model} could not be resolved")
+    model, weights, finetuned = first.model.model, first.model.describe()["weights"], None
+    if first.model.finetune:
+        checkpoint, finetuned = ensure_finetuned(first, context.cache_dir, context.data_root, progress)
         model, weights = str(checkpoint), "pretrained"
-    records = measure(measure_options(job, model, weights, context), progress, load=context.loader)
-    # a variant job keeps its variants' records; a job timed beside the baseline, its model's (the baseline's record
-    # is its own dense job's)
-    kept = records[1:] if job.variants or job.baseline is not None else records
+    measured = measure_subjects(measure_options(jobs, model, weights, context), progress, load=context.loader)
+    measured = [item for item in measured if item.model == model]  # not the baseline's records
+    dense = next((job for job in jobs if job.kind == "dense"), None)
+    owners = [dense] + [job for job in jobs for _ in job.variants]  # subject i's job (0: the dense model)
+    # the dense model measured example by example is the reference of the variants measured so (early exit): it
+    # goes with the first of their jobs, as when that job runs alone
+    per_example = next((owners[item.subject] for item in measured if item.subject and _per_example(item.record)), dense)
+    kept: dict[str, list[dict]] = {job.key: [] for job in jobs}
+    for item in measured:
+        owner = per_example if item.subject == 0 and _per_example(item.record) else owners[item.subject]
+        if owner is not None:  # None: the dense model's sized records, its job not asked for
+            kept[owner.key].append(item.record)
     seconds = time.perf_counter() - start
-    for record in kept:
-        record.update(sweep=job.sweep, job=job.key, job_seconds=round(seconds, 3))
-        if job.model.label:
-            record["label"] = job.model.label
-        if finetuned:
-            record["model"] = job.model.model  # as the sweep names it; checkpoint says where it lives
-            record["finetune"] = finetuned
+    for job in jobs:
+        for record in kept[job.key]:
+            record.update(sweep=job.sweep, job=job.key, job_seconds=round(seconds, 3))
+            if job.model.label:
+                record["label"] = job.model.label
+            if finetuned:
+                record["model"] = job.model.model  # as the sweep names it; checkpoint says where it lives
+                record["finetune"] = finetuned
     return kept
 
 
@@ -152,15 +174,22 @@ class JobOutcome:
         return self.records is not None
 
 
-def execute(job: Job, context: JobContext, progress: Callable[[str, float], None] | None = None) -> JobOutcome:
-    """Run one job and catch its failure (not an interrupt): the sweep goes on with the next."""
+def execute(jobs: list[Job], context: JobContext,
+            progress: Callable[[str, float], None] | None = None) -> list[JobOutcome]:
+    """Run one group's jobs and catch its failure (not an interrupt): each job's outcome, in order. A group of
+    several jobs that fails is run again a job at a time, so a variant that cannot be built (or a model that
+    cannot be measured with it) fails its own job alone; the sweep goes on with the next group."""
     start = time.perf_counter()
     try:
-        records = run_job(job, context, progress)
-    except Exception as err:  # any failure of one job is recorded; the others still run
+        records = run_group(jobs, context, progress)
+    except Exception as err:  # any failure of one group is recorded; the others still run
+        if len(jobs) > 1:
+            return [outcome for job in jobs for outcome in execute([job], context, progress)]
         message = str(err) if isinstance(err, CompbenchError) else f"{type(err).__name__}: {err}"
         tail = "".join(traceback.format_exception(err)[-12:])
-        machine = machine_label({"environment": environment(), "threads": context.threads or job.measure.threads,
-                                 "device": job.measure.device})
-        return JobOutcome(job.key, None, time.perf_counter() - start, type(err).__name__, message, tail, machine)
-    return JobOutcome(job.key, records, time.perf_counter() - start)
+        machine = machine_label({"environment": environment(), "threads": context.threads or jobs[0].measure.threads,
+                                 "device": jobs[0].measure.device})
+        seconds = time.perf_counter() - start
+        return [JobOutcome(job.key, None, seconds, type(err).__name__, message, tail, machine) for job in jobs]
+    seconds = time.perf_counter() - start
+    return [JobOutcome(job.key, records[job.key], seconds) for job in jobs]

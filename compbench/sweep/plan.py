@@ -1,11 +1,14 @@
-"""A sweep's jobs: what each one measures, its stable key, and a rough estimate of its time.
+"""A sweep's jobs: what each one measures, its stable key, and a rough estimate of its time; and the groups
+they are timed in.
 
 A job measures one model at one input size: either the dense model alone (kind ``dense``) or
 variants (kind ``variant``): one compressor at every amount the sweep lists for it, or one
-explicit pipeline, timed interleaved with their own dense model in the same process. With a ``baseline:``,
-another model's dense job is timed interleaved with the baseline model (measure --baseline). Grouping
-a compressor's amounts times the dense model, the GEMM peak and the warm-up once for all of them;
-listing another amount makes it a new job (the old one's records stay). A job's key hashes its canonical
+explicit pipeline. With a ``baseline:``, another model's dense job is timed interleaved with the baseline model
+(measure --baseline). The jobs of one model at one size are one timing group: the dense model and every variant of
+the group's pending jobs are built and timed in one run, interleaved (as ``measure`` with several ``--compress``),
+so the dense model, the GEMM peak and the warm-up are timed once for all of them; each job still has its own key
+and its own records, and a group runs again only for its jobs that are missing.
+Listing another amount makes it a new job (the old one's records stay). A job's key hashes its canonical
 configuration with the compbench version and the record schema version (as asv versions its
 benchmarks), so a rerun recognises the jobs it has done and a changed setting is a new job.
 A model whose kind cannot be told before running (a hub id that cannot be reached) becomes one
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from compbench import __version__
@@ -81,15 +84,24 @@ class Job:
             return f"{names.pop()} " + "/".join(f"{steps[0].amount:g}" for steps in self.variants)
         return ", ".join(spec_label(list(steps)) for steps in self.variants)
 
-    def label(self) -> str:
-        """A short, readable name: ``minilm-l6 64tok head_pruning 0.25/0.5``."""
+    def model_label(self) -> str:
+        """The model and the input size: ``minilm-l6 64tok``, ``hubert-base 10s``."""
         model = self.model.model + (f"+finetune:{self.model.finetune}" if self.model.finetune else "")
         if self.kind == "unresolved":
-            return f"{model} (unresolved): {self.variants_label()} and dense"
+            return f"{model} (unresolved)"
         unit = f"{self.size:g}s" if self.modality == "speech" else f"{int(self.size)}tok"
-        unit += f"x{self.batch}" if self.batch != 1 else ""
-        against = f" against {self.baseline.model}" if self.baseline is not None else ""
-        return f"{model} {unit} {self.variants_label()}{against}"
+        return f"{model} {unit}" + (f"x{self.batch}" if self.batch != 1 else "")
+
+    def what_label(self) -> str:
+        """What the job measures of its model: ``head_pruning 0.25/0.5``, ``dense against hubert-base``."""
+        if self.kind == "unresolved":
+            return f"{self.variants_label()} and dense"
+        return self.variants_label() + (f" against {self.baseline.model}" if self.baseline is not None else "")
+
+    def label(self) -> str:
+        """A short, readable name: ``minilm-l6 64tok head_pruning 0.25/0.5``."""
+        separator = ": " if self.kind == "unresolved" else " "
+        return f"{self.model_label()}{separator}{self.what_label()}"
 
     @property
     def timed(self) -> bool:
@@ -240,11 +252,80 @@ def estimate_seconds(job: Job, threads: int) -> float:
     return seconds
 
 
+def estimate_group_seconds(jobs: list[Job], threads: int) -> float:
+    """A rough wall-clock estimate of running ``jobs`` (of one model at one size) as one timing group: the dense
+    model timed once beside every variant, the baseline beside it only where the dense job is among them."""
+    dense = next((job for job in jobs if job.kind == "dense"), None)
+    variants = tuple(steps for job in jobs for steps in job.variants)
+    if len(jobs) == 1 or jobs[0].kind == "unresolved":
+        return sum(estimate_seconds(job, threads) for job in jobs)
+    merged = replace(jobs[0], kind="variant", variants=variants, baseline=dense.baseline if dense else None)
+    seconds = estimate_seconds(merged, threads)
+    if dense is not None and dense.task:  # the dense model's own quality, evaluated only where its job runs
+        seconds += estimate_seconds(replace(dense, measure=replace(dense.measure, latency=False)), threads)
+    return seconds
+
+
 @dataclass
 class PlannedJob:
     """A job of a sweep, with its state in the results and whether this run runs it."""
 
     job: Job
     state: str  # "done" (its records are in the results), "failed" (in the failures file) or "pending"
-    estimate_s: float
+    estimate_s: float  # its share of its group's estimate when the group runs
     will_run: bool = False
+
+
+@dataclass
+class PlannedGroup:
+    """The jobs of one model at one input size, in plan order: the dense job, then the variant jobs. Those that
+    will run are built and timed in one run; the rest keep the records they have."""
+
+    jobs: list[PlannedJob]
+
+    @property
+    def to_run(self) -> list[PlannedJob]:
+        return [p for p in self.jobs if p.will_run]
+
+    @property
+    def timed(self) -> bool:
+        return any(p.job.timed for p in self.to_run)
+
+    @property
+    def measure(self) -> MeasureSettings:
+        return self.jobs[0].job.measure
+
+    @property
+    def estimate_s(self) -> float:
+        return sum(p.estimate_s for p in self.to_run)
+
+    def label(self) -> str:
+        """``hubert-base 10s: dense, head_pruning 0.25/0.5/0.75 (2 jobs)``: what this run of the group measures."""
+        jobs = [p.job for p in self.to_run]
+        if len(jobs) == 1:
+            return jobs[0].label()
+        return f"{jobs[0].model_label()}: " + "; ".join(job.what_label() for job in jobs) + f" ({len(jobs)} jobs)"
+
+
+def group_key(job: Job) -> tuple:
+    """Jobs with equal keys here are timed together: one model entry at one size. A dense job timed beside the
+    sweep's baseline is a group of its own (the baseline model is not compressed for the variants beside it)."""
+    if job.kind == "unresolved":
+        return ("unresolved", id(job))
+    return (json.dumps(job.model.describe(), sort_keys=True), job.modality, job.size, job.batch, job.task,
+            job.baseline is not None)
+
+
+def plan_groups(planned: list[PlannedJob], threads: int) -> list[PlannedGroup]:
+    """The planned jobs as timing groups, in plan order; each job's estimate becomes its share of its group's
+    (the group's jobs that will run, timed together)."""
+    groups: dict[tuple, PlannedGroup] = {}
+    for p in planned:
+        groups.setdefault(group_key(p.job), PlannedGroup([])).jobs.append(p)
+    for group in groups.values():
+        running = group.to_run or group.jobs  # a group with nothing to run: what it would cost run again
+        alone = [p.estimate_s for p in running]
+        together = estimate_group_seconds([p.job for p in running], threads)
+        for p, seconds in zip(running, alone, strict=True):
+            p.estimate_s = together * seconds / (sum(alone) or 1)
+    return list(groups.values())

@@ -1,12 +1,13 @@
-"""Running sweep jobs as Ray tasks (``compbench sweep --executor ray``; ``pip install 'compbench[ray]'``).
+"""Running sweep timing groups as Ray tasks (``compbench sweep --executor ray``; ``pip install 'compbench[ray]'``).
 
+A task runs one timing group (the jobs of one model at one size that will run, measured together).
 Placement:
-- A job that times gets a whole node to itself: the driver sends it to a node with no other
-  timing job (node affinity, never soft) and asks for every CPU (and, on CUDA, a GPU) of that
-  node, so neither a second timing job nor a cost-only job can run beside it.
-- Cost-only and quality jobs pack by ``num_cpus`` (the sweep's ``threads``, default 1), anywhere.
+- A group that times gets a whole node to itself: the driver sends it to a node with no other
+  timing group (node affinity, never soft) and asks for every CPU (and, on CUDA, a GPU) of that
+  node, so neither a second timing group nor a cost-only one can run beside it.
+- Cost-only and quality groups pack by ``num_cpus`` (the sweep's ``threads``, default 1), anywhere.
 
-Records stream back to the driver as jobs end; the driver alone writes the results file, so a
+Records stream back to the driver as groups end; the driver alone writes the results file, so a
 restarted driver resumes like a local rerun. Every node needs the same compbench version (a
 worker with another version fails its jobs with that message) and, for tasks and fine-tuning,
 the data root and the cache folder at the same paths (shared storage on a multi-node cluster).
@@ -25,21 +26,22 @@ from compbench import __version__
 from compbench.errors import InvalidInputError
 from compbench.sweep.execute import CachedLoader, JobContext, JobOutcome, execute
 from compbench.sweep.executor import Finished, Started
-from compbench.sweep.plan import Job, PlannedJob
+from compbench.sweep.plan import Job, PlannedGroup
 
 RETRIES_OF_A_LOST_WORKER = 1
-_WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its jobs of one model load it once
+_WORKER_LOADER: CachedLoader | None = None  # one per Ray worker process: its groups of one model load it once
 
 
-def _ray_job(job: Job, context: JobContext, driver_version: str, threads: int):
-    """The Ray task: run one job in a worker (imported by reference, so workers need compbench installed)."""
+def _ray_group(jobs: list[Job], context: JobContext, driver_version: str, threads: int) -> list[JobOutcome]:
+    """The Ray task: run one group's jobs in a worker (imported by reference, so workers need compbench
+    installed)."""
     global _WORKER_LOADER
     if __version__ != driver_version:
-        return JobOutcome(job.key, None, 0.0, "VersionMismatch",
-                          f"this Ray worker runs compbench {__version__}, the driver {driver_version}: "
-                          "install the same version on every node")
+        message = (f"this Ray worker runs compbench {__version__}, the driver {driver_version}: "
+                   "install the same version on every node")
+        return [JobOutcome(job.key, None, 0.0, "VersionMismatch", message) for job in jobs]
     _WORKER_LOADER = _WORKER_LOADER or CachedLoader()
-    return execute(job, replace(context, loader=_WORKER_LOADER, threads=threads))
+    return execute(jobs, replace(context, loader=_WORKER_LOADER, threads=threads))
 
 
 @dataclass
@@ -147,18 +149,18 @@ def _init_ray(address: str | None):
 
 
 class RayExecutor:
-    """Jobs as Ray tasks on a cluster (``address``) or on a local Ray instance started for the sweep."""
+    """Timing groups as Ray tasks on a cluster (``address``) or on a local Ray instance started for the sweep."""
 
     def __init__(self, address: str | None = None):
         self.address = address
 
-    def run(self, pending: list[PlannedJob], context: JobContext, started: Started, finished: Finished) -> None:
+    def run(self, pending: list[PlannedGroup], context: JobContext, started: Started, finished: Finished) -> None:
         run_on_ray(pending, context, started, finished, self.address)
 
 
-def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started, finished: Finished,
+def run_on_ray(pending: list[PlannedGroup], context: JobContext, started: Started, finished: Finished,
                address: str | None) -> None:
-    """Run ``pending`` as Ray tasks; ``finished(planned, outcome)`` writes each as it ends."""
+    """Run ``pending`` as Ray tasks; ``finished(group, outcomes)`` writes each as it ends."""
     ray, started_here = _init_ray(address)
     try:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -166,41 +168,42 @@ def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started,
         nodes = _alive_nodes(ray)
         if not nodes:
             raise InvalidInputError("the Ray cluster has no node with CPUs")
-        # a worker that dies during a job (killed, out of memory, its node lost) runs the job once more; a job
-        # that fails in the worker returns its failure and is never run again (Ray retries only a lost worker)
-        task = ray.remote(max_retries=RETRIES_OF_A_LOST_WORKER)(_ray_job)
+        # a worker that dies during a group (killed, out of memory, its node lost) runs the group once more; a
+        # group that fails in the worker returns its failures and is never run again (Ray retries only a lost worker)
+        task = ray.remote(max_retries=RETRIES_OF_A_LOST_WORKER)(_ray_group)
         context = replace(context, loader=None)  # each worker keeps its own
-        timing = [p for p in pending if p.job.timed]
-        others = [p for p in pending if not p.job.timed]
+        timing = [group for group in pending if group.timed]
+        others = [group for group in pending if not group.timed]
         free_nodes = list(nodes)
         in_flight: dict = {}
 
-        def submit(planned, options: dict, threads: int, node: _Node | None) -> None:
-            job = planned.job
-            if job.measure.device == "cuda":
+        def submit(group: PlannedGroup, options: dict, threads: int, node: _Node | None) -> None:
+            settings = group.measure
+            if settings.device == "cuda":
                 options["num_gpus"] = 1
-            ref = task.options(**options).remote(job, context, __version__, job.measure.threads or threads)
-            in_flight[ref] = (planned, node)
-            started(planned)
+            jobs = [p.job for p in group.to_run]
+            ref = task.options(**options).remote(jobs, context, __version__, settings.threads or threads)
+            in_flight[ref] = (group, node)
+            started(group)
 
-        for planned in others:  # Ray queues them; they pack by num_cpus
-            threads = planned.job.measure.threads or 1
-            submit(planned, {"num_cpus": threads}, threads, None)
+        for group in others:  # Ray queues them; they pack by num_cpus
+            threads = group.measure.threads or 1
+            submit(group, {"num_cpus": threads}, threads, None)
 
         def submit_timing() -> None:
             while timing and free_nodes:
-                node, planned = free_nodes.pop(0), timing.pop(0)
+                node, group = free_nodes.pop(0), timing.pop(0)
                 strategy = NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False)
-                submit(planned, {"num_cpus": node.cpus, "scheduling_strategy": strategy}, node.cpus, node)
+                submit(group, {"num_cpus": node.cpus, "scheduling_strategy": strategy}, node.cpus, node)
 
         submit_timing()
         while in_flight:
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            planned, node = in_flight.pop(ref)
-            outcome = _outcome(ray, ref, planned)
+            group, node = in_flight.pop(ref)
+            outcomes = _outcomes(ray, ref, group)
             if node is not None:
                 free_nodes.append(node)
-            if finished(planned, outcome):
+            if finished(group, outcomes):
                 for other in in_flight:
                     ray.cancel(other, force=True)
                 return
@@ -210,9 +213,9 @@ def run_on_ray(pending: list[PlannedJob], context: JobContext, started: Started,
             ray.shutdown()
 
 
-def _outcome(ray, ref, planned: PlannedJob) -> JobOutcome:
+def _outcomes(ray, ref, group: PlannedGroup) -> list[JobOutcome]:
     try:
         return ray.get(ref)
-    except Exception as err:  # the worker died again on the retry (out of memory, a lost node): the job failed
-        return JobOutcome(planned.job.key, None, 0.0, type(err).__name__,
-                          f"the Ray worker running it died, also when it ran again: {err}")
+    except Exception as err:  # the worker died again on the retry (out of memory, a lost node): the group failed
+        return [JobOutcome(p.job.key, None, 0.0, type(err).__name__,
+                           f"the Ray worker running it died, also when it ran again: {err}") for p in group.to_run]

@@ -1,10 +1,13 @@
-"""Running a sweep: plan it, skip the jobs already in the results, run the rest, write as each ends.
+"""Running a sweep: plan it, skip the jobs already in the results, run the rest a timing group at a time,
+write as each group ends.
 
-:func:`run_sweep` is the plain public function behind ``compbench sweep``. Each job's records are
-appended (atomically, under the file lock) as soon as it ends, so an interrupted sweep, even by
-``kill -9``, keeps every finished job exactly once and no partial line, and a rerun resumes it. A
-job that fails is written to the failures file beside the results and the sweep goes on;
-``retry_failed`` runs those again, ``force`` runs every job again (replacing its records).
+:func:`run_sweep` is the plain public function behind ``compbench sweep``. The jobs of one model at one
+size are timed together (:class:`~compbench.sweep.plan.PlannedGroup`), and a group's records are
+appended in one write (atomically, under the file lock) as soon as it ends, so an interrupted sweep, even
+by ``kill -9``, keeps every finished group exactly once, never half a group and no partial line, and a
+rerun resumes it, running a group again only for its jobs that are missing. A job that fails is written
+to the failures file beside the results and the sweep goes on; ``retry_failed`` runs those again,
+``force`` runs every job again (replacing its records).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from compbench.store import (
 )
 from compbench.sweep.execute import JobContext, JobOutcome
 from compbench.sweep.executor import Executor, LocalExecutor
-from compbench.sweep.plan import PlannedJob, estimate_seconds, plan_jobs
+from compbench.sweep.plan import PlannedGroup, PlannedJob, estimate_seconds, plan_groups, plan_jobs
 from compbench.sweep.ray_executor import RayExecutor
 from compbench.sweep.schema import Sweep, load_sweep
 from compbench.tasks import DATA_ROOT_ENV, resolve_data_root
@@ -59,7 +62,7 @@ class SweepEvents:
 
     def planned(self, report: SweepReport) -> None: ...
 
-    def job_started(self, planned: PlannedJob) -> None: ...
+    def group_started(self, group: PlannedGroup) -> None: ...
 
     def job_finished(self, planned: PlannedJob, outcome: JobOutcome) -> None: ...
 
@@ -70,6 +73,7 @@ class SweepReport:
     results: Path
     failures: Path
     planned: list[PlannedJob]
+    groups: list[PlannedGroup]
     executor: str = "local"
     outcomes: list[JobOutcome] = field(default_factory=list)
     seconds: float = 0.0
@@ -78,6 +82,10 @@ class SweepReport:
     @property
     def to_run(self) -> list[PlannedJob]:
         return [p for p in self.planned if p.will_run]
+
+    @property
+    def groups_to_run(self) -> list[PlannedGroup]:
+        return [group for group in self.groups if group.to_run]
 
     @property
     def failed(self) -> list[JobOutcome]:
@@ -97,44 +105,59 @@ def plan_sweep(sweep_file: str | Path, options: SweepOptions) -> SweepReport:
     results = Path(options.out)
     records = existing_records(results)  # a corrupt or foreign results file is refused before anything runs
     failures = read_failures(results)
-    done_seconds = {r["job"]: r.get("job_seconds") for r in records if "job" in r}
+    done = {r["job"] for r in records if "job" in r}
     failed = {f["job"] for f in failures}
     threads = default_threads()
     planned = []
     for job in jobs:
-        state = "done" if job.key in done_seconds else "failed" if job.key in failed else "pending"
+        state = "done" if job.key in done else "failed" if job.key in failed else "pending"
         will_run = options.force or state == "pending" or (state == "failed" and options.retry_failed)
         planned.append(PlannedJob(job, state, estimate_seconds(job, threads), will_run))
-    _calibrate(planned, done_seconds)
+    groups = plan_groups(planned, threads)
+    _calibrate(planned, records)
     if any(p.will_run and p.job.task for p in planned):
         resolve_data_root(options.data_root)  # a missing data root is refused now, not once per job
-    return SweepReport(sweep, results, failures_path(results), planned, options.executor)
+    return SweepReport(sweep, results, failures_path(results), planned, groups, options.executor)
 
 
-def _calibrate(planned: list[PlannedJob], done_seconds: dict[str, float | None]) -> None:
-    """Scale the estimates by how long this sweep's finished jobs took against their estimates."""
-    pairs = [(done_seconds[p.job.key], p.estimate_s) for p in planned if done_seconds.get(p.job.key)]
+def _calibrate(planned: list[PlannedJob], records: list[dict]) -> None:
+    """Scale the estimates by how long this sweep's finished runs took against their estimates: a run's
+    ``job_seconds`` (every record of a group run has the run's) against the estimates of the jobs it ran."""
+    estimates = {p.job.key: p.estimate_s for p in planned}
+    runs: dict[str, tuple[float, set[str]]] = {}
+    for record in records:
+        if record.get("job") in estimates and record.get("job_seconds") and record.get("run_id"):
+            seconds, keys = runs.setdefault(record["run_id"], (record["job_seconds"], set()))
+            keys.add(record["job"])
+    pairs = [(seconds, sum(estimates[key] for key in keys)) for seconds, keys in runs.values()]
     if pairs:
-        scale = sum(actual for actual, _ in pairs) / sum(estimate for _, estimate in pairs)
+        scale = sum(actual for actual, _ in pairs) / (sum(estimate for _, estimate in pairs) or 1)
         for p in planned:
             p.estimate_s *= scale
 
 
-def _write_outcome(report: SweepReport, planned: PlannedJob, outcome: JobOutcome) -> None:
-    """The driver alone writes: records appended (replacing a re-run job's), or the failure recorded."""
-    job = planned.job
-    if outcome.ok:
-        append_records(report.results, outcome.records, replace_jobs={job.key})
-        clear_failures(report.results, {job.key})
-        planned.state = "done"
-        return
-    record_failure(report.results, {
-        "sweep": job.sweep, "job": job.key, "label": job.label(), "config": job.config(),
-        "error_type": outcome.error_type, "error": outcome.error, "traceback": outcome.traceback,
-        "job_seconds": round(outcome.seconds, 3), "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": outcome.machine,
-    })
-    planned.state = "failed"
+def _write_outcomes(report: SweepReport, group: PlannedGroup, outcomes: list[JobOutcome]) -> None:
+    """The driver alone writes: the group's records appended in one write (replacing a re-run job's), and each
+    failure recorded."""
+    running = group.to_run
+    ok = [(planned, outcome) for planned, outcome in zip(running, outcomes, strict=True) if outcome.ok]
+    if ok:
+        keys = {planned.job.key for planned, _ in ok}
+        append_records(report.results, [record for _, outcome in ok for record in outcome.records], replace_jobs=keys)
+        clear_failures(report.results, keys)
+        for planned, _ in ok:
+            planned.state = "done"
+    for planned, outcome in zip(running, outcomes, strict=True):
+        if outcome.ok:
+            continue
+        job = planned.job
+        record_failure(report.results, {
+            "sweep": job.sweep, "job": job.key, "label": job.label(), "config": job.config(),
+            "error_type": outcome.error_type, "error": outcome.error, "traceback": outcome.traceback,
+            "job_seconds": round(outcome.seconds, 3), "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": outcome.machine,
+        })
+        planned.state = "failed"
 
 
 def run_sweep(sweep_file: str | Path, options: SweepOptions, events: SweepEvents | None = None) -> SweepReport:
@@ -148,17 +171,19 @@ def run_sweep(sweep_file: str | Path, options: SweepOptions, events: SweepEvents
     context = JobContext(data_root=options.data_root or os.environ.get(DATA_ROOT_ENV),
                          cache_dir=cache_dir(options.cache_dir))
 
-    def finished(planned: PlannedJob, outcome: JobOutcome) -> bool:
-        """Write the outcome; True when the sweep must stop (fail-fast)."""
-        _write_outcome(report, planned, outcome)
-        report.outcomes.append(outcome)
-        events.job_finished(planned, outcome)
-        report.stopped_early = options.fail_fast and not outcome.ok
+    def finished(group: PlannedGroup, outcomes: list[JobOutcome]) -> bool:
+        """Write the group's outcomes; True when the sweep must stop (fail-fast)."""
+        running = group.to_run
+        _write_outcomes(report, group, outcomes)
+        for planned, outcome in zip(running, outcomes, strict=True):
+            report.outcomes.append(outcome)
+            events.job_finished(planned, outcome)
+        report.stopped_early = options.fail_fast and not all(outcome.ok for outcome in outcomes)
         return report.stopped_early
 
     executor = EXECUTORS[options.executor](options.address)
     try:
-        executor.run(report.to_run, context, events.job_started, finished)
+        executor.run(report.groups_to_run, context, events.group_started, finished)
     finally:
         report.seconds = time.perf_counter() - start
     return report

@@ -168,3 +168,23 @@ def test_a_factorisation_is_timed_once_per_shape_on_this_machine_and_cached(tmp_
     assert factorisation_timing(64, 256, 8, "cpu", rows=32, cache=tmp_path) == first  # read back, not timed again
     factorisation_timing(64, 256, 16, "cpu", rows=32, cache=tmp_path)
     assert len(list((tmp_path / "shapes").glob("factorisation-*.json"))) == 2
+
+
+def test_low_rank_at_several_amounts_computes_each_weights_svd_once_and_gives_what_a_fresh_svd_gives(monkeypatch):
+    from compbench.compressors import low_rank as low_rank_module
+
+    model = build_tiny("bert")
+    low_rank_module._SVDS.clear()
+    fresh = COMPRESSORS.get("low_rank")(model, 0.5, {"only_if_cheaper": False}).model
+    calls = []
+    real = torch.linalg.svd
+    monkeypatch.setattr(torch.linalg, "svd", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    again = COMPRESSORS.get("low_rank")(model, 0.5, {"only_if_cheaper": False}).model
+    COMPRESSORS.get("low_rank")(model, 0.25, {"only_if_cheaper": False})
+    assert calls == []  # every weight's SVD came from the first variant's
+    inputs = {"input_ids": torch.randint(0, 50, (1, 8))}
+    with torch.no_grad():
+        assert torch.equal(fresh(**inputs).last_hidden_state, again(**inputs).last_hidden_state)
+    low_rank_module._SVDS.clear()
+    COMPRESSORS.get("low_rank")(model, 0.5, {"only_if_cheaper": False})
+    assert len(calls) == len(low_rank_module._SVDS) > 0  # a cleared cache computes them again

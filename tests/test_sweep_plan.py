@@ -274,3 +274,20 @@ def test_a_plans_macs_between_the_fitted_sizes_are_within_a_percent_of_a_count(m
     assert plan.dense_macs(model, modality, size, 3) == pytest.approx(3 * counted, rel=0.01)
     assert plan.dense_macs(model, modality, plan.FIT_SIZES[modality][1], 2) == 2 * plan._counted_macs(
         model, modality, plan.FIT_SIZES[modality][1])  # a fitted size is its own count
+
+
+def test_a_group_too_big_for_memory_runs_as_several_runs_each_job_whole(tmp_path):
+    from compbench.sweep.execute import MEMORY_SHARE, runs_of
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"version": 1, "name": "m", "models": [{"model": "hubert-base"}],
+                                     "sizes": {"seconds": [1]},
+                                     "compressors": {"head_pruning": {"amounts": [0.25, 0.5, 0.75]},
+                                                     "layer_drop": {"amounts": [0.5]}},
+                                     "pipelines": [["head_pruning=0.5", "ffn_pruning=0.5"]]}))
+    jobs = plan_jobs(load_sweep(sweep))  # dense; head_pruning at three amounts; layer_drop; the pipeline
+    assert runs_of(jobs, 100, None) == [jobs]  # memory unknown: one run
+    assert runs_of(jobs, 100, int(100 * 6 / MEMORY_SHARE)) == [jobs]  # room for the dense model and 5 variants
+    four = runs_of(jobs, 100, int(100 * 4 / MEMORY_SHARE))  # the dense model and 3 variants a run
+    assert four == [jobs[:2], jobs[2:]]  # head_pruning's three together; then layer_drop and the pipeline
+    assert runs_of(jobs, 100, 1) == [jobs[:2], [jobs[2]], [jobs[3]]]  # a job is never split

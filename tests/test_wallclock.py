@@ -54,7 +54,8 @@ def test_targets_are_timed_round_robin():
     a = target("a", clock, lambda n: 0.125, calls)
     b = target("b", clock, lambda n: 0.375, calls)
     stats = time_interleaved([a, b], torch.device("cpu"), POLICY, clock=clock)
-    timed = calls[4:]  # after two warm-up calls each
+    assert calls[:3] == ["a", "a", "b"]  # the first target warms the machine; the next warms up with one run
+    timed = calls[3:]
     assert timed[:20] == ["a", "b"] * 10
     assert stats["a"].median == 125.0 and stats["b"].median == 375.0
 
@@ -66,7 +67,7 @@ def test_unpaired_a_converged_target_drops_out_while_a_noisy_one_continues():
     stats = time_interleaved([steady, noisy], torch.device("cpu"), replace(POLICY, paired=False), clock=clock)
     assert stats["s"].runs == 10
     assert stats["n"].runs > 10
-    assert calls[4 + 20:] == ["n"] * (stats["n"].runs - 10)
+    assert calls[3 + 20:] == ["n"] * (stats["n"].runs - 10)
 
 
 def test_paired_targets_run_in_lock_step_until_the_noisy_one_spends_its_budget():
@@ -76,7 +77,7 @@ def test_paired_targets_run_in_lock_step_until_the_noisy_one_spends_its_budget()
     stats = time_interleaved([steady, noisy], torch.device("cpu"), POLICY, clock=clock)
     runs = stats["n"].runs
     assert stats["s"].runs == runs > 10  # every round timed both: each round is a pair
-    assert calls[4:] == ["s", "n"] * runs
+    assert calls[3:] == ["s", "n"] * runs
     assert stats["s"].converged and not stats["n"].converged and stats["n"].budget_exhausted
     assert sum(stats["n"].samples) / 1e3 >= POLICY.budget_s > sum(stats["n"].samples[:-1]) / 1e3
 

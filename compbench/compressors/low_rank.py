@@ -12,6 +12,9 @@ times in the manifest. At full rank the factorisation reproduces the original ou
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -40,9 +43,28 @@ def _targets(adapter: ModelAdapter, which: str) -> dict[str, nn.Module]:
     return found
 
 
+# factorisations of one weight at several ranks (a sweep's amounts of one model) share its SVD: kept for the process,
+# keyed by the weight's values, the least recently used dropped first beyond about this many elements (fp32)
+SVD_CACHE_ELEMENTS = 128 * 2**20
+_SVDS: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+
+
+def _svd(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd(weight)`` (thin), computed once per weight's values in this process."""
+    weight = weight.detach().float().contiguous()
+    key = f"{tuple(weight.shape)}:{weight.device}:" + hashlib.sha1(weight.cpu().numpy().tobytes()).hexdigest()
+    if key in _SVDS:
+        _SVDS.move_to_end(key)
+        return _SVDS[key]
+    factors = torch.linalg.svd(weight, full_matrices=False)
+    _SVDS[key] = factors
+    while len(_SVDS) > 1 and sum(t.numel() for f in _SVDS.values() for t in f) > SVD_CACHE_ELEMENTS:
+        _SVDS.popitem(last=False)
+    return factors
+
+
 def factorize(linear: nn.Linear, rank: int) -> LowRankLinear:
-    weight = linear.weight.detach().float()
-    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    u, s, vh = _svd(linear.weight)
     root = s[:rank].sqrt()
     low = LowRankLinear(linear.in_features, rank, linear.out_features, linear.bias is not None).to(
         device=linear.weight.device, dtype=linear.weight.dtype)
@@ -63,7 +85,7 @@ def _rank_for(linear: nn.Linear, amount: float, options: dict, name: str) -> int
     if options["rank"] is not None:
         rank = min(rank, options["rank"])
     if options["energy"] < 1.0:
-        s = torch.linalg.svdvals(linear.weight.detach().float())
+        s = _svd(linear.weight)[1]
         share = torch.cumsum(s.pow(2), 0) / s.pow(2).sum()
         rank = min(rank, int(torch.searchsorted(share, torch.tensor(options["energy"]))) + 1)
     return rank

@@ -138,19 +138,28 @@ def _transcript_quality(model: nn.Module, data: TaskData) -> dict:
     return result | {"value": scores[task.metric], "scores": scores}
 
 
+FIDELITY_BATCH = 32  # text examples run together for their hidden states (each keeps its own tokens only)
+
+
 @torch.no_grad()
 def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
-    """Per layer: every frame or (non-padding) token of the first evaluation examples, stacked."""
+    """Per layer: every frame or (non-padding) token of the first evaluation examples, stacked in their order
+    (text runs :data:`FIDELITY_BATCH` examples at a time, padded, each example's padding left out; speech one
+    utterance at a time)."""
     model.eval()
     examples = limit_examples(data.evaluation, FIDELITY_EXAMPLES)
     device = next(model.parameters()).device
     collected: list[list[torch.Tensor]] = []
-    for item in examples.inputs:
-        if data.task.input == "audio":
-            collected.append(utterance_states(model, item))
-        else:
-            batch = data.tokenizer([item], truncation=True, max_length=64, return_tensors="pt").to(device)
-            collected.append([s[0].float().cpu() for s in model(**batch, output_hidden_states=True).hidden_states])
+    if data.task.input == "audio":
+        collected = [utterance_states(model, item) for item in examples.inputs]
+        return [torch.cat(layer) for layer in zip(*collected, strict=True)]
+    texts = list(examples.inputs)
+    for start in range(0, len(texts), FIDELITY_BATCH):
+        batch = data.tokenizer(texts[start:start + FIDELITY_BATCH], truncation=True, max_length=64, padding=True,
+                               return_tensors="pt").to(device)
+        states = model(**batch, output_hidden_states=True).hidden_states
+        for row, mask in enumerate(batch["attention_mask"].bool()):
+            collected.append([s[row][mask].float().cpu() for s in states])
     return [torch.cat(layer) for layer in zip(*collected, strict=True)]
 
 

@@ -22,7 +22,7 @@ from filelock import FileLock
 
 from compbench import __version__
 from compbench.cache import cache_dir
-from compbench.environment import environment
+from compbench.environment import environment, memory_bytes
 from compbench.errors import CompbenchError, ModelLoadError
 from compbench.measure import MeasureOptions, measure_subjects
 from compbench.models import LoadedModel, load_model
@@ -121,11 +121,32 @@ def _per_example(record: dict) -> bool:
     return record["input"]["kind"] == "examples"
 
 
+MEMORY_SHARE = 0.4  # of this machine's memory, for the models one run holds (the dense model and its variants)
+
+
+def runs_of(jobs: list[Job], model_bytes: int, memory: int | None) -> list[list[Job]]:
+    """``jobs`` (the dense job first, if any) split into consecutive runs whose models fit in
+    :data:`MEMORY_SHARE` of ``memory``: a run holds the dense model and every variant of its jobs, each counted
+    as the dense model's size (a job's variants stay in one run). One run where the memory is not known."""
+    if memory is None:
+        return [jobs]
+    room = max(1, int(MEMORY_SHARE * memory / max(1, model_bytes)) - 1)  # variants beside the dense model
+    runs: list[list[Job]] = [[]]
+    held = 0
+    for job in jobs:
+        if held and held + len(job.variants) > room:  # the dense job goes with the first variants
+            runs.append([])
+            held = 0
+        runs[-1].append(job)
+        held += len(job.variants)
+    return runs
+
+
 def run_group(jobs: list[Job], context: JobContext,
               progress: Callable[[str, float], None] | None = None) -> dict[str, list[dict]]:
-    """Measure ``jobs`` (of one model at one size) here in one run and return each job's records by its key,
-    labelled with the sweep and the job key. ``job_seconds`` is the whole run's wall-clock."""
-    start = time.perf_counter()
+    """Measure ``jobs`` (of one model at one size) here and return each job's records by its key, labelled with
+    the sweep and the job key: in one run, or in as few runs as this machine's memory holds
+    (:func:`runs_of`). ``job_seconds`` is the wall-clock of the run that measured the job."""
     first = jobs[0]
     if first.kind == "unresolved":
         raise ModelLoadError(first.problem or f"{first.model.model} could not be resolved")
@@ -133,6 +154,19 @@ def run_group(jobs: list[Job], context: JobContext,
     if first.model.finetune:
         checkpoint, finetuned = ensure_finetuned(first, context.cache_dir, context.data_root, progress)
         model, weights = str(checkpoint), "pretrained"
+    kept: dict[str, list[dict]] = {}
+    settings = first.measure
+    loaded = context.loader(model, weights, settings.attn, settings.seed)  # kept by the loader for the runs
+    model_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    for run in runs_of(jobs, model_bytes, memory_bytes()):
+        kept.update(_run_once(run, model, weights, finetuned, context, progress))
+    return kept
+
+
+def _run_once(jobs: list[Job], model: str, weights: str | None, finetuned: dict | None, context: JobContext,
+              progress: Callable[[str, float], None] | None) -> dict[str, list[dict]]:
+    """One ``measure`` run of ``jobs``: each job's records by its key."""
+    start = time.perf_counter()
     measured = measure_subjects(measure_options(jobs, model, weights, context), progress, load=context.loader)
     measured = [item for item in measured if item.model == model]  # not the baseline's records
     dense = next((job for job in jobs if job.kind == "dense"), None)

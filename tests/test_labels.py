@@ -27,6 +27,20 @@ def test_a_label_without_its_model_an_empty_one_or_one_twice_is_refused(labels, 
         measure(MeasureOptions(models=models, labels=labels, latency=False))
 
 
+def test_labels_may_name_their_models_as_the_report_takes_them_but_not_half_of_them():
+    records = measure(MeasureOptions(models=["distilhubert", "hubert-base"], baseline="hubert-base",
+                                     labels=["hubert-base=the teacher", "distilhubert=the student"],
+                                     seconds=[0.25], latency=False))
+    assert {r["model"]: r.get("label") for r in records} == {"hubert-base": "the teacher",
+                                                             "distilhubert": "the student"}
+    for labels, message in ((["distilhubert=a", "b"], "not some of each"),
+                            (["distilhubert=a", "distilhubert=b"], "distilhubert has two --label")):
+        with pytest.raises(InvalidInputError, match=message):
+            measure(MeasureOptions(models=["distilhubert", "hubert-base"], labels=labels, latency=False))
+    [record] = measure(MeasureOptions(models=["distilhubert"], labels=["x=y"], seconds=[0.25], latency=False))
+    assert record["label"] == "x=y"  # words with '=' that name no model are the label itself
+
+
 def test_the_cli_shows_the_label_and_the_report_relabels_records_written_without_one(tmp_path, capsys):
     out = tmp_path / "runs.jsonl"
     assert main(["measure", "--model", "distilhubert", "--label", "DistilHuBERT", "--seconds", "0.25",

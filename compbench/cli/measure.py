@@ -26,7 +26,8 @@ def add_parser(commands, name: str) -> None:
                         f"(default: {' and '.join(DEFAULT_MODELS)})")
     p.add_argument("--label", action="append", metavar="NAME",
                    help="what a model is, in words, for tables and charts: the first --label names the first "
-                        "--model, and so on (default: its name, or a saved model's provenance)")
+                        "--model, and so on; or each as MODEL=NAME, as compbench report takes them (default: its "
+                        "name, or a saved model's provenance)")
     p.add_argument("--baseline", metavar="M",
                    help="compare every other --model with this one (a published compressed model against the model "
                         "it was distilled from): timed in the same rounds, each record gets its speedup over it; "

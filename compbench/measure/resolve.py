@@ -83,10 +83,26 @@ def check_steps_per_example(pipelines: list[list[Step]], per_example: bool) -> N
 
 
 def labels_by_model(options: MeasureOptions) -> dict[str, str]:
-    """``--label``: the i-th names the i-th ``--model``; at most one each, none empty, no two alike (rows with one
+    """``--label``: the i-th names the i-th ``--model``, or every one is ``MODEL=NAME`` (as ``compbench report``
+    takes them) for a ``--model`` or the ``--baseline``; at most one each, none empty, no two alike (rows with one
     label would be read as one model's)."""
-    labels = [label.strip() for label in options.labels]
-    if len(labels) > len(options.models):
+    named = [*options.models, *([options.baseline] if options.baseline else [])]
+    mapped = [label.partition("=") for label in options.labels]
+    by_name = [label for label in mapped if label[1] and label[0].strip() in named]
+    if by_name and len(by_name) < len(mapped):
+        raise InvalidInputError("give every --label as NAME (the --model of its place) or every one as MODEL=NAME, "
+                                "not some of each")
+    if by_name:
+        models = [model.strip() for model, _, _ in by_name]
+        twice = next((model for model in models if models.count(model) > 1), None)
+        if twice is not None:
+            raise InvalidInputError(f"{twice} has two --label: give each model one")
+        labels = [label.strip() for _, _, label in by_name]
+        pairs = list(zip(models, labels, strict=True))
+    else:
+        labels = [label.strip() for label in options.labels]
+        pairs = list(zip(options.models, labels, strict=False))
+    if len(labels) > len(options.models) and not by_name:
         raise InvalidInputError(f"{len(labels)} --label for {len(options.models)} --model: each --label names the "
                                 "--model of its place, in order")
     if any(not label for label in labels):
@@ -94,7 +110,7 @@ def labels_by_model(options: MeasureOptions) -> dict[str, str]:
     repeated = next((label for label in labels if labels.count(label) > 1), None)
     if repeated is not None:
         raise InvalidInputError(f"--label {repeated!r} is given twice: each model needs its own")
-    return dict(zip(options.models, labels, strict=False))
+    return dict(pairs)
 
 
 def with_baseline_first(options: MeasureOptions) -> MeasureOptions:

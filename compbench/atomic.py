@@ -1,4 +1,4 @@
-"""Writing a directory all at once: a failure leaves nothing behind."""
+"""Writing a file or a directory all at once: a failure leaves the one before it, and nothing beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from compbench.errors import InvalidInputError
+from compbench.errors import InvalidInputError, ResultsWriteError
 
 
 def refuse_non_empty(out_dir: Path) -> None:
@@ -23,6 +23,37 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (written beside it, synced, renamed over it); a results file is written so
+    under :func:`compbench.store.locked`."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep the file's mode, or the umask's
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
 
 
 def atomic_directory(out_dir: str | Path, write: Callable[[Path], None]) -> Path:

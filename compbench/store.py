@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pandas as pd
 from filelock import FileLock
 
+from compbench.atomic import write_text_atomically
 from compbench.errors import CorruptResultsError, ResultsWriteError, SchemaVersionError
 from compbench.outputs import check_output_file
 from compbench.record import SCHEMA_VERSION, validate_record
@@ -145,38 +144,6 @@ def check_writable(path: str | Path) -> None:
     """Raise :class:`ResultsWriteError` unless ``path`` can be created or replaced in a folder that exists;
     writes nothing (:func:`compbench.outputs.check_output_file`)."""
     check_output_file(path, "results")
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (written beside it, synced, renamed over it); call under :func:`locked`."""
-    path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
-        stale.unlink(missing_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep the file's mode, or the umask's
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise ResultsWriteError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
 
 
 def existing_records(path: str | Path) -> list[dict]:

@@ -31,6 +31,16 @@ def half_up(value: float) -> int:
     return int(value + 0.5)
 
 
+def allowed_counts(units: int, align: int) -> list[int]:
+    """Counts a layer of ``units`` may keep with an alignment: the multiples of ``align`` up to it, and all of it."""
+    return sorted({*range(align, units + 1, align), units})
+
+
+def nearest_allowed(count: int, align: int, units: int) -> int:
+    """The count of :func:`allowed_counts` nearest ``count`` (halves up)."""
+    return min(allowed_counts(units, align), key=lambda allowed: (abs(allowed - count), -allowed))
+
+
 @dataclass(frozen=True)
 class Option:
     """One option a compressor accepts."""

@@ -52,7 +52,6 @@ best ``align`` units, then its next best), so the budget is still met within one
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -65,7 +64,7 @@ from compbench.errors import InvalidInputError
 from compbench.importance.gates import CHANNELS, HEADS, KINDS, NEURONS, Kept, UnitGates, gate_gradients, remove_units
 from compbench.importance.magnitude import conv_channel_magnitude, head_magnitude, neuron_magnitude
 from compbench.importance.mask_tuning import rearrange, tune_masks
-from compbench.importance.ranking import resolve_align
+from compbench.importance.ranking import resolve_align, units_for
 from compbench.importance.trajectory import trajectory_importance
 from compbench.surgery.conv_channels import at_ratio, conv_channels, conv_macs, keep_best_channels, kept_channels
 from compbench.surgery.unit_costs import ENCODER_COMPONENTS, FEATURE_ENCODER, UnitCosts, encoder_macs, unit_costs
@@ -218,7 +217,7 @@ def _alignment(option: int | str | None, adapter: ModelAdapter, whole_model: boo
     if option is None:
         return {}, {}
     elements, measured = resolve_align(option, 1, adapter.floating_dtype())
-    align = {HEADS: elements // math.gcd(elements, head_dim(adapter)), NEURONS: elements}
+    align = {HEADS: units_for(elements, head_dim(adapter)), NEURONS: elements}
     if whole_model:
         align[CHANNELS] = align[NEURONS]
     return align, {"align": align, **measured}

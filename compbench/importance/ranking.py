@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from compbench.compression.compressor import Option, half_up
+from compbench.compression.compressor import Option, allowed_counts, half_up, nearest_allowed
 from compbench.timing.shapes import preferred_alignment
 
 ALIGN_OPTION = Option((int, str, type(None)), None,
@@ -27,8 +27,12 @@ def resolve_align(align: int | str | None, unit_width: int, dtype: torch.dtype =
     if align != "auto":
         return align, {}
     measured = preferred_alignment(dtype=dtype)
-    units = measured.elements // math.gcd(measured.elements, unit_width)
-    return units, {"align_option": "auto", "align_measured": measured.describe()}
+    return units_for(measured.elements, unit_width), {"align_option": "auto", "align_measured": measured.describe()}
+
+
+def units_for(elements: int, unit_width: int) -> int:
+    """The fewest units, each ``unit_width`` elements wide, whose width is a multiple of ``elements``."""
+    return elements // math.gcd(elements, unit_width)
 
 
 def units_to_remove(importance: list[torch.Tensor], amount: float, scope: str) -> list[list[int]]:
@@ -61,23 +65,19 @@ def nearest_multiple(value: int, align: int, limit: int) -> int:
     return min(max(align, half_up(value / align) * align), limit // align * align)
 
 
-def _allowed(units: int, align: int) -> list[int]:
-    """Counts a layer of ``units`` may keep: the multiples of ``align`` up to it, and all of it."""
-    return sorted({*range(align, units + 1, align), units})
-
-
 def aligned_kept(counts: list[int], kept: list[int], align: int) -> list[int]:
-    """Per layer, a count of ``_allowed`` near ``kept``, together as near ``sum(kept)`` as they can be: each layer
-    starts at its nearest allowed count, then the layer whose move shrinks the total's distance most moves to its
-    other neighbour, while that helps."""
+    """Per layer, a count of :func:`~compbench.compression.compressor.allowed_counts` near ``kept``, together as
+    near ``sum(kept)`` as they can be: each layer starts at its nearest allowed count
+    (:func:`~compbench.compression.compressor.nearest_allowed`), then the layer whose move shrinks the total's
+    distance most moves to its other neighbour, while that helps."""
     target = sum(kept)
     choices = []
     for units, want in zip(counts, kept, strict=True):
-        allowed = _allowed(units, align)
+        allowed = allowed_counts(units, align)
         below = max((a for a in allowed if a <= want), default=allowed[0])
         above = min((a for a in allowed if a >= want), default=allowed[-1])
         choices.append((below, above))
-    chosen = [min(pair, key=lambda a, w=want: (abs(a - w), -a)) for pair, want in zip(choices, kept, strict=True)]
+    chosen = [nearest_allowed(want, align, units) for units, want in zip(counts, kept, strict=True)]
     while True:
         gap = sum(chosen) - target
         best = None

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from compbench.architectures.families import SAMPLE_RATE, ModelAdapter
+from compbench.compression.compressor import nearest_allowed
 from compbench.errors import InvalidInputError
 from compbench.surgery.linear import LowRankLinear, slice_linear
 
@@ -49,18 +50,11 @@ def conv_macs(config, channels: Sequence[int], samples: int = REFERENCE_SAMPLES)
     return macs
 
 
-def _aligned(count: int, align: int | None, whole: int) -> int:
-    """``count`` rounded to the nearest multiple of ``align`` (halves up) that fits ``whole``, or ``whole``."""
-    if align is None:
-        return count
-    allowed = sorted({*range(align, whole + 1, align), whole})
-    return min(allowed, key=lambda a: (abs(a - count), -a))
-
-
 def at_ratio(channels: Sequence[int], ratio: float, align: int | None = None) -> list[int]:
     """Channels each layer keeps at one keep-ratio: the same fraction everywhere, rounded, at least one; with
     ``align``, each rounded to the nearest multiple of it (or the whole layer)."""
-    return [_aligned(max(1, int(ratio * c + 0.5)), align, c) for c in channels]
+    kept = [max(1, int(ratio * c + 0.5)) for c in channels]
+    return kept if align is None else [nearest_allowed(k, align, c) for k, c in zip(kept, channels, strict=True)]
 
 
 def kept_channels(config, channels: Sequence[int], amount: float, samples: int = REFERENCE_SAMPLES,

@@ -30,6 +30,7 @@ from compbench.quality.finetune import REPORT_FILE, FinetuneOptions, finetune
 from compbench.record import machine_label
 from compbench.sweep.plan import Job
 from compbench.tasks import find_task
+from compbench.timing.memory import weight_bytes
 
 
 def finetune_key(entry_description: dict) -> str:
@@ -157,8 +158,7 @@ def run_group(jobs: list[Job], context: JobContext,
     kept: dict[str, list[dict]] = {}
     settings = first.measure
     loaded = context.loader(model, weights, settings.attn, settings.seed)  # kept by the loader for the runs
-    model_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-    for run in runs_of(jobs, model_bytes, memory_bytes()):
+    for run in runs_of(jobs, weight_bytes(loaded.model), memory_bytes()):
         kept.update(_run_once(run, model, weights, finetuned, context, progress))
     return kept
 

@@ -80,14 +80,21 @@ def _bytes(tensors) -> int:
     return total
 
 
-def measure_peak_memory(model: nn.Module, inputs: dict[str, torch.Tensor],
-                        device: torch.device) -> PeakMemory:
-    """Peak memory of ``model(**inputs)`` on ``device`` (one extra forward, not timed)."""
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes ``model``'s parameters and buffers occupy, each tensor once (int8 weights packed inside quantized
+    Linears, and tensor subclasses' inner tensors, included)."""
     weights = _bytes(itertools.chain(model.parameters(), model.buffers()))
     for module in model.modules():  # int8 weights packed inside quantized Linears
         packed = packed_linear_weight(module)
         if packed is not None:
             weights += _bytes([t for t in packed if t is not None])
+    return weights
+
+
+def measure_peak_memory(model: nn.Module, inputs: dict[str, torch.Tensor],
+                        device: torch.device) -> PeakMemory:
+    """Peak memory of ``model(**inputs)`` on ``device`` (one extra forward, not timed)."""
+    weights = weight_bytes(model)
     input_bytes = _bytes(inputs.values())
     if device.type == "cuda":
         torch.cuda.synchronize(device)

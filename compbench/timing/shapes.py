@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from compbench.atomic import write_text_atomically
 from compbench.cache import cache_dir
 from compbench.environment import cpu_cores, cpu_model, gpu_name
 from compbench.timing.device import synchronize
@@ -84,10 +84,8 @@ def _cached(path: Path) -> dict | None:
 def _store(path: Path, value: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
-        os.replace(partial, path)  # whole or not there: a reader never sees half a file
-    except OSError:
+        write_text_atomically(path, json.dumps(value, sort_keys=True))  # whole or not there
+    except OSError:  # ResultsWriteError too
         pass  # a read-only cache: measured again next time, nothing else changes
 
 

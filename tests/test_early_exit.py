@@ -19,7 +19,7 @@ from compbench.importance.gates import HEADS, UnitGates, gate_gradients
 from compbench.models import ModelAdapter, load_model
 from compbench.models.variants import save_variant
 from compbench.surgery.exits import EXITS_ATTRIBUTE, EarlyExitModel, row_entropy, with_exits
-from compbench.surgery.units import keep_layers
+from compbench.surgery.layers import keep_layers
 
 TEXT = ("bert", "distilbert", "roberta")
 FAMILIES = [*TEXT, "hubert", "wav2vec2", "wavlm"]

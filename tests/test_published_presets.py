@@ -159,6 +159,37 @@ def test_a_layer_reusing_an_attention_map_reads_the_one_before_it():
     assert not torch.allclose(changed, uniform, atol=1e-4)  # the reusing layer read layer 0's map
 
 
+def test_a_layer_whose_map_a_kept_layer_reuses_is_never_removed(tmp_path):
+    """Keeping a reusing layer but not the layer whose map it reads is refused, for every compressor that removes
+    layers (they all keep layers through keep_layers); removing both, or the reuser alone, works and runs."""
+    from compbench.surgery.layers import keep_layers
+
+    armhubert = load_model("armhubert-s", weights="random").model  # layers 1, 3, ... reuse 0, 2, ...
+    for kept, reuser in (([0, 1, 3], 3), ([1, 2], 1), ([0, 2, 3, 5], 5)):
+        with pytest.raises(InvalidInputError, match=f"layer {reuser} reuses the attention map of layer {reuser - 1}"):
+            keep_layers(ModelAdapter(copy.deepcopy(armhubert)), kept)
+    for kept in ([0, 1, 2], [2, 3, 4], [0, 2, 4, 6]):
+        model = copy.deepcopy(armhubert)
+        assert keep_layers(ModelAdapter(model), kept) == len(kept)
+        assert model(input_values=torch.randn(1, 4000)).last_hidden_state.shape[-1] == 432
+    # layer_drop from the bottom: 3 layers (0, 1, 2) would leave layer 3 reading layer 2's map; 6 layers is whole pairs
+    bottom = tmp_path / "bottom.yaml"
+    for amount, out in ((0.25, "bottom3"), (0.5, "bottom6")):
+        bottom.write_text(f"- {{name: layer_drop, amount: {amount}, options: {{which: bottom}}}}\n")
+        if amount == 0.25:
+            with pytest.raises(InvalidInputError, match="layer 3 reuses the attention map of layer 2, which would be "
+                                                        "removed"):
+                compress_model("armhubert-s", str(bottom), str(tmp_path / out), weights="random")
+            assert not (tmp_path / out).exists()
+        else:
+            compress_model("armhubert-s", str(bottom), str(tmp_path / out), weights="random")
+    structure = load_model(str(tmp_path / "bottom6")).model.config.compbench_structure
+    assert structure["attention_reuse"] == [False, True] * 3
+    wavlm = build_tiny("wavlm")
+    with pytest.raises(InvalidInputError, match="WavLM's first layer holds the relative position bias"):
+        keep_layers(ModelAdapter(wavlm), [1])
+
+
 def test_a_compressed_armhubert_reloads_with_its_reuse_and_what_needs_queries_or_its_projection_is_refused(
         tmp_path):
     compress_model("armhubert-s", "ffn_pruning=0.5", str(tmp_path / "variant"), weights="random")

@@ -42,11 +42,11 @@ from compbench.errors import InvalidInputError
 from compbench.eval_mode import evaluating
 from compbench.metrics import Metric, metric_of
 from compbench.surgery.hard_attention import set_hard_attention
+from compbench.surgery.layers import keep_layers
 from compbench.surgery.units import (
     attention_module,
     heads_in_layer,
     keep_heads,
-    keep_layers,
     keep_neurons,
     make_attention_modular,
 )

@@ -44,7 +44,7 @@ from compbench.counting.weights import has_quantized_weights
 from compbench.errors import InvalidInputError
 from compbench.importance.gates import valid_positions
 from compbench.schedule import warmup_then_linear_decay
-from compbench.surgery.units import keep_layers
+from compbench.surgery.layers import keep_layers
 
 RECIPES = {  # defaults that options left unset take; None: on where the models allow it
     "layers": {"hidden": 1.0, "kl": None, "ce": None, "lr": 5e-5},

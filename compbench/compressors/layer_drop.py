@@ -5,7 +5,7 @@ from __future__ import annotations
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, half_up, register
 from compbench.errors import InvalidInputError
-from compbench.surgery.units import keep_layers
+from compbench.surgery.layers import keep_layers
 
 
 def layers_to_drop(count: int, remove: int, which: str) -> list[int]:

@@ -1,5 +1,5 @@
 """Removing units for real: attention heads (q/k/v rows, output-projection columns), FFN neurons
-(rows of the first Linear, columns of the second) and whole Transformer layers.
+(rows of the first Linear, columns of the second); whole layers are :mod:`.layers`'.
 
 Every function changes the adapter's model in place; compressors call them on their own copy.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from compbench.architectures.families import ModelAdapter
@@ -101,19 +100,3 @@ def keep_neurons(adapter: ModelAdapter, layer: int, neurons: Sequence[int]) -> N
     lay = adapter.layout
     block.set_submodule(lay.ffn_in, slice_linear(block.get_submodule(lay.ffn_in), rows=neurons))
     block.set_submodule(lay.ffn_out, slice_linear(block.get_submodule(lay.ffn_out), cols=neurons))
-
-
-def keep_layers(adapter: ModelAdapter, layers: Sequence[int]) -> int:
-    """Keep only the given Transformer layers, in order; returns how many are left.
-
-    A head that reads a learned weighted sum of every hidden state (``use_weighted_layer_sum``) keeps
-    the weights of the states that remain: the embeddings' and the kept layers' outputs."""
-    modules = adapter.layers()
-    adapter.base.set_submodule(adapter.layout.layers, nn.ModuleList([modules[i] for i in layers]))
-    adapter.config.num_hidden_layers = len(layers)
-    weights = getattr(adapter.model, "layer_weights", None)
-    if adapter.base is not adapter.model and isinstance(weights, nn.Parameter):
-        states = torch.as_tensor([0] + [i + 1 for i in layers])
-        adapter.model.layer_weights = nn.Parameter(weights.detach()[states].clone(),
-                                                   requires_grad=weights.requires_grad)
-    return len(layers)

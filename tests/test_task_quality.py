@@ -133,3 +133,69 @@ def test_a_task_whose_metric_is_macro_f1_records_macro_f1_of_the_predictions(tmp
     f1 = [2 * hits[c] / (predictions.count(c) + labels.count(c)) for c in (0, 1)
           if predictions.count(c) + labels.count(c)]
     assert record["quality"]["value"] == pytest.approx(sum(f1) / len(f1))
+
+
+def toy_classifier(directory, seed: int = 0) -> str:
+    """all-MiniLM-L6-v2 with a random two-label head for the toy text task's labels, and its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from compbench.models import load_model
+    from compbench.quality.classify import load_tokenizer
+
+    checkpoint = load_model("minilm-l6", weights="pretrained").checkpoint
+    torch.manual_seed(seed)
+    labels = {0: "negative", 1: "positive"}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})
+    model.save_pretrained(directory)
+    load_tokenizer(checkpoint).save_pretrained(directory)
+    return str(directory)
+
+
+@needs_minilm
+def test_a_text_classifiers_fidelity_states_come_from_the_forwards_that_classify_the_split(tmp_path, text_task,
+                                                                                            monkeypatch):
+    """One pass over the split gives a text classifier's predictions (those text_predictions gives) and the chosen
+    examples' hidden states, in the order asked, each example's tokens as it has them alone (its batch's padding
+    left out); measure makes one such pass per model, and a variant identical to its dense model has a fidelity of
+    exactly 1 whether or not the dense model's quality is wanted (its states come from the same batches)."""
+    import torch
+
+    from compbench.models import load_model
+    from compbench.quality import evaluate
+    from compbench.quality.classify import text_predictions, text_predictions_and_states
+    from compbench.tasks import find_task
+
+    task_file, data_root = text_task
+    loaded = load_model(toy_classifier(tmp_path / "toy"))
+    data = evaluate.prepare_task(find_task(task_file), "text", loaded.checkpoint, data_root)
+    chosen = [11, 0, 3]  # "a boring film number 11" is a token longer than the others: batches are padded
+    predictions, states = text_predictions_and_states(loaded.model, data.tokenizer, data.evaluation, chosen,
+                                                      batch_size=4)
+    assert (predictions == text_predictions(loaded.model, data.tokenizer, data.evaluation, batch_size=4)).all()
+    with torch.no_grad():
+        alone = [loaded.model(**data.tokenizer([data.evaluation.inputs[i]], return_tensors="pt"),
+                              output_hidden_states=True).hidden_states for i in chosen]
+    assert len(states) == 7 and states[0].shape[0] == sum(a[0].shape[1] for a in alone)
+    for layer, stacked in enumerate(states):
+        torch.testing.assert_close(stacked, torch.cat([a[layer][0] for a in alone]), rtol=1e-4, atol=1e-4)
+
+    passes = []
+    counted = evaluate.text_predictions_and_states
+
+    def counting(model, tokenizer, examples, states_of, *args, **kwargs):
+        passes.append(list(states_of))
+        return counted(model, tokenizer, examples, states_of, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "text_predictions_and_states", counting)
+    for dense_quality in (True, False):
+        passes.clear()
+        dense, same = measure(MeasureOptions(models=[loaded.checkpoint], tokens=[16], latency=False, task=task_file,
+                                             data_root=data_root, compress=[parse_spec("ffn_pruning=0")],
+                                             dense_quality=dense_quality))
+        assert passes == [list(range(16))] * 2  # the dense model's and the variant's: every test example's states
+        assert ("quality" in dense) == dense_quality
+        assert same["quality"]["value"] == float((predictions == data.evaluation.labels).mean())
+        assert same["fidelity"]["examples"] == 16 and len(same["fidelity"]["layers"]) == 7
+        assert all(abs(layer["cka"] - 1.0) < 1e-12 for layer in same["fidelity"]["layers"])

@@ -12,6 +12,7 @@ from compbench.quality.evaluate import (
     fidelity,
     hidden_states,
     prepare_task,
+    quality_and_states,
     task_quality,
 )
 from compbench.runtimes.base import onnx_quantization
@@ -29,8 +30,9 @@ def task_data(group: ModelGroup, run: Run) -> TaskData | None:
 def evaluate(group: ModelGroup, data: TaskData, run: Run) -> list[dict]:
     """Per subject, the fields it adds to its records: ``quality`` for the dense model (unless
     ``dense_quality`` is off) and each variant; ``fidelity`` for variants (not for an early-exit model,
-    which has no last layer's states for every example). An ort_int8 variant is evaluated through ONNX
-    Runtime, where its int8 model lives."""
+    which has no last layer's states for every example). A model's quality and its hidden states come from one
+    pass over the split where the task allows (:func:`~compbench.quality.evaluate.quality_and_states`). An
+    ort_int8 variant is evaluated through ONNX Runtime, where its int8 model lives."""
     results, dense_states = [], None
     dense_dynamic = group.dense.dynamic
     for position, subject in enumerate(group.subjects):
@@ -39,14 +41,22 @@ def evaluate(group: ModelGroup, data: TaskData, run: Run) -> list[dict]:
         served_by = "onnxruntime" if onnx_quantization(model) is not None else None
         if served_by:  # its int8 model exists only in ONNX Runtime: evaluated there
             model = served_by_onnxruntime(model, torch.get_num_threads())
-        entry = {"quality": task_quality(model, data)} if position or run.options.dense_quality or dense_dynamic \
-            else {}
-        if served_by and "quality" in entry:
-            entry["quality"]["runtime"] = served_by
+        wants_quality = bool(position) or run.options.dense_quality or dense_dynamic
+        wants_states = not dense_dynamic and not subject.dynamic  # fidelity: this model's states beside the dense's
+        quality, states = None, None
+        if wants_quality and wants_states:
+            quality, states = quality_and_states(model, data)
+        elif wants_quality:
+            quality = task_quality(model, data)
+        elif wants_states:
+            states = hidden_states(model, data)
+        entry = {} if quality is None else {"quality": quality}
+        if served_by and quality is not None:
+            quality["runtime"] = served_by
         if position == 0:
-            dense_states = None if dense_dynamic else hidden_states(model, data)
-        elif dense_states is not None and not subject.dynamic:
+            dense_states = states
+        elif dense_states is not None and states is not None:
             own_steps = subject.manifest[len(group.loaded.compression or []):]
-            entry["fidelity"] = fidelity(dense_states, model, data, own_steps)
+            entry["fidelity"] = fidelity(dense_states, states, data, own_steps)
         results.append(entry)
     return results

@@ -8,7 +8,8 @@ probe, as SUPERB does for every upstream. A speech model with a head fine-tuned 
 the result). Transcription tasks (speech recognition) evaluate a model's CTC head, fine-tuned on the task,
 by greedy decoding of each whole utterance: the task's metric (``wer`` or ``cer``) and both error rates,
 over the words and characters of the whole split. Fidelity compares hidden states of a variant and its
-dense model on up to ``FIDELITY_EXAMPLES`` evaluation examples.
+dense model on up to ``FIDELITY_EXAMPLES`` evaluation examples (a text classifier's kept from the forwards that
+classified the split, so they cost no forward of their own).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from torch import nn
 from compbench.architectures.families import classifier_labels, ctc_vocabulary_size, floating_dtype
 from compbench.errors import InvalidInputError
 from compbench.metrics import classification_score
-from compbench.quality.classify import TEXT_MAX_TOKENS, load_tokenizer, speech_predictions, text_predictions
+from compbench.quality.classify import (
+    TEXT_MAX_TOKENS,
+    load_tokenizer,
+    speech_predictions,
+    text_predictions,
+    text_predictions_and_states,
+)
 from compbench.quality.ctc_probe import probe_transcripts
 from compbench.quality.fidelity import layer_fidelity, linear_cka, mean_cosine
 from compbench.quality.probe import pooled_layer_features, train_probe, utterance_states
@@ -42,13 +49,19 @@ class TaskData:
     whole_evaluation: int | None = None  # the evaluation split's size where a limit took fewer of it
 
 
+def spread_indices(count: int, limit: int | None) -> list[int]:
+    """At most ``limit`` of ``count`` indices, spread evenly over them (deterministic)."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    step = count / limit
+    return [int(i * step) for i in range(limit)]
+
+
 def limit_examples(examples: Examples, limit: int | None) -> Examples:
     """At most ``limit`` examples, spread evenly over the split (deterministic)."""
     if limit is None or len(examples) <= limit:
         return examples
-    step = len(examples) / limit  # spread over the split, deterministic
-    index = [int(i * step) for i in range(limit)]
-    return examples.subset(index)
+    return examples.subset(spread_indices(len(examples), limit))
 
 
 def prepare_task(task: Task, modality: str, checkpoint: str | None, data_root: str | None,
@@ -91,12 +104,19 @@ def has_head_for(model: nn.Module, task: Task) -> bool:
     return classifier_labels(model) == task.labels
 
 
-def task_quality(model: nn.Module, data: TaskData) -> dict:
+def _quality_header(data: TaskData) -> dict:
+    """What every quality result says of the task and the examples it saw."""
     task = data.task
     result = {"task": task.name, "task_version": task.version, "metric": task.metric, "split": task.evaluate_on,
               "protocol": task.protocol, "examples": {task.evaluate_on: len(data.evaluation)}}
     if data.whole_evaluation is not None:  # a limit (--task-limit) took part of the split
         result["split_examples"] = data.whole_evaluation
+    return result
+
+
+def task_quality(model: nn.Module, data: TaskData) -> dict:
+    task = data.task
+    result = _quality_header(data)
     labels = data.evaluation.labels
     if task.output == "transcript":
         return result | _transcript_quality(model, data)
@@ -138,41 +158,55 @@ def _transcript_quality(model: nn.Module, data: TaskData) -> dict:
     return result | {"value": scores[task.metric], "scores": scores}
 
 
-FIDELITY_BATCH = 32  # text examples run together for their hidden states (each keeps its own tokens only)
+def classifies_text(task: Task) -> bool:
+    """A text task evaluated by the model's own classifier: its quality and its fidelity states come from the same
+    forwards (:func:`quality_and_states`)."""
+    return task.input == "text" and task.protocol == "finetune" and task.output != "transcript"
+
+
+def fidelity_examples(data: TaskData) -> list[int]:
+    """The evaluation examples fidelity compares: at most :data:`FIDELITY_EXAMPLES`, spread over the split."""
+    return spread_indices(len(data.evaluation), FIDELITY_EXAMPLES)
+
+
+def quality_and_states(model: nn.Module, data: TaskData) -> tuple[dict, list[torch.Tensor]]:
+    """:func:`task_quality` and :func:`hidden_states` of one model; for a text classifier from the same forwards
+    (each fidelity example's states kept from the batch it was classified in), otherwise one after the other."""
+    if not classifies_text(data.task):
+        return task_quality(model, data), hidden_states(model, data)
+    check_model_for_task(model, data.task)
+    predictions, states = text_predictions_and_states(model, data.tokenizer, data.evaluation, fidelity_examples(data))
+    result = _quality_header(data) | {"value": classification_score(data.task.metric, predictions,
+                                                                     data.evaluation.labels)}
+    return result, states
 
 
 @torch.no_grad()
 def hidden_states(model: nn.Module, data: TaskData) -> list[torch.Tensor]:
-    """Per layer: every frame or (non-padding) token of the first evaluation examples, stacked in their order
-    (text runs :data:`FIDELITY_BATCH` examples at a time, padded, each example's padding left out; speech one
-    utterance at a time)."""
+    """Per hidden state (the embeddings', then each layer's output): every frame or (non-padding) token of the
+    fidelity examples (:func:`fidelity_examples`), stacked in their order. Speech runs one utterance at a time;
+    a text classifier's states are those of its quality forwards (:func:`quality_and_states`: the whole split,
+    batched by length), so a model's states do not depend on whether its quality was wanted."""
     model.eval()
-    examples = limit_examples(data.evaluation, FIDELITY_EXAMPLES)
-    device = next(model.parameters()).device
-    collected: list[list[torch.Tensor]] = []
-    if data.task.input == "audio":
-        collected = [utterance_states(model, item) for item in examples.inputs]
-        return [torch.cat(layer) for layer in zip(*collected, strict=True)]
-    texts = list(examples.inputs)
-    for start in range(0, len(texts), FIDELITY_BATCH):
-        batch = data.tokenizer(texts[start:start + FIDELITY_BATCH], truncation=True, max_length=64, padding=True,
-                               return_tensors="pt").to(device)
-        states = model(**batch, output_hidden_states=True).hidden_states
-        for row, mask in enumerate(batch["attention_mask"].bool()):
-            collected.append([s[row][mask].float().cpu() for s in states])
+    if classifies_text(data.task):
+        return quality_and_states(model, data)[1]
+    if data.task.input != "audio":
+        raise InvalidInputError(f"{data.task.name}: fidelity compares a text model's states on a classification task")
+    examples = data.evaluation.subset(fidelity_examples(data))
+    collected = [utterance_states(model, item) for item in examples.inputs]
     return [torch.cat(layer) for layer in zip(*collected, strict=True)]
 
 
-def fidelity(dense_states: list[torch.Tensor], variant: nn.Module, data: TaskData,
+def fidelity(dense_states: list[torch.Tensor], variant_states: list[torch.Tensor], data: TaskData,
              manifest: list[dict] | None) -> dict:
-    """Per-layer CKA and cosine against the dense layers each variant layer descends from, and of the output.
+    """Per-layer CKA and cosine of a variant's hidden states (:func:`hidden_states`) against the dense layers each
+    variant layer descends from, and of the output.
 
     ``last_*`` compares the variant's last layer with the dense layer it descends from (1 for a
     layer-dropped model); ``output_*`` compares it with the dense model's last layer: how much of
     what a head reads survived."""
-    variant_states = hidden_states(variant, data)
     layers = layer_fidelity(dense_states, variant_states, manifest)
-    return {"split": data.task.evaluate_on, "examples": min(FIDELITY_EXAMPLES, len(data.evaluation)),
+    return {"split": data.task.evaluate_on, "examples": len(fidelity_examples(data)),
             "layers": layers, "mean_cka": sum(x["cka"] for x in layers) / len(layers),
             "last_cka": layers[-1]["cka"], "last_cosine": layers[-1]["cosine"],
             "output_cka": linear_cka(dense_states[-1], variant_states[-1]),

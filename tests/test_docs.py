@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from compbench.catalog import list_compressors, list_presets, list_tasks
+from compbench.errors import CorruptResultsError
 from compbench.record import LatencyMs, Record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +87,25 @@ def test_the_command_line_page_is_every_commands_help(hook):
 def test_an_unknown_table_marker_is_an_error(hook):
     with pytest.raises(KeyError, match="unknown compbench table 'nope'"):
         hook.render("<!-- compbench:nope -->")
+
+
+def test_the_landscape_study_shows_the_committed_results_as_the_report_tables_them(hook):
+    """The study page's tables are built from the committed results when the site is built: every timed record's
+    median and quality is in the row of its variant, and a marker naming a results file needs the file."""
+    from compbench.report.landscape import variant_label
+
+    text = page(hook, "studies/landscape.md")
+    for results in ("default.jsonl", "speech.jsonl"):
+        records = [json.loads(line) for line in (REPO / "results" / results).open()]
+        for record in records:
+            rows = [line for line in text.splitlines() if line.startswith(f"| {variant_label(record)} |")]
+            assert any(f"{record['latency_ms']['median']:.2f} [" in row for row in rows), variant_label(record)
+            if record.get("quality"):
+                assert any(f"| {record['quality']['value']:.4f}" in row for row in rows)
+    with pytest.raises(CorruptResultsError, match="nope.jsonl does not exist"):
+        hook.render("<!-- compbench:landscape results/nope.jsonl -->")
+    with pytest.raises(KeyError, match="unknown compbench table 'cli results/default.jsonl'"):
+        hook.render("<!-- compbench:cli results/default.jsonl -->")
 
 
 def test_every_page_is_in_the_navigation_and_every_marker_is_known(hook):

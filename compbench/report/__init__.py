@@ -26,9 +26,9 @@ from compbench.report.pipelines import (
     summary_line,
 )
 from compbench.report.runtimes import RuntimeComparison, runtime_comparisons
-from compbench.report.write import FORMATS, write_report
+from compbench.report.write import FORMATS, markdown_tables, write_report
 
 __all__ = ["CHARTS", "FORMATS", "Landscape", "RuntimeComparison", "StudyTables", "display_tables", "group_tables",
-           "landscape_frame", "load_landscape", "pareto_mask", "plot_estimate_vs_measured", "plot_latency_vs_params",
-           "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted", "runtime_comparisons",
-           "study_tables", "summary_line", "write_report"]
+           "landscape_frame", "load_landscape", "markdown_tables", "pareto_mask", "plot_estimate_vs_measured",
+           "plot_latency_vs_params", "plot_macs_by_component", "plot_quality_vs_macs", "plot_speedup_vs_predicted",
+           "runtime_comparisons", "study_tables", "summary_line", "write_report"]

@@ -112,6 +112,14 @@ def _unconverged_note(table: pd.DataFrame, template: str, escape=str) -> str:
     return template.format(escape(UNCONVERGED_NOTE)) if marked else ""
 
 
+def markdown_tables(frame: pd.DataFrame, level: int = 2) -> str:
+    """Every group's table (:func:`~compbench.report.landscape.group_tables`) in Markdown, under a heading of
+    ``level``, with the footnote where a median did not converge: what ``landscape.md`` shows, and what the
+    documentation's study pages show of the committed results (generated when the site is built)."""
+    return "\n".join(f"{'#' * level} {title}\n\n{_markdown_table(table)}\n" + _unconverged_note(table, "\n{}\n")
+                     for title, table in group_tables(frame))
+
+
 def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[str],
                     studies: Sequence[StudyTables] = ()) -> str:
     machines = sorted({m for m in frame["machine"] if m != "not timed"})
@@ -120,8 +128,7 @@ def markdown_report(landscape: Landscape, frame: pd.DataFrame, charts: Iterable[
     if machines:
         parts.append("Machines: " + "; ".join(machines) + ".\n")
     parts.append("\n".join(f"- {note}" for note in READING_NOTES) + "\n")
-    for title, table in group_tables(frame):
-        parts.append(f"## {title}\n\n{_markdown_table(table)}\n" + _unconverged_note(table, "\n{}\n"))
+    parts.append(markdown_tables(frame))
     for comparison in runtime_comparisons(frame):
         parts.append(f"## Runtimes: {comparison.title}\n\n{RUNTIMES_NOTE}\n\n{comparison.summary}.\n\n"
                      f"{_markdown_table(comparison.table)}\n")

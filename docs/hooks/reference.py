@@ -3,7 +3,9 @@
 A page asks for a table with a marker line, ``<!-- compbench:NAME -->``; :data:`TABLES` maps each NAME
 to a function of :mod:`compbench.catalog` (what ``compbench ls`` prints), the record type
 (:mod:`compbench.record`) or the argument parser (``compbench --help``), so the documentation cannot
-drift from the code. The reference results' charts (``results/**/*.png``) join the site as they are.
+drift from the code. ``<!-- compbench:landscape results/FILE.jsonl -->`` is every table ``compbench report``
+writes for a committed results file, by the report's own functions, so a study page cannot drift from its
+results. The reference results' charts (``results/**/*.png``) join the site as they are.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from compbench.catalog import list_compressors, list_presets, list_runtimes, lis
 from compbench.record import Environment, LatencyMs, Record, describe_fields
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-MARKER = re.compile(r"^<!-- compbench:([a-z-]+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- compbench:([a-z-]+)(?: (\S+))? -->$", re.MULTILINE)
 
 
 def cell(text: object) -> str:
@@ -127,6 +129,15 @@ def cli_help() -> str:
     return "\n\n".join(sections)
 
 
+def landscape_tables(results: str) -> str:
+    """The tables of ``compbench report`` for a results file of the repository, one per model and input size."""
+    from compbench.report import landscape_frame, load_landscape, markdown_tables
+
+    return markdown_tables(landscape_frame(load_landscape([REPOSITORY / results])), level=3)
+
+
+RESULT_TABLES: dict[str, Callable[[str], str]] = {"landscape": landscape_tables}  # NAME and a results file
+
 TABLES: dict[str, Callable[[], str]] = {
     "compressors": compressors_table,
     "compressor-options": compressor_options,
@@ -143,10 +154,14 @@ TABLES: dict[str, Callable[[], str]] = {
 def render(markdown: str) -> str:
     """``markdown`` with every marker replaced by its table; an unknown marker is an error."""
     def replace(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in TABLES:
-            raise KeyError(f"unknown compbench table {name!r}; known: {', '.join(sorted(TABLES))}")
-        return TABLES[name]()
+        name, argument = match.group(1), match.group(2)
+        if argument is not None and name in RESULT_TABLES:
+            return RESULT_TABLES[name](argument)
+        if argument is None and name in TABLES:
+            return TABLES[name]()
+        given = name if argument is None else f"{name} {argument}"
+        raise KeyError(f"unknown compbench table {given!r}; known: {', '.join(sorted(TABLES))}, and "
+                       f"{', '.join(f'{n} FILE' for n in sorted(RESULT_TABLES))}")
     return MARKER.sub(replace, markdown)
 
 

@@ -163,7 +163,12 @@ class Compressor:
             raise InvalidInputError(f"{self.name} needs floating-point weights and the model's are quantized: "
                                     f"apply {self.name} before the quantization step")
         arguments = (copy.deepcopy(model), amount, options) + ((context,) if self.uses_context else ())
-        compressed, changes = self.compress(*arguments)
+        try:
+            compressed, changes = self.compress(*arguments)
+        except InvalidInputError as err:  # said by surgery or a model's adapter: which step of a pipeline failed
+            if type(err) is not InvalidInputError or str(err).startswith(self.name):
+                raise
+            raise InvalidInputError(f"{self.name}: {err}") from err
         step = {"name": self.name, "amount": amount, "options": options, **changes}
         return Variant(compressed, [step])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from compbench.architectures.families import ModelAdapter
 from compbench.compression.compressor import Compressor, Option, half_up, register
-from compbench.errors import InvalidInputError
 from compbench.surgery.layers import keep_layers
 
 
@@ -23,9 +22,6 @@ def drop_layers(model, amount: float, options: dict):
     layers = adapter.layers()
     remove = min(half_up(amount * len(layers)), len(layers) - 1)
     dropped = layers_to_drop(len(layers), remove, options["which"])
-    if adapter.config.model_type == "wavlm" and 0 in dropped:
-        raise InvalidInputError("layer_drop: WavLM's first layer holds the relative position bias that "
-                                "every layer uses; use which: top or alternate")
     kept = keep_layers(adapter, [i for i in range(len(layers)) if i not in dropped])
     return model, {"layers_before": len(layers), "layers_after": kept, "dropped_layers": dropped,
                    "removed": len(dropped), "total": len(layers), "unit": "layers removed"}

@@ -24,8 +24,8 @@ def check_layers_kept(adapter: ModelAdapter, layers: Sequence[int]) -> None:
     """An error where keeping only ``layers`` would remove a layer that a kept one depends on."""
     kept = set(layers)
     if adapter.config.model_type == "wavlm" and 0 not in kept:
-        raise InvalidInputError("WavLM's first layer holds the relative position bias that every layer uses: it "
-                                "cannot be removed while other layers stay")
+        raise InvalidInputError("WavLM's first layer holds the relative position bias that every layer uses: keep "
+                                "layer 0 (remove layers from the top, or alternate ones)")
     pattern = reuse_pattern(adapter)
     for layer in sorted(kept) if pattern else ():
         if pattern[layer]:
